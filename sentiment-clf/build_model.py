@@ -1,0 +1,270 @@
+"""Train, evaluate and save the sentiment and ratings models.
+
+Usage (from the repository root)::
+
+    python sentiment-clf/build_model.py                      # data in sentiment-clf/lib/data/sst
+    python sentiment-clf/build_model.py --data-dir ../shared/data/sst
+    python sentiment-clf/build_model.py --kaggle-tsv lib/data/kaggle/train.tsv
+
+Protocol (the standard SST evaluation): fit on every distinct labelled phrase of
+the training trees, choose the settings on the dev sentences (roots), then report
+root accuracy on the test split. The choice is by dev log-loss, not dev accuracy:
+the service answers probabilities, and accuracy on ~1,000 sentences moves in
+steps of 0.1% in which many settings tie. Each model is written to
+``<models-dir>/<name>/`` with a ``report/`` folder: ``metrics.json``, the
+settings search as ``selection.csv`` and a PNG plot.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (accuracy_score, classification_report, f1_score, log_loss,
+                             roc_auc_score)
+from tqdm import tqdm
+
+import util
+from model import NLPModel
+
+logger = logging.getLogger("build_model")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = HERE / "lib" / "data" / "sst"
+DEFAULT_MODELS_DIR = HERE / "lib" / "models"
+
+# Sentence-level test accuracy, Socher et al. 2013, Table 1.
+PUBLISHED_BASELINES = {
+    "sentiment": {"Naive Bayes": 0.818, "Bigram Naive Bayes": 0.831, "RNTN": 0.854},
+    "ratings": {"Naive Bayes": 0.410, "Bigram Naive Bayes": 0.419, "RNTN": 0.457},
+}
+
+# The settings searched on dev; the vectorizer is fitted once per (ngram_range, sublinear_tf).
+# Class priors: as fitted on the phrases (mostly neutral), uniform, or the label
+# shares of the training sentences, which is what the model is asked to predict.
+SEARCH_GRID = {
+    "ngram_range": [(1, 1), (1, 2), (1, 3)],
+    "sublinear_tf": [True, False],
+    "alpha": [0.03, 0.1, 0.3, 1.0],
+    "prior": ["phrases", "uniform", "sentences"],
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One model trained from the treebank: its label names and how SST labels map to them."""
+
+    name: str
+    labels: tuple[str, ...]
+    from_sst: tuple[str | None, ...]  # SST label 0..4 -> label name, None drops the phrase
+    plot: str  # "roc" or "confusion"
+
+    def relabel(self, frame):
+        """Rows of ``frame`` this task keeps, with a ``target`` column of label names."""
+        names = frame["label"].map(lambda i: self.from_sst[i])
+        return frame.assign(target=names)[names.notna()]
+
+
+TASKS = {
+    "sentiment": Task("sentiment", ("Negative", "Positive"),
+                      ("Negative", "Negative", None, "Positive", "Positive"), plot="roc"),
+    "ratings": Task("ratings", ("negative", "somewhat negative", "neutral",
+                                "somewhat positive", "positive"),
+                    ("negative", "somewhat negative", "neutral", "somewhat positive", "positive"),
+                    plot="confusion"),
+}
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame  # distinct labelled phrases of the training sentences
+    train_roots: pd.DataFrame  # the training sentences themselves
+    dev: pd.DataFrame  # dev sentences (roots)
+    test: pd.DataFrame  # test sentences (roots)
+    description: dict  # the files used and their hash
+
+
+def load_splits(data_dir: Path, kaggle_tsv: Path | None) -> Splits:
+    """Load the training phrases and the dev and test sentences."""
+    files = [data_dir / "dev.txt", data_dir / "test.txt"]
+    if kaggle_tsv:
+        train = util.load_kaggle_tsv(kaggle_tsv)
+        files.insert(0, kaggle_tsv)
+    else:
+        train = util.load_sst(data_dir / "train.txt")
+        files.insert(0, data_dir / "train.txt")
+    return Splits(
+        # Each distinct labelled phrase once, as the Kaggle file lists them.
+        train=train.drop_duplicates(["phrase", "label"]).reset_index(drop=True),
+        train_roots=train[train["is_root"]],
+        dev=util.load_sst(files[1], roots_only=True),
+        test=util.load_sst(files[2], roots_only=True),
+        description={"files": [p.name for p in files], "sha256": util.file_sha256(*files)},
+    )
+
+
+def prior_params(prior: str, task: Task, train_roots) -> dict:
+    if prior == "phrases":
+        return {"fit_prior": True, "class_prior": None}
+    if prior == "uniform":
+        return {"fit_prior": False, "class_prior": None}
+    shares = train_roots["target"].value_counts(normalize=True)
+    return {"fit_prior": True, "class_prior": [float(shares.get(label, 0.0)) for label in task.labels]}
+
+
+def search_settings(task: Task, train, train_roots, dev, progress: bool) -> list[dict]:
+    """Fit every setting of ``SEARCH_GRID`` on ``train``; score it on the ``dev`` sentences."""
+    results = []
+    vector_settings = list(itertools.product(SEARCH_GRID["ngram_range"], SEARCH_GRID["sublinear_tf"]))
+    nb_settings = list(itertools.product(SEARCH_GRID["alpha"], SEARCH_GRID["prior"]))
+    with tqdm(total=len(vector_settings) * len(nb_settings), desc=f"{task.name}: search on dev",
+              unit="fit", disable=not progress) as bar:
+        for ngram_range, sublinear_tf in vector_settings:
+            vectorizer = NLPModel(task.labels, ngram_range=ngram_range,
+                                  sublinear_tf=sublinear_tf)._new_vectorizer()
+            features = vectorizer.fit_transform(train["phrase"].to_numpy())
+            dev_features = vectorizer.transform(dev["phrase"].to_numpy())
+            for alpha, prior in nb_settings:
+                params = {"ngram_range": ngram_range, "sublinear_tf": sublinear_tf, "alpha": alpha,
+                          **prior_params(prior, task, train_roots)}
+                model = NLPModel(task.labels, **params).fit_from_features(
+                    vectorizer, features, train["target"])
+                proba = model.classifier_.predict_proba(dev_features)
+                y_dev = model._label_indices(dev["target"])
+                results.append({"params": params, "prior": prior,
+                                "n_features": len(vectorizer.vocabulary_),
+                                "dev_log_loss": float(log_loss(y_dev, proba, labels=model.classifier_.classes_)),
+                                "dev_accuracy": float(accuracy_score(y_dev, proba.argmax(axis=1)))})
+                bar.update()
+    return results
+
+
+def evaluate(task: Task, model: NLPModel, test, report_dir: Path) -> dict:
+    """Root-level test metrics, and the task's plot saved in ``report_dir``."""
+    y_true = model._label_indices(test["target"])
+    proba = model.predict_proba(test["phrase"].to_numpy())
+    y_pred = proba.argmax(axis=1)
+    metrics = {
+        "test_accuracy": float(accuracy_score(y_true, y_pred)),
+        "test_macro_f1": float(f1_score(y_true, y_pred, average="macro")),
+        "test_sentences": int(len(test)),
+        "per_class": classification_report(y_true, y_pred, labels=list(range(len(task.labels))),
+                                           target_names=list(task.labels), output_dict=True,
+                                           zero_division=0),
+    }
+    if task.plot == "roc":
+        metrics["test_roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
+        util.save_roc_curve(y_true, proba[:, 1], report_dir / "roc_curve.png",
+                            title=f"{task.name}: ROC on SST test sentences (n={len(test)})")
+    else:
+        util.save_confusion_matrix(y_true, y_pred, task.labels, report_dir / "confusion_matrix.png",
+                                   title=f"{task.name}: SST test sentences (n={len(test)})")
+    return metrics
+
+
+def build(task: Task, splits, models_dir: Path, progress: bool = True) -> dict:
+    """Search settings on dev, fit the chosen model, evaluate it on test and save it.
+
+    Returns the saved manifest.
+    """
+    train, dev, test = (task.relabel(f) for f in (splits.train, splits.dev, splits.test))
+    logger.info("%s: %d training phrases, %d dev and %d test sentences",
+                task.name, len(train), len(dev), len(test))
+    started = time.perf_counter()
+    candidates = search_settings(task, train, task.relabel(splits.train_roots), dev, progress)
+    # min() keeps the first of equal scores: the choice is deterministic.
+    best = min(candidates, key=lambda row: (row["dev_log_loss"], -row["dev_accuracy"]))
+    params = best["params"]
+    logger.info("%s: chose %s, %s prior (dev log-loss %.4f, accuracy %.4f)", task.name,
+                {k: v for k, v in params.items() if k != "class_prior"}, best["prior"],
+                best["dev_log_loss"], best["dev_accuracy"])
+
+    model = NLPModel(task.labels, **params).fit(train["phrase"].to_numpy(), train["target"])
+    target_dir = models_dir / task.name
+    report_dir = target_dir / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "evaluation": "sentence-level (root) accuracy on the SST test split; "
+                      "settings chosen by root accuracy on the dev split",
+        "selected_by": "lowest log-loss on the dev sentences",
+        "prior": best["prior"],
+        "dev_log_loss": best["dev_log_loss"],
+        "dev_accuracy": best["dev_accuracy"],
+        **evaluate(task, model, test, report_dir),
+        "published_baselines_test_accuracy": PUBLISHED_BASELINES[task.name],
+        "train_phrases": int(len(train)),
+        "dev_sentences": int(len(dev)),
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_selection_table(candidates, report_dir / "selection.csv")
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    data_description = {**splits.description, "train_phrases": int(len(train))}
+    return model.save(target_dir, name=task.name, training_data=data_description,
+                      metrics={k: v for k, v in metrics.items() if k != "build_seconds"})
+
+
+def write_selection_table(candidates: list[dict], path: Path) -> None:
+    """The settings search, best first, as CSV."""
+    columns = ["ngram_range", "sublinear_tf", "alpha", "prior", "n_features", "dev_log_loss",
+               "dev_accuracy"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in sorted(candidates, key=lambda r: (r["dev_log_loss"], -r["dev_accuracy"])):
+            params = row["params"]
+            writer.writerow(["-".join(map(str, params["ngram_range"])), params["sublinear_tf"],
+                             params["alpha"], row["prior"], row["n_features"],
+                             f"{row['dev_log_loss']:.4f}", f"{row['dev_accuracy']:.4f}"])
+
+
+def summary(manifests: list[dict]) -> str:
+    lines = [f"{'model':<10} {'version':<13} {'dev acc':>8} {'test acc':>9} {'macro-F1':>9}  "
+             f"published (test acc)"]
+    for manifest in manifests:
+        m = manifest["metrics"]
+        published = ", ".join(f"{k} {v:.1%}" for k, v in m["published_baselines_test_accuracy"].items())
+        lines.append(f"{manifest['name']:<10} {manifest['version']:<13} {m['dev_accuracy']:>8.2%} "
+                     f"{m['test_accuracy']:>9.2%} {m['test_macro_f1']:>9.3f}  {published}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="folder with the SST train.txt, dev.txt and test.txt (default: %(default)s)")
+    parser.add_argument("--kaggle-tsv", type=Path, default=None,
+                        help="train on the Kaggle train.tsv phrases instead of train.txt "
+                             "(dev and test still come from --data-dir)")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                        help="where to write the models (default: %(default)s)")
+    parser.add_argument("--model", choices=sorted(TASKS), action="append",
+                        help="build only this model (repeatable; default: all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        splits = load_splits(args.data_dir, args.kaggle_tsv)
+    except (FileNotFoundError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    manifests = [build(TASKS[name], splits, args.models_dir, progress=not args.no_progress)
+                 for name in (args.model or list(TASKS))]
+    print(summary(manifests))
+    print(f"models and reports written to {args.models_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
