@@ -1,0 +1,45 @@
+"""Configuration in one place: environment variables with safe defaults.
+
+Every setting can be given as ``SENTIMENT_CLF_<NAME>`` in the environment:
+
+=====================  ========================  ==========================================
+variable               default                   meaning
+=====================  ========================  ==========================================
+``..._HOST``           ``127.0.0.1``             address gunicorn binds to
+``..._PORT``           ``5000``                  port gunicorn binds to
+``..._WORKERS``        ``2``                     gunicorn worker processes
+``..._MODEL_DIR``      ``sentiment-clf/lib/models``  folder holding one sub-folder per model
+``..._MAX_QUERY_CHARS``  ``10000``               longest query accepted (413 above it)
+``..._LOG_LEVEL``      ``INFO``                  level of the application's log
+=====================  ========================  ==========================================
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HERE = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_CLF_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    model_dir: Path = HERE / "lib" / "models"
+    max_query_chars: int = Field(10_000, ge=1)
+    log_level: str = "INFO"
+
+    def flask_config(self) -> dict:
+        """The settings the Flask app reads, under Flask's upper-case names."""
+        return {
+            "MODEL_DIR": self.model_dir,
+            "MAX_QUERY_CHARS": self.max_query_chars,
+            # A bound on any body before it is read; a query of MAX_QUERY_CHARS
+            # characters fits with room for JSON escapes (up to 12 bytes each).
+            "MAX_CONTENT_LENGTH": 16 * self.max_query_chars + 1024,
+            "LOG_LEVEL": self.log_level,
+        }
