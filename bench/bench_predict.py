@@ -1,0 +1,126 @@
+"""Benchmark: one prediction in-process, and the service under load over HTTP.
+
+    .venv/bin/python bench/bench_predict.py            # or: make bench
+
+1. In-process: the time of one ``NLPModel.predict_proba`` call on one phrase.
+2. The service started with the README's command (gunicorn, 2 workers by
+   default), loaded by wrk (Debian package ``wrk``) with single GET predictions:
+   requests/s and p50/p99 latency at each concurrency.
+
+Not a test: it prints figures for BENCHMARKS.md and writes them as JSON to
+bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests")]
+
+from live_server import LiveServer  # noqa: E402
+from model import NLPModel  # noqa: E402
+
+PHRASES = ["that movie was boring", "a gorgeous , witty , seductive movie",
+           "it 's not a bad film , but it is n't a good one either",
+           "The acting is superb and the story kept me guessing until the very end."]
+QUERY = "that movie was boring"
+
+
+def in_process(model_dir: Path, repeats: int) -> dict:
+    model = NLPModel.load(model_dir / "sentiment")
+    for text in PHRASES * 50:  # warm-up
+        model.predict_proba([text])
+    timings = []
+    for i in range(repeats):
+        text = PHRASES[i % len(PHRASES)]
+        started = time.perf_counter_ns()
+        model.predict_proba([text])
+        timings.append(time.perf_counter_ns() - started)
+    timings.sort()
+    return {"repeats": repeats, "median_ms": statistics.median(timings) / 1e6,
+            "p99_ms": timings[int(0.99 * len(timings))] / 1e6}
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(url: str, connections: int, seconds: int) -> dict:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True).stdout
+    def latency(percent):
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * _UNITS[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"connections": connections, "seconds": seconds,
+            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50_ms": latency(50), "p99_ms": latency(99),
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else "none"}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15, help="wrk run length per concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5000, help="in-process predictions timed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), "command": " ".join(["bench/bench_predict.py", *(argv or sys.argv[1:])])}
+    results["in_process"] = in_process(ROOT / "sentiment-clf" / "lib" / "models", args.repeats)
+    print(f"in-process, one prediction: median {results['in_process']['median_ms']:.3f} ms, "
+          f"p99 {results['in_process']['p99_ms']:.3f} ms ({args.repeats} calls)")
+
+    if not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk): skipping the HTTP figures", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LiveServer(Path(tmp) / "server.log", workers=args.workers)
+        try:
+            server.wait_ready()
+            url = f"{server.url}/?query={quote(QUERY)}"
+            run_wrk(url, 8, 3)  # warm-up
+            results["http"] = {"workers": args.workers, "url": "/?query=" + quote(QUERY),
+                               "runs": [run_wrk(url, c, args.seconds) for c in args.concurrency]}
+        finally:
+            server.stop()
+
+    print(f"\nservice, gunicorn {args.workers} workers, GET /?query=..., wrk 1 thread, {args.seconds} s each")
+    print("| concurrency | requests/s | p50 ms | p99 ms | errors |")
+    print("|---:|---:|---:|---:|---:|")
+    for run in results["http"]["runs"]:
+        print(f"| {run['connections']} | {run['requests_per_s']:,.0f} | {run['p50_ms']:.2f} | "
+              f"{run['p99_ms']:.2f} | {run['non_2xx']} non-2xx, socket {run['socket_errors']} |")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "bench_predict.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nmachine: {results['machine']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

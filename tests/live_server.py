@@ -1,0 +1,69 @@
+"""Start the service under gunicorn with the README's command, on a free local port.
+
+Used by the tests and by bench/bench_predict.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gunicorn_command() -> str | None:
+    """gunicorn next to this Python (the project's venv), else on PATH."""
+    candidate = Path(sys.executable).parent / "gunicorn"
+    return str(candidate) if candidate.exists() else shutil.which("gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """The service under gunicorn, started with the README's command on a free port."""
+
+    def __init__(self, log_path: Path, workers: int = 2, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environment = {**os.environ, "SENTIMENT_CLF_PORT": str(self.port),
+                       "SENTIMENT_CLF_WORKERS": str(workers), **(env or {})}
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [gunicorn_command(), "--chdir", "sentiment-clf", "app:create_app()"],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:  # not listening or not answering yet
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()

@@ -1,0 +1,152 @@
+"""The HTTP API through Flask's test client: answers, argument locations and errors."""
+import json
+
+import pytest
+
+from app import create_app
+from conftest import MODELS_DIR
+from model import ModelFileError
+
+RATINGS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
+
+
+def assert_prediction(body, labels):
+    assert list(body) == ["prediction", "confidence", "probabilities"]
+    assert list(body["probabilities"]) == labels
+    assert body["prediction"] in labels
+    assert body["confidence"] == body["probabilities"][body["prediction"]]
+    assert body["confidence"] == max(body["probabilities"].values())
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_get_with_a_query_string(client):
+    response = client.get("/", query_string={"query": "that movie was boring"})
+    assert response.status_code == 200
+    assert response.content_type == "application/json"
+    assert_prediction(response.json, ["Negative", "Positive"])
+    assert response.json["prediction"] == "Negative"
+    assert response.json["confidence"] > 0.5
+
+
+def test_positive_text(client):
+    body = client.get("/", query_string={"query": "a gorgeous, witty and moving film"}).json
+    assert body["prediction"] == "Positive"
+
+
+@pytest.mark.parametrize("send", [
+    lambda c: c.get("/", data={"query": "that movie was boring"}),  # curl -X GET -d
+    lambda c: c.post("/", data={"query": "that movie was boring"}),
+    lambda c: c.post("/", json={"query": "that movie was boring"}),
+    lambda c: c.get("/", json={"query": "that movie was boring"}),  # HTTPie's query=...
+], ids=["form-on-get", "form-on-post", "json-on-post", "json-on-get"])
+def test_every_argument_location_gives_the_same_answer(client, send):
+    expected = client.get("/", query_string={"query": "that movie was boring"}).json
+    response = send(client)
+    assert response.status_code == 200, response.json
+    assert response.json == expected
+
+
+def test_ratings_lists_five_labels_from_negative_to_positive(client):
+    response = client.get("/ratings", query_string={"query": "a gorgeous, witty, seductive movie"})
+    assert response.status_code == 200
+    assert_prediction(response.json, RATINGS)
+    assert response.json["prediction"] in ("somewhat positive", "positive")
+
+
+@pytest.mark.parametrize("text", [
+    "Ça me plaît beaucoup, très réussi", "😀😀😀", "映画はとても退屈だった", "\u200b", "a\x00b",
+    "that   movie\twas\r\nboring", "    padded    ", "!!!???",
+])
+def test_any_text_is_predicted(client, text):
+    response = client.post("/", json={"query": text})
+    assert response.status_code == 200, response.json
+    assert_prediction(response.json, ["Negative", "Positive"])
+
+
+def test_whitespace_and_curly_quotes_do_not_change_the_answer(client):
+    plain = client.get("/", query_string={"query": "it's not a good movie"}).json
+    for variant in ["  it's \t not   a good\nmovie ", "It’s not a good movie", "IT'S NOT A GOOD MOVIE"]:
+        assert client.get("/", query_string={"query": variant}).json == plain
+
+
+def assert_error(response, status, fragment):
+    assert response.status_code == status, response.data
+    assert response.content_type == "application/json"
+    body = response.json
+    assert list(body) == ["message"]
+    assert fragment in body["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/ratings"])
+@pytest.mark.parametrize("send, status, fragment", [
+    (lambda c, p: c.get(p), 400, "missing 'query'"),
+    (lambda c, p: c.get(p, query_string={"q": "x"}), 400, "missing 'query'"),
+    (lambda c, p: c.get(p, query_string={"query": ""}), 400, "'query' is empty"),
+    (lambda c, p: c.get(p, query_string={"query": " \t\n "}), 400, "'query' is empty"),
+    (lambda c, p: c.post(p, json={"query": ""}), 400, "'query' is empty"),
+    (lambda c, p: c.post(p, json={"query": 42}), 400, "must be a string"),
+    (lambda c, p: c.post(p, json={"query": None}), 400, "must be a string"),
+    (lambda c, p: c.post(p, json={"query": ["a"]}), 400, "must be a string"),
+    (lambda c, p: c.post(p, json={"text": "x"}), 400, "missing 'query' in the JSON body"),
+    (lambda c, p: c.post(p, data='{"query": "\\ud800"}', content_type="application/json"), 400,
+     "not valid Unicode"),
+    (lambda c, p: c.post(p, json=["x"]), 400, "must be an object"),
+    (lambda c, p: c.post(p, data='{"query": ', content_type="application/json"), 400, "not valid JSON"),
+    (lambda c, p: c.post(p, data=b"\xff\xfe", content_type="application/json"), 400, "not valid JSON"),
+    (lambda c, p: c.get(p, query_string={"query": "a" * 10_001}), 413, "10001 characters, the limit is 10000"),
+    (lambda c, p: c.post(p, json={"query": "é" * 10_001}), 413, "the limit is 10000"),
+    (lambda c, p: c.delete(p), 405, "method is not allowed"),
+    (lambda c, p: c.put(p, json={"query": "x"}), 405, "method is not allowed"),
+], ids=["none", "other-arg", "empty", "blank", "json-empty", "json-number", "json-null",
+        "json-list", "json-no-query", "json-surrogate", "json-not-object", "json-malformed", "json-not-utf8",
+        "too-long", "json-too-long", "delete", "put"])
+def test_bad_input_gets_a_clear_json_error(client, path, send, status, fragment):
+    assert_error(send(client, path), status, fragment)
+
+
+def test_a_query_at_the_limit_is_accepted(client):
+    assert client.post("/", json={"query": "good " * 2000}).status_code == 200  # 10,000 characters
+
+
+def test_a_body_over_the_size_limit_is_refused_before_reading(client):
+    response = client.post("/", data=json.dumps({"query": "x", "pad": "y" * 200_000}),
+                           content_type="application/json")
+    assert_error(response, 413, "")
+
+
+@pytest.mark.parametrize("path", ["/nope", "/ratings/extra", "/favicon.ico"])
+def test_unknown_paths_answer_json_404(client, path):
+    assert_error(client.get(path), 404, "not found")
+
+
+def test_health_names_the_model_versions(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "ok"
+    for name in ("sentiment", "ratings"):
+        manifest = json.loads((MODELS_DIR / name / "manifest.json").read_text())
+        assert body["models"][name]["version"] == manifest["version"]
+        assert body["models"][name]["labels"] == manifest["labels"]
+
+
+def test_the_query_limit_is_configurable():
+    small = create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR, "MAX_QUERY_CHARS": 5}).test_client()
+    assert small.get("/", query_string={"query": "12345"}).status_code == 200
+    assert_error(small.get("/", query_string={"query": "123456"}), 413, "the limit is 5")
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    from config import Settings
+
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 5000)
+    monkeypatch.setenv("SENTIMENT_CLF_MAX_QUERY_CHARS", "7")
+    app = create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR})
+    assert app.config["MAX_QUERY_CHARS"] == 7
+    assert app.debug is False
+
+
+def test_a_missing_model_stops_the_app_from_starting(tmp_path):
+    with pytest.raises(ModelFileError, match="no model manifest"):
+        create_app({"MODEL_DIR": tmp_path})
