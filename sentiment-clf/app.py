@@ -91,7 +91,7 @@ def read_query() -> str:
     """
     if request.args.get("query") is not None:
         value = request.args["query"]
-    elif request.is_json and request.content_length != 0:
+    elif request.is_json and request.get_data(cache=True):
         value = _json_query()
     elif request.form.get("query") is not None:
         value = request.form["query"]

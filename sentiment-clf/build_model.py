@@ -162,7 +162,7 @@ def evaluate(task: Task, model: NLPModel, test, report_dir: Path) -> dict:
     }
     if task.plot == "roc":
         metrics["test_roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
-        util.save_roc_curve(y_true, proba[:, 1], report_dir / "roc_curve.png",
+        util.save_roc_curve(y_true, proba[:, 1], report_dir / "roc_curve.png", positive=task.labels[1],
                             title=f"{task.name}: ROC on SST test sentences (n={len(test)})")
     else:
         util.save_confusion_matrix(y_true, y_pred, task.labels, report_dir / "confusion_matrix.png",

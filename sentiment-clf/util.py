@@ -168,13 +168,18 @@ def file_sha256(*paths) -> str:
     return digest.hexdigest()
 
 
-def save_roc_curve(y_true, scores, path, *, title: str) -> None:
-    """Save a ROC curve for binary labels ``y_true`` and positive-class ``scores`` as PNG."""
+def save_roc_curve(y_true, scores, path, *, title: str, positive: str = "positive") -> None:
+    """Save a ROC curve as PNG.
+
+    ``y_true`` holds 1 for the positive class (named ``positive`` on the axes) and
+    0 otherwise; ``scores`` is the predicted probability of the positive class.
+    """
     from sklearn.metrics import RocCurveDisplay
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    RocCurveDisplay.from_predictions(y_true, scores, ax=ax, name="model")
+    names = [positive if y else "other" for y in y_true]
+    RocCurveDisplay.from_predictions(names, scores, pos_label=positive, ax=ax, name="model")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     ax.set_title(title)
     ax.legend(loc="lower right")

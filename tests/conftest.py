@@ -63,3 +63,13 @@ def live_server(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def write_kaggle_tsv(path, sst_frame):
+    """The Kaggle layout: distinct phrases per sentence, the whole sentence first."""
+    lines = ["PhraseId\tSentenceId\tPhrase\tSentiment"]
+    per_sentence = sst_frame.drop_duplicates(["sentence_id", "phrase"])
+    for phrase_id, row in enumerate(per_sentence.itertuples(), start=1):
+        lines.append(f"{phrase_id}\t{row.sentence_id}\t{row.phrase}\t{row.label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return per_sentence

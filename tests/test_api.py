@@ -92,6 +92,7 @@ def assert_error(response, status, fragment):
     (lambda c, p: c.post(p, data='{"query": "\\ud800"}', content_type="application/json"), 400,
      "not valid Unicode"),
     (lambda c, p: c.post(p, json=["x"]), 400, "must be an object"),
+    (lambda c, p: c.get(p, content_type="application/json"), 400, "missing 'query'"),
     (lambda c, p: c.post(p, data='{"query": ', content_type="application/json"), 400, "not valid JSON"),
     (lambda c, p: c.post(p, data=b"\xff\xfe", content_type="application/json"), 400, "not valid JSON"),
     (lambda c, p: c.get(p, query_string={"query": "a" * 10_001}), 413, "10001 characters, the limit is 10000"),
@@ -99,7 +100,7 @@ def assert_error(response, status, fragment):
     (lambda c, p: c.delete(p), 405, "method is not allowed"),
     (lambda c, p: c.put(p, json={"query": "x"}), 405, "method is not allowed"),
 ], ids=["none", "other-arg", "empty", "blank", "json-empty", "json-number", "json-null",
-        "json-list", "json-no-query", "json-surrogate", "json-not-object", "json-malformed", "json-not-utf8",
+        "json-list", "json-no-query", "json-surrogate", "json-empty-body", "json-not-object", "json-malformed", "json-not-utf8",
         "too-long", "json-too-long", "delete", "put"])
 def test_bad_input_gets_a_clear_json_error(client, path, send, status, fragment):
     assert_error(send(client, path), status, fragment)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import build_model
-from conftest import MODELS_DIR
+import util
+from conftest import MODELS_DIR, write_kaggle_tsv
 from model import NLPModel
 
 # Socher et al. 2013 naive Bayes, sentence-level test accuracy: the issue's floors.
@@ -56,6 +57,19 @@ def test_the_build_writes_a_report(rebuilt):
         rows = (report / "selection.csv").read_text().splitlines()
         assert rows[0].startswith("ngram_range,") and len(rows) == 1 + 3 * 2 * 4 * 3
     assert "test_roc_auc" in json.loads((rebuilt / "sentiment" / "report" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_training_on_the_kaggle_tsv_gives_the_same_model(sst_dir, tmp_path):
+    """Kaggle's train.tsv lists the training trees' phrases: the same data, the same model."""
+    tsv = tmp_path / "train.tsv"
+    write_kaggle_tsv(tsv, util.load_sst(sst_dir / "train.txt"))
+    assert build_model.main(["--data-dir", str(sst_dir), "--kaggle-tsv", str(tsv), "--model", "ratings",
+                             "--models-dir", str(tmp_path / "models"), "--no-progress"]) == 0
+    fresh = json.loads((tmp_path / "models" / "ratings" / "manifest.json").read_text())
+    assert fresh["training_data"]["files"] == ["train.tsv", "dev.txt", "test.txt"]
+    assert fresh["arrays_sha256"] == committed_manifest("ratings")["arrays_sha256"]
+    assert fresh["metrics"] == committed_manifest("ratings")["metrics"]
 
 
 def test_missing_data_is_a_clear_error(tmp_path, caplog):

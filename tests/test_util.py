@@ -2,6 +2,7 @@
 import pytest
 
 import util
+from conftest import write_kaggle_tsv
 
 
 def test_parse_tree_gives_every_node_root_first():
@@ -45,16 +46,6 @@ def test_sst_splits_match_the_published_counts(sst_dir):
     phrases = util.load_sst(sst_dir / "dev.txt")
     assert phrases["sentence_id"].nunique() == 1101
     assert len(phrases) > 10 * 1101
-
-
-def write_kaggle_tsv(path, sst_frame):
-    """The Kaggle layout: distinct phrases per sentence, the whole sentence first."""
-    lines = ["PhraseId\tSentenceId\tPhrase\tSentiment"]
-    per_sentence = sst_frame.drop_duplicates(["sentence_id", "phrase"])
-    for phrase_id, row in enumerate(per_sentence.itertuples(), start=1):
-        lines.append(f"{phrase_id}\t{row.sentence_id}\t{row.phrase}\t{row.label}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return per_sentence
 
 
 def test_kaggle_tsv_holds_the_same_phrases_as_the_trees(sst_dir, tmp_path):
