@@ -10,21 +10,29 @@ body (``{"query": "..."}``) or a form body, on GET or POST, and answers::
     {"prediction": "Negative", "confidence": 0.87,
      "probabilities": {"Negative": 0.87, "Positive": 0.13}}
 
-Every error is JSON: ``{"message": "..."}`` with a 4xx status.
+``POST /feedback`` stores a user's answer and the models learn it (learning.py);
+``GET /models`` lists what is served. Every error is JSON: ``{"message": "..."}``.
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_restful import Api, Resource
 from pydantic import Strict, StringConstraints, TypeAdapter, ValidationError
-from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import (BadRequest, HTTPException, RequestEntityTooLarge,
+                                 ServiceUnavailable)
 
 from config import Settings
+from learning import ModelRegistry
 from model import NLPModel
+from storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +53,7 @@ class PredictionResource(Resource):
 
     def predict(self) -> dict:
         query = read_query()
-        model: NLPModel = current_app.extensions["models"][self.model_name]
-        probabilities = model.predict_proba([query])[0]
-        best = int(probabilities.argmax())
-        return {
-            "prediction": model.labels[best],
-            "confidence": float(probabilities[best]),
-            "probabilities": {label: float(p) for label, p in zip(model.labels, probabilities)},
-        }
+        return predict_one(registry().get(self.model_name).model, query)
 
 
 class PredictSentiment(PredictionResource):
@@ -69,17 +70,96 @@ class PredictRatings(PredictionResource):
 
 class Health(Resource):
     def get(self):
-        models = current_app.extensions["models"]
         return {
             "status": "ok",
-            "models": {name: {"version": m.manifest_["version"], "labels": m.labels,
-                              "created_at": m.manifest_["created_at"]}
-                       for name, m in models.items()},
+            "models": {name: {"version": m.version, "labels": m.model.labels}
+                       for name, m in registry().served().items()},
         }
+
+
+class Feedback(Resource):
+    """``POST {"model": "sentiment", "query": "...", "label": "Positive"}``: a user's answer.
+
+    Answers 201 ``{"id": N}`` once the answer is committed to the database. An
+    ``Idempotency-Key`` header makes a retried request return the first id
+    instead of storing the answer twice.
+    """
+
+    def post(self):
+        body = _json_body()
+        name, label = body.get("model"), body.get("label")
+        served = registry().served()
+        if not isinstance(name, str) or name not in served:
+            raise BadRequest(f"unknown model {name!r}: choose one of {sorted(served)}")
+        online = served[name]
+        if not isinstance(label, str) or label not in online.model.labels:
+            raise BadRequest(f"unknown label {label!r} for {name}: choose one of {online.model.labels}")
+        if "query" not in body:
+            raise BadRequest("missing 'query': the text the answer is about")
+        try:
+            query = validate_query(body["query"])
+        except RequestEntityTooLarge as exc:  # feedback answers 400 for any bad text
+            raise BadRequest(exc.description) from None
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= 200:
+            raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+        feedback_id = store_feedback(name, query, label, key)
+        return {"id": feedback_id}, 201, {"Location": f"/feedback/{feedback_id}"}
+
+
+class Models(Resource):
+    def get(self):
+        stored = _storage().feedback_counts()
+        routes = {resource.model_name: url for resource, url in PREDICTION_ROUTES.items()}
+        return {"models": [{
+            "name": name,
+            "endpoint": routes[name],
+            "version": m.version,
+            "base_version": m.base_version,
+            "labels": m.model.labels,
+            "training_data": {"phrases": m.model.manifest_.get("training_data", {}).get("train_phrases"),
+                              "feedback_learned": m.learned},
+            "feedback_stored": stored.get(name, 0),
+            "metrics": m.model.manifest_.get("metrics", {}),
+        } for name, m in registry().served().items()]}
 
 
 # Resource class -> URL. The model each one serves is loaded from MODEL_DIR/<model_name>.
 PREDICTION_ROUTES = {PredictSentiment: "/", PredictRatings: "/ratings"}
+
+
+def registry() -> ModelRegistry:
+    return current_app.extensions["registry"]
+
+
+def _storage() -> Storage:
+    return current_app.extensions["storage"]
+
+
+def predict_one(model: NLPModel, query: str) -> dict:
+    """The answer for one text: the best label, its probability, and every label's."""
+    probabilities = model.predict_proba([query])[0]
+    best = int(probabilities.argmax())
+    return {
+        "prediction": model.labels[best],
+        "confidence": float(probabilities[best]),
+        "probabilities": {label: float(p) for label, p in zip(model.labels, probabilities)},
+    }
+
+
+def store_feedback(name: str, query: str, label: str, key: str | None = None) -> int:
+    """Store an answer with what the model predicted, then learn it here at once."""
+    online = registry().get(name)
+    prediction = online.model.predict([query])[0]
+    try:
+        feedback_id, _ = _storage().add_feedback(
+            model=name, text=query, label=label, prediction=prediction,
+            model_version=online.version, request_key=key)
+    except SQLAlchemyError:
+        logger.exception("could not store feedback")
+        raise ServiceUnavailable("the feedback could not be stored; nothing was saved, try again") from None
+    registry().sync()
+    return feedback_id
 
 
 def read_query() -> str:
@@ -92,27 +172,33 @@ def read_query() -> str:
     if request.args.get("query") is not None:
         value = request.args["query"]
     elif request.is_json and request.get_data(cache=True):
-        value = _json_query()
+        body = _json_body()
+        if "query" not in body:
+            raise BadRequest(f"missing 'query' in the JSON body: {QUERY_HELP}")
+        value = body["query"]
     elif request.form.get("query") is not None:
         value = request.form["query"]
     else:
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
+    return validate_query(value)
+
+
+def validate_query(value) -> str:
+    """``value`` as a query (surrounding space stripped), or a 400/413 HTTPException."""
     try:
         return current_app.extensions["query_validator"].validate_python(value)
     except ValidationError as exc:
         raise _query_error(exc.errors()[0], value) from None
 
 
-def _json_query():
+def _json_body() -> dict:
     try:
         body = request.get_json(force=True)
     except BadRequest:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object such as {\"query\": \"...\"}")
-    if "query" not in body:
-        raise BadRequest(f"missing 'query' in the JSON body: {QUERY_HELP}")
-    return body["query"]
+    return body
 
 
 def _query_error(error: dict, value) -> HTTPException:
@@ -138,6 +224,18 @@ def load_models(model_dir: Path, names) -> dict[str, NLPModel]:
     return models
 
 
+def _rate_limited(limit):
+    """A 429 with a clear message and Retry-After; the page shows its own (ui.py)."""
+    if request.blueprint == "ui":
+        return None
+    retry_after = max(1, int(limit.reset_at - time.time()))
+    response = jsonify(message=f"too many answers from this client: the limit is {limit.limit}; "
+                               f"try again in {retry_after} s")
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def json_error(error: HTTPException):
     """Errors raised outside the API's routes answer JSON too."""
     return {"message": error.description}, error.code
@@ -154,13 +252,26 @@ def create_app(config: dict | None = None) -> Flask:
     # A query is a string of 1..MAX_QUERY_CHARS characters once surrounding space is stripped.
     app.extensions["query_validator"] = TypeAdapter(Annotated[str, Strict(), StringConstraints(
         strip_whitespace=True, min_length=1, max_length=app.config["MAX_QUERY_CHARS"])])
-    app.extensions["models"] = load_models(
-        app.config["MODEL_DIR"], [resource.model_name for resource in PREDICTION_ROUTES])
+    base_models = load_models(app.config["MODEL_DIR"], [r.model_name for r in PREDICTION_ROUTES])
+    storage = Storage(app.config["DATABASE_URL"])
+    app.extensions["storage"] = storage
+    app.extensions["registry"] = ModelRegistry(base_models, storage, app.config["SYNC_INTERVAL"])
 
     api = Api(app, catch_all_404s=True)
     for resource, url in PREDICTION_ROUTES.items():
         api.add_resource(resource, url)
     api.add_resource(Health, "/health")
+    api.add_resource(Models, "/models")
+    api.add_resource(Feedback, "/feedback")
+
+    import ui  # the web page; imported here so the API alone has no template work
+
+    app.register_blueprint(ui.blueprint)
+    # Answers change the models: one client may send only so many.
+    limiter = Limiter(get_remote_address, app=app, on_breach=_rate_limited)
+    feedback_limit = limiter.limit(lambda: app.config["FEEDBACK_RATE_LIMIT"])
+    for endpoint in ("feedback", "ui.feedback"):
+        app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
     app.register_error_handler(HTTPException, json_error)
     return app
 

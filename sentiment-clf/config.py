@@ -11,13 +11,20 @@ variable               default                   meaning
 ``..._MODEL_DIR``      ``sentiment-clf/lib/models``  folder holding one sub-folder per model
 ``..._MAX_QUERY_CHARS``  ``10000``               longest query accepted (413 above it)
 ``..._LOG_LEVEL``      ``INFO``                  level of the application's log
+``..._DATA_DIR``       ``sentiment-clf/instance``  where the default SQLite database lives
+``DATABASE_URL``       SQLite in DATA_DIR        ``sqlite:///path`` or ``postgresql://user@host/db``
+``..._SYNC_INTERVAL``  ``0.5``                   seconds a worker may serve before it reads
+                                                 new feedback and versions from the database
+``..._FEEDBACK_RATE_LIMIT``  ``20 per minute``   answers one client may send (flask-limiter syntax)
+``..._RATELIMIT_STORAGE_URI``  ``memory://``     where rate-limit counters live (``redis://...``
+                                                 to share them between workers and servers)
 =====================  ========================  ==========================================
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +39,17 @@ class Settings(BaseSettings):
     model_dir: Path = HERE / "lib" / "models"
     max_query_chars: int = Field(10_000, ge=1)
     log_level: str = "INFO"
+    data_dir: Path = HERE / "instance"
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"))
+    sync_interval: float = Field(0.5, ge=0)
+    feedback_rate_limit: str = "20 per minute"
+    ratelimit_storage_uri: str = "memory://"
+
+    def database(self) -> str:
+        from storage import default_url
+
+        return self.database_url or default_url(self.data_dir)
 
     def flask_config(self) -> dict:
         """The settings the Flask app reads, under Flask's upper-case names."""
@@ -42,4 +60,9 @@ class Settings(BaseSettings):
             # characters fits with room for JSON escapes (up to 12 bytes each).
             "MAX_CONTENT_LENGTH": 16 * self.max_query_chars + 1024,
             "LOG_LEVEL": self.log_level,
+            "DATABASE_URL": self.database(),
+            "SYNC_INTERVAL": self.sync_interval,
+            "FEEDBACK_RATE_LIMIT": self.feedback_rate_limit,
+            "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
+            "RATELIMIT_HEADERS_ENABLED": True,
         }

@@ -161,15 +161,24 @@ class NLPModel:
 
     # -- saving and loading ---------------------------------------------------
 
-    def save(self, directory, *, name: str, training_data: dict | None = None,
-             metrics: dict | None = None) -> dict:
-        """Write ``model.npz`` and ``manifest.json`` into ``directory``; return the manifest.
+    def partial_fit(self, texts, y, sample_weight=None) -> "NLPModel":
+        """Learn more examples with the fitted vocabulary and IDF weights kept as they are.
 
-        The arrays file is byte-for-byte the same for the same fitted model, so its
-        checksum (and the version derived from it) identifies the model.
+        Multinomial naive Bayes learns by adding up counts, so this is exact: the
+        result equals fitting the classifier once on all the examples' features.
+        Words outside the vocabulary are ignored. Returns ``self``.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        features = self.vectorizer_.transform(texts)
+        self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
+        return self
+
+    def dumps(self, *, name: str, training_data: dict | None = None,
+              metrics: dict | None = None) -> tuple[dict, bytes]:
+        """The manifest and the bytes of the arrays file.
+
+        The bytes are the same for the same fitted model, so their checksum (and
+        the version derived from it) identifies the model.
+        """
         payload = _arrays_to_zip(self._to_arrays())
         checksum = hashlib.sha256(payload).hexdigest()
         manifest = {
@@ -187,6 +196,14 @@ class NLPModel:
             "library_versions": library_versions(),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        return manifest, payload
+
+    def save(self, directory, *, name: str, training_data: dict | None = None,
+             metrics: dict | None = None) -> dict:
+        """Write ``model.npz`` and ``manifest.json`` into ``directory``; return the manifest."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        manifest, payload = self.dumps(name=name, training_data=training_data, metrics=metrics)
         (directory / ARRAYS_FILE).write_bytes(payload)
         (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         self.manifest_ = manifest
@@ -209,25 +226,35 @@ class NLPModel:
             raise ModelFileError(f"{manifest_path}: no model manifest here") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"{manifest_path}: not a valid JSON manifest ({exc})") from None
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{manifest_path}: not a {FORMAT} v{FORMAT_VERSION} manifest")
-        arrays_path = directory / manifest.get("arrays_file", ARRAYS_FILE)
+        if not isinstance(manifest, dict):
+            raise ModelFileError(f"{manifest_path}: not a {FORMAT} manifest")
+        arrays_path = directory / str(manifest.get("arrays_file", ARRAYS_FILE))
         if arrays_path.parent != directory:
             raise ModelFileError(f"{manifest_path}: arrays_file must be a file in the same folder")
         try:
             payload = arrays_path.read_bytes()
         except FileNotFoundError:
             raise ModelFileError(f"{arrays_path}: the model's arrays file is missing") from None
+        return cls.loads(manifest, payload, source=str(arrays_path))
+
+    @classmethod
+    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> "NLPModel":
+        """Build a model from a manifest and arrays bytes (as :meth:`dumps` gives them).
+
+        ``source`` names where they came from in error messages.
+        """
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"{source}: not a {FORMAT} v{FORMAT_VERSION} model")
         checksum = hashlib.sha256(payload).hexdigest()
         if checksum != manifest.get("arrays_sha256"):
             raise ModelFileError(
-                f"{arrays_path}: checksum mismatch, the file was altered or damaged "
+                f"{source}: checksum mismatch, the file was altered or damaged "
                 f"(expected sha256 {manifest.get('arrays_sha256')}, found {checksum}); "
                 "rebuild it with build_model.py or restore it from version control")
         try:
             model = cls._from_arrays(manifest, _arrays_from_zip(payload))
         except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
-            raise ModelFileError(f"{arrays_path}: inconsistent model content ({exc})") from None
+            raise ModelFileError(f"{source}: inconsistent model content ({exc})") from None
         model.manifest_ = manifest
         return model
 

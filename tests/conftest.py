@@ -42,11 +42,57 @@ def sst_dir() -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
-def app():
+def make_app(database_url: str, **config):
+    """An app on the committed models and the given database."""
     from app import create_app
 
-    return create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR})
+    return create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR, "DATABASE_URL": database_url,
+                       "FEEDBACK_RATE_LIMIT": "1000 per second", **config})
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'feedback.sqlite'}"
+
+
+POSTGRES_ADMIN_URL = os.environ.get("SENTIMENT_CLF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture()
+def postgresql_url():
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg")
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test with
+        need(False, f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__})")
+    name = f"sclf_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture()
+def app(sqlite_url):
+    return make_app(sqlite_url)
 
 
 @pytest.fixture()
@@ -57,7 +103,8 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     need(gunicorn_command(), "gunicorn is not installed")
-    server = LiveServer(tmp_path_factory.mktemp("gunicorn") / "server.log")
+    folder = tmp_path_factory.mktemp("gunicorn")
+    server = LiveServer(folder / "server.log", env={"SENTIMENT_CLF_DATA_DIR": str(folder)})
     try:
         server.wait_ready()
         yield server

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from app import create_app
-from conftest import MODELS_DIR
+from conftest import MODELS_DIR, make_app
 from model import ModelFileError
 
 RATINGS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
@@ -132,18 +132,21 @@ def test_health_names_the_model_versions(client):
         assert body["models"][name]["labels"] == manifest["labels"]
 
 
-def test_the_query_limit_is_configurable():
-    small = create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR, "MAX_QUERY_CHARS": 5}).test_client()
+def test_the_query_limit_is_configurable(sqlite_url):
+    small = make_app(sqlite_url, MAX_QUERY_CHARS=5).test_client()
     assert small.get("/", query_string={"query": "12345"}).status_code == 200
     assert_error(small.get("/", query_string={"query": "123456"}), 413, "the limit is 5")
 
 
-def test_settings_come_from_the_environment(monkeypatch):
+def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     from config import Settings
 
     assert (Settings().host, Settings().port) == ("127.0.0.1", 5000)
     monkeypatch.setenv("SENTIMENT_CLF_MAX_QUERY_CHARS", "7")
+    monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
     app = create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR})
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'feedback.sqlite'}"
+    assert (tmp_path / "feedback.sqlite").exists()
     assert app.config["MAX_QUERY_CHARS"] == 7
     assert app.debug is False
 

@@ -1,0 +1,259 @@
+"""Durable storage: user feedback, published model versions and which version serves.
+
+One SQL database, through SQLAlchemy Core: a SQLite file by default (WAL mode,
+synchronous=FULL), PostgreSQL when the URL says so. The database is the source
+of truth: every worker and every server rebuilds its models from it.
+
+Tables
+------
+``feedback``        one row per answer a user gave; never updated or deleted.
+``model_versions``  retrained models: manifest JSON and the arrays file's bytes.
+``activations``     which version serves each model; the newest row not rolled
+                    back wins, no row means the base model shipped on disk.
+``schema_info``     the schema version, for upgrades.
+
+Feedback ids grow in commit order (PostgreSQL inserts take a transaction lock),
+so a reader that has seen every id up to N never misses a later commit below N.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text, UniqueConstraint, create_engine, event,
+                        func, insert, select, update)
+from sqlalchemy import text as sql
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# Any constant: the key of the PostgreSQL advisory lock that orders feedback inserts.
+_FEEDBACK_LOCK = 727_001
+
+metadata = MetaData()
+_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite wants INTEGER for its row ids
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("prediction", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("request_key", String(200), nullable=True, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("feedback_by_model", "model", "id"),
+    sqlite_autoincrement=True,  # ids are never reused
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+    Column("feedback_upto", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model", "version", name="model_versions_unique"),
+    sqlite_autoincrement=True,
+)
+
+activations = Table(
+    "activations", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("rolled_back", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("activations_by_model", "model", "id"),
+    sqlite_autoincrement=True,
+)
+
+schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    id: int
+    model: str
+    text: str
+    label: str
+    prediction: str
+    model_version: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    model: str
+    version: str
+    manifest: dict
+    arrays: bytes
+    feedback_upto: int
+
+
+def default_url(data_dir) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'feedback.sqlite'}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Storage:
+    """The feedback database. ``url`` is a SQLAlchemy URL (``sqlite:///...`` or ``postgresql://...``)."""
+
+    def __init__(self, url: str):
+        parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.url = parsed.render_as_string(hide_password=True)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Two processes starting at once must not both create the tables.
+                conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK + 1})
+            metadata.create_all(conn)
+            found = conn.execute(select(schema_info.c.version)).scalar()
+            if found is None:
+                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
+            elif found > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.url}: schema version {found} is newer than this code "
+                                   f"({SCHEMA_VERSION}); upgrade sentiment-clf")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- feedback -------------------------------------------------------------
+
+    def add_feedback(self, *, model: str, text: str, label: str, prediction: str,
+                     model_version: str, request_key: str | None = None) -> tuple[int, bool]:
+        """Store one answer durably; return ``(id, created)``.
+
+        With a ``request_key`` already stored (a client retrying the same request),
+        nothing is added and the first row's id comes back with ``created`` False.
+        """
+        row = {"model": model, "text": text, "label": label, "prediction": prediction,
+               "model_version": model_version, "request_key": request_key, "created_at": _now()}
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
+                new_id = conn.execute(insert(feedback).values(**row)).inserted_primary_key[0]
+            return int(new_id), True
+        except IntegrityError:
+            if request_key is None:
+                raise
+            with self.engine.connect() as conn:
+                found = conn.execute(select(feedback.c.id, feedback.c.model)
+                                     .where(feedback.c.request_key == request_key)).one_or_none()
+            if found is None or found.model != model:
+                raise
+            return int(found.id), False
+
+    def feedback_after(self, after_id: int = 0, *, model: str | None = None,
+                       upto_id: int | None = None) -> list[FeedbackRow]:
+        """Feedback with ``after_id < id <= upto_id``, oldest first."""
+        query = select(feedback).where(feedback.c.id > after_id).order_by(feedback.c.id)
+        if model is not None:
+            query = query.where(feedback.c.model == model)
+        if upto_id is not None:
+            query = query.where(feedback.c.id <= upto_id)
+        with self.engine.connect() as conn:
+            return [FeedbackRow(r.id, r.model, r.text, r.label, r.prediction, r.model_version,
+                                r.created_at) for r in conn.execute(query)]
+
+    def get_feedback(self, feedback_id: int) -> FeedbackRow | None:
+        rows = self.feedback_after(feedback_id - 1, upto_id=feedback_id)
+        return rows[0] if rows else None
+
+    def feedback_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(feedback.c.model, func.count())
+                                     .group_by(feedback.c.model)).all())
+
+    def last_feedback_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(feedback.c.id))).scalar() or 0)
+
+    # -- model versions -------------------------------------------------------
+
+    def publish(self, model: str, manifest: dict, arrays: bytes, feedback_upto: int) -> None:
+        """Store a version of ``model`` (unless stored already) and make it the serving one."""
+        with self.engine.begin() as conn:
+            stored = conn.execute(select(model_versions.c.id).where(
+                model_versions.c.model == model, model_versions.c.version == manifest["version"])).scalar()
+            if stored is None:
+                conn.execute(insert(model_versions).values(
+                    model=model, version=manifest["version"], manifest=json.dumps(manifest),
+                    arrays=arrays, feedback_upto=feedback_upto, created_at=_now()))
+            conn.execute(insert(activations).values(model=model, version=manifest["version"],
+                                                    rolled_back=False, created_at=_now()))
+
+    def active_versions(self) -> dict[str, str]:
+        """The serving version of each model that has a published one (cheap: no blobs)."""
+        newest = (select(activations.c.model, func.max(activations.c.id).label("id"))
+                  .where(activations.c.rolled_back.is_(False)).group_by(activations.c.model).subquery())
+        query = select(activations.c.model, activations.c.version).join(
+            newest, activations.c.id == newest.c.id)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    def load_version(self, model: str, version: str) -> PublishedVersion:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(model_versions).where(
+                model_versions.c.model == model, model_versions.c.version == version)).one()
+        return PublishedVersion(row.model, row.version, json.loads(row.manifest), bytes(row.arrays),
+                                int(row.feedback_upto))
+
+    def versions(self, model: str) -> list[dict]:
+        """Published versions of ``model``, oldest first, without their arrays."""
+        active = self.active_versions().get(model)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(model_versions.c.version, model_versions.c.manifest,
+                                       model_versions.c.feedback_upto, model_versions.c.created_at)
+                                .where(model_versions.c.model == model)
+                                .order_by(model_versions.c.id)).all()
+        return [{"version": r.version, "feedback_upto": int(r.feedback_upto),
+                 "created_at": r.created_at.isoformat(), "active": r.version == active,
+                 "metrics": json.loads(r.manifest).get("metrics", {})} for r in rows]
+
+    def rollback(self, model: str) -> str | None:
+        """Stop serving the current published version of ``model``.
+
+        Returns the version that serves now, or None for the base model on disk.
+        Raises ``LookupError`` when the base model already serves.
+        """
+        with self.engine.begin() as conn:
+            current = conn.execute(select(activations.c.id).where(
+                activations.c.model == model, activations.c.rolled_back.is_(False))
+                .order_by(activations.c.id.desc()).limit(1).with_for_update()).scalar()
+            if current is None:
+                raise LookupError(f"{model}: the base model serves already; nothing to roll back")
+            conn.execute(update(activations).where(activations.c.id == current).values(rolled_back=True))
+        return self.active_versions().get(model)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before we answer 201, power loss included.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,161 @@
+"""POST /feedback, GET /models and the /ui page, through Flask's test client."""
+import pytest
+
+from conftest import make_app
+from storage import Storage
+
+TEXT = "an utterly forgettable , bland film"
+
+
+@pytest.fixture()
+def storage(sqlite_url):
+    return Storage(sqlite_url)
+
+
+def send(client, **body):
+    return client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive", **body})
+
+
+def test_feedback_is_stored_then_acknowledged(client, storage):
+    before = client.get("/", query_string={"query": TEXT}).json
+    response = send(client)
+    assert response.status_code == 201
+    assert list(response.json) == ["id"]
+    assert response.headers["Location"] == f"/feedback/{response.json['id']}"
+    row = storage.get_feedback(response.json["id"])
+    assert (row.model, row.text, row.label) == ("sentiment", TEXT, "Positive")
+    assert row.prediction == before["prediction"] == "Negative"
+    assert row.model_version == client.get("/health").json["models"]["sentiment"]["version"].split("+")[0]
+    after = client.get("/", query_string={"query": TEXT}).json
+    assert after["probabilities"]["Positive"] > before["probabilities"]["Positive"]
+
+
+def test_ratings_feedback_takes_a_rating_by_name(client, storage):
+    response = client.post("/feedback", json={"model": "ratings", "query": TEXT, "label": "somewhat negative"})
+    assert response.status_code == 201
+    assert storage.get_feedback(response.json["id"]).label == "somewhat negative"
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"model": "hatespeech"}, "unknown model 'hatespeech'"),
+    ({"model": None}, "unknown model None"),
+    ({"label": "positive"}, "unknown label 'positive' for sentiment"),
+    ({"label": 1}, "unknown label 1"),
+    ({"query": ""}, "'query' is empty"),
+    ({"query": "   "}, "'query' is empty"),
+    ({"query": 5}, "must be a string"),
+    ({"query": "x" * 10_001}, "the limit is 10000"),
+])
+def test_bad_feedback_is_refused_and_nothing_is_stored(client, storage, body, fragment):
+    response = send(client, **body)
+    assert response.status_code == 400
+    assert fragment in response.json["message"]
+    assert storage.feedback_counts() == {}
+
+
+@pytest.mark.parametrize("data, content_type, fragment", [
+    ("{oops", "application/json", "not valid JSON"),
+    ('["a"]', "application/json", "must be an object"),
+    ('{"model": "sentiment", "label": "Positive"}', "application/json", "missing 'query'"),
+])
+def test_malformed_feedback_bodies(client, storage, data, content_type, fragment):
+    response = client.post("/feedback", data=data, content_type=content_type)
+    assert response.status_code == 400 and fragment in response.json["message"]
+    assert storage.feedback_counts() == {}
+
+
+def test_feedback_only_accepts_post(client):
+    assert client.get("/feedback").status_code == 405
+
+
+def test_a_retry_with_the_same_idempotency_key_stores_once(client, storage):
+    first = client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive"},
+                        headers={"Idempotency-Key": "abc-123"})
+    again = client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive"},
+                        headers={"Idempotency-Key": "abc-123"})
+    assert first.status_code == again.status_code == 201
+    assert first.json == again.json
+    assert storage.feedback_counts() == {"sentiment": 1}
+
+
+def test_one_client_is_rate_limited(sqlite_url):
+    client = make_app(sqlite_url, FEEDBACK_RATE_LIMIT="2 per minute").test_client()
+    assert [send(client).status_code for _ in range(2)] == [201, 201]
+    limited = send(client, query="something else entirely")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "too many answers from this client" in limited.json["message"]
+    assert Storage(sqlite_url).feedback_counts() == {"sentiment": 2}
+    assert client.get("/", query_string={"query": TEXT}).status_code == 200  # predictions are not limited
+
+
+def test_models_lists_what_is_served(client):
+    send(client)
+    send(client, label="Negative", query="a dull film")
+    models = {m["name"]: m for m in client.get("/models").json["models"]}
+    assert set(models) == {"sentiment", "ratings"}
+    sentiment = models["sentiment"]
+    assert sentiment["endpoint"] == "/" and models["ratings"]["endpoint"] == "/ratings"
+    assert sentiment["labels"] == ["Negative", "Positive"]
+    assert sentiment["training_data"] == {"phrases": 77616, "feedback_learned": 2}
+    assert sentiment["feedback_stored"] == 2
+    assert sentiment["version"].startswith(sentiment["base_version"] + "+fb")
+    assert sentiment["metrics"]["test_accuracy"] > 0.818
+    assert models["ratings"]["feedback_stored"] == 0 and models["ratings"]["version"] == models["ratings"]["base_version"]
+
+
+# -- the web page -------------------------------------------------------------
+
+def test_the_page_has_a_form_and_fits_a_phone(client):
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page.text
+    assert '<form method="post" action="/ui"' in page.text and 'name="review"' in page.text
+    assert "<script" not in page.text
+
+
+@pytest.mark.parametrize("review, fragment", [
+    ("", "at least 3 characters"), ("  a ", "at least 3 characters"),
+    ("x" * 10_001, "the limit is 10,000"),
+])
+def test_too_short_or_long_reviews_get_a_message_on_the_page(client, review, fragment):
+    page = client.post("/ui", data={"review": review})
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    assert fragment in page.text and 'role="alert"' in page.text
+
+
+def test_the_result_shows_both_models_and_the_answer_buttons(client):
+    page = client.post("/ui", data={"review": TEXT}).text
+    assert 'id="result-sentiment"' in page and 'id="result-ratings"' in page
+    assert '<strong class="label">Negative</strong>' in page
+    assert 'value="correct"' in page and 'value="incorrect"' in page
+    assert page.count("<option") == 5
+
+
+def test_incorrect_on_the_page_stores_the_other_label_and_the_model_learns(client, storage):
+    before = client.get("/", query_string={"query": TEXT}).json["probabilities"]["Positive"]
+    page = client.post("/ui/feedback", data={"model": "sentiment", "review": TEXT, "prediction": "Negative",
+                                             "verdict": "incorrect"})
+    assert page.status_code == 200 and "Thank you!" in page.text
+    [row] = storage.feedback_after(0)
+    assert (row.text, row.label, row.prediction) == (TEXT, "Positive", "Negative")
+    assert client.get("/", query_string={"query": TEXT}).json["probabilities"]["Positive"] > before
+
+
+def test_a_rating_picked_on_the_page_is_stored(client, storage):
+    page = client.post("/ui/feedback", data={"model": "ratings", "review": TEXT, "prediction": "negative",
+                                             "label": "neutral"})
+    assert "Thank you!" in page.text
+    assert storage.feedback_after(0)[0].label == "neutral"
+
+
+def test_a_tampered_answer_form_gets_a_page_not_json(client, storage):
+    page = client.post("/ui/feedback", data={"model": "nope", "review": TEXT, "verdict": "correct"})
+    assert page.status_code == 400 and page.content_type.startswith("text/html")
+    assert "classify the review again" in page.text
+    assert storage.feedback_counts() == {}
+
+
+def test_html_is_escaped(client):
+    page = client.post("/ui", data={"review": "<script>alert(1)</script> great"}).text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
