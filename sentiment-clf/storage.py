@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, L
                         func, insert, select, update)
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ activations = Table(
     sqlite_autoincrement=True,
 )
 
-schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
+schema_info = Table("schema_info", metadata,
+                    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+                    Column("version", Integer, nullable=False))
 
 
 @dataclass(frozen=True)
@@ -125,17 +128,28 @@ class Storage:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Two processes starting at once must not both create the tables.
-                conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK + 1})
-            metadata.create_all(conn)
-            found = conn.execute(select(schema_info.c.version)).scalar()
-            if found is None:
-                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
-            elif found > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.url}: schema version {found} is newer than this code "
-                                   f"({SCHEMA_VERSION}); upgrade sentiment-clf")
+        # Workers start together: on a new database several may try to create the
+        # tables at once. PostgreSQL serializes them with a lock; on SQLite the
+        # loser gets "already exists" and tries again, finding the tables made.
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK + 1})
+                    metadata.create_all(conn)
+                    found = conn.execute(select(schema_info.c.version)).scalar()
+                    if found is None:
+                        conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+                return self._check_schema_version(found)
+            except (OperationalError, IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _check_schema_version(self, found: int | None) -> None:
+        if found is not None and found > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.url}: schema version {found} is newer than this code "
+                               f"({SCHEMA_VERSION}); upgrade sentiment-clf")
 
     def dispose(self) -> None:
         self.engine.dispose()

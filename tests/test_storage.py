@@ -98,3 +98,29 @@ def test_sqlite_runs_in_wal_mode(sqlite_url):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def _open_storage(url, results):
+    try:
+        Storage(url).dispose()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_workers_starting_together_on_a_new_database_all_start(tmp_path):
+    """gunicorn boots its workers at once; each creates the schema if it is missing."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for trial in range(6):
+        url = f"sqlite:///{tmp_path / str(trial) / 'feedback.sqlite'}"
+        results = context.Queue()
+        processes = [context.Process(target=_open_storage, args=(url, results)) for _ in range(4)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join(60)
+        assert [results.get(timeout=5) for _ in processes] == ["ok"] * 4
+        with Storage(url).engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM schema_info").scalar() == 1
