@@ -1,10 +1,22 @@
-"""Train, evaluate and save the sentiment and ratings models.
+"""Train, evaluate and save the sentiment and ratings models; retrain them with feedback.
 
 Usage (from the repository root)::
 
     python sentiment-clf/build_model.py                      # data in sentiment-clf/lib/data/sst
     python sentiment-clf/build_model.py --data-dir ../shared/data/sst
     python sentiment-clf/build_model.py --kaggle-tsv lib/data/kaggle/train.tsv
+
+    python sentiment-clf/build_model.py retrain [--model sentiment] [--tolerance 0.005]
+    python sentiment-clf/build_model.py rollback --model sentiment
+    python sentiment-clf/build_model.py versions [--model sentiment]
+
+``retrain`` fits each model again on the base data plus the stored feedback (the
+learned answers), with the serving model's settings, evaluates it on the SST test
+sentences, and publishes it to the database as the new serving version only if
+its test accuracy is at most ``--tolerance`` below the model serving now. The
+service switches within a second, without dropping a request. ``rollback`` goes
+back to the version served before. They use the service's database
+(``DATABASE_URL`` or the SQLite file in ``SENTIMENT_CLF_DATA_DIR``).
 
 Protocol (the standard SST evaluation): fit on every distinct labelled phrase of
 the training trees, choose the settings on the dev sentences (roots), then report
@@ -236,6 +248,138 @@ def summary(manifests: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def retrain(task: Task, splits: Splits, storage, base: NLPModel, tolerance: float,
+            report_root: Path) -> tuple[bool, dict]:
+    """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
+
+    Returns ``(published, summary)``.
+    """
+    from learning import ModelRegistry, learnable
+
+    serving = ModelRegistry({task.name: base}, storage, sync_interval=0).get(task.name)
+    learned = learnable(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto), set())
+    train = task.relabel(splits.train)
+    test = task.relabel(splits.test)
+    texts = list(train["phrase"]) + [row.text for row in learned]
+    targets = list(train["target"]) + [row.label for row in learned]
+    params = {k: v for k, v in base.get_params().items() if k != "tokenizer"}
+    logger.info("%s: retraining on %d phrases + %d answers (feedback up to id %d)",
+                task.name, len(train), len(learned), serving.applied_upto)
+    candidate = NLPModel(task.labels, **params).fit(texts, targets)
+
+    y_test = candidate._label_indices(test["target"])
+    serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["phrase"]).argmax(axis=1)))
+    report_dir = report_root / task.name / "candidate"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "evaluation": "sentence-level (root) accuracy on the SST test split; retrained on the "
+                      "base training phrases plus the learned feedback",
+        **evaluate(task, candidate, test, report_dir),
+        "serving_version": serving.version,
+        "serving_test_accuracy": serving_accuracy,
+        "published_baselines_test_accuracy": PUBLISHED_BASELINES[task.name],
+    }
+    summary = {"model": task.name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
+               "candidate_accuracy": metrics["test_accuracy"], "feedback_learned": len(learned),
+               "tolerance": tolerance}
+    if metrics["test_accuracy"] < serving_accuracy - tolerance:
+        return False, summary
+    manifest, payload = candidate.dumps(
+        name=task.name, metrics=metrics,
+        training_data={**splits.description, "train_phrases": int(len(train)),
+                       "feedback_learned": len(learned), "feedback_upto": serving.applied_upto})
+    storage.publish(task.name, manifest, payload, feedback_upto=serving.applied_upto)
+    final_dir = report_root / task.name / manifest["version"]
+    if final_dir.exists():
+        import shutil
+
+        shutil.rmtree(final_dir)
+    report_dir.rename(final_dir)
+    (final_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    summary["version"] = manifest["version"]
+    return True, summary
+
+
+def _storage(database_url: str | None):
+    from config import Settings
+    from storage import Storage
+
+    settings = Settings()
+    return Storage(database_url or settings.database()), settings
+
+
+def retrain_main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="build_model.py retrain",
+                                     description="Retrain with the stored feedback and publish if not worse.")
+    parser.add_argument("--model", choices=sorted(TASKS), action="append",
+                        help="retrain only this model (repeatable; default: all)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--kaggle-tsv", type=Path, default=None)
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                        help="the shipped base models (default: %(default)s)")
+    parser.add_argument("--database-url", default=None, help="default: the service's database")
+    parser.add_argument("--tolerance", type=float, default=0.005,
+                        help="largest drop in test accuracy still published (default: %(default)s)")
+    args = parser.parse_args(argv)
+    storage, settings = _storage(args.database_url)
+    try:
+        splits = load_splits(args.data_dir, args.kaggle_tsv)
+    except (FileNotFoundError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    status = 0
+    for name in args.model or list(TASKS):
+        base = NLPModel.load(args.models_dir / name)
+        published, summary = retrain(TASKS[name], splits, storage, base, args.tolerance,
+                                     settings.data_dir / "reports")
+        line = (f"{name}: serving {summary['serving_version']} {summary['serving_accuracy']:.2%}, "
+                f"retrained with {summary['feedback_learned']} answers {summary['candidate_accuracy']:.2%}")
+        if published:
+            print(f"{line}: published as version {summary['version']}")
+        else:
+            print(f"{line}: NOT published (more than {args.tolerance:.2%} worse)")
+            status = 3
+    return status
+
+
+def rollback_main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="build_model.py rollback",
+                                     description="Serve the version served before the current one.")
+    parser.add_argument("--model", choices=sorted(TASKS), required=True)
+    parser.add_argument("--database-url", default=None, help="default: the service's database")
+    args = parser.parse_args(argv)
+    storage, _ = _storage(args.database_url)
+    try:
+        now = storage.rollback(args.model)
+    except LookupError as exc:
+        print(exc)
+        return 1
+    print(f"{args.model}: now serving {now or 'the base model shipped in lib/models'}")
+    return 0
+
+
+def versions_main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="build_model.py versions",
+                                     description="List the published versions.")
+    parser.add_argument("--model", choices=sorted(TASKS), action="append")
+    parser.add_argument("--database-url", default=None, help="default: the service's database")
+    args = parser.parse_args(argv)
+    storage, _ = _storage(args.database_url)
+    for name in args.model or list(TASKS):
+        rows = storage.versions(name)
+        active = any(row["active"] for row in rows)
+        print(f"{name}: {'' if active else '* '}base model from lib/models")
+        for row in rows:
+            accuracy = row["metrics"].get("test_accuracy")
+            accuracy_text = f"test accuracy {accuracy:.2%}" if accuracy is not None else ""
+            print(f"{name}: {'* ' if row['active'] else ''}{row['version']}  {row['created_at']}  "
+                  f"feedback up to id {row['feedback_upto']}  {accuracy_text}")
+    return 0
+
+
+COMMANDS = {"retrain": retrain_main, "rollback": rollback_main, "versions": versions_main}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
@@ -252,8 +396,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    args = parse_args(argv)
     try:
         splits = load_splits(args.data_dir, args.kaggle_tsv)
     except (FileNotFoundError, util.DataFormatError) as exc:
