@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,27 @@ ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "sentiment-clf"
 MODELS_DIR = APP_DIR / "lib" / "models"
 SHARED_DATA = Path(os.environ.get("SENTIMENT_CLF_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# Screenshots and other files for a person to look at after a run.
+ARTIFACTS = ROOT / "test-artifacts"
 # .ci/run sets this: there, whatever a test needs must be present, so a missing
 # piece fails the run instead of skipping.
 REQUIRE_ALL = os.environ.get("SENTIMENT_CLF_REQUIRE_ALL") == "1"
+
+
+_session_started = [0.0]
+
+
+def pytest_sessionstart(session):
+    ARTIFACTS.mkdir(exist_ok=True)
+    _session_started[0] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    made = sorted(p for p in ARTIFACTS.glob("*.png") if p.stat().st_mtime >= _session_started[0])
+    if made:
+        terminalreporter.section("screenshots")
+        for path in made:
+            terminalreporter.write_line(str(path.relative_to(ROOT)))
 
 
 def need(available, reason: str) -> None:
