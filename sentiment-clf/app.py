@@ -26,13 +26,13 @@ from flask_limiter.util import get_remote_address
 from flask_restful import Api, Resource
 from pydantic import Strict, StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import (BadRequest, HTTPException, RequestEntityTooLarge,
+from werkzeug.exceptions import (BadRequest, Conflict, HTTPException, RequestEntityTooLarge,
                                  ServiceUnavailable)
 
 from config import Settings
 from learning import ModelRegistry
 from model import NLPModel
-from storage import Storage
+from storage import IdempotencyKeyReused, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Feedback(Resource):
         if key is not None and not 0 < len(key) <= 200:
             raise BadRequest("Idempotency-Key must be 1 to 200 characters")
         feedback_id = store_feedback(name, query, label, key)
-        return {"id": feedback_id}, 201, {"Location": f"/feedback/{feedback_id}"}
+        return {"id": feedback_id}, 201
 
 
 class Models(Resource):
@@ -117,8 +117,11 @@ class Models(Resource):
             "version": m.version,
             "base_version": m.base_version,
             "labels": m.model.labels,
-            "training_data": {"phrases": m.model.manifest_.get("training_data", {}).get("train_phrases"),
-                              "feedback_learned": m.learned},
+            "training_data": {
+                "phrases": m.model.manifest_.get("training_data", {}).get("train_phrases"),
+                # answers folded into a retrained version, plus those learned on top of it
+                "feedback_learned": m.model.manifest_.get("training_data", {}).get("feedback_learned", 0)
+                + m.learned},
             "feedback_stored": stored.get(name, 0),
             "metrics": m.model.manifest_.get("metrics", {}),
         } for name, m in registry().served().items()]}
@@ -155,6 +158,8 @@ def store_feedback(name: str, query: str, label: str, key: str | None = None) ->
         feedback_id, _ = _storage().add_feedback(
             model=name, text=query, label=label, prediction=prediction,
             model_version=online.version, request_key=key)
+    except IdempotencyKeyReused as exc:
+        raise Conflict(str(exc)) from None
     except SQLAlchemyError:
         logger.exception("could not store feedback")
         raise ServiceUnavailable("the feedback could not be stored; nothing was saved, try again") from None

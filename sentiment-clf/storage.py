@@ -83,6 +83,10 @@ schema_info = Table("schema_info", metadata,
                     Column("version", Integer, nullable=False))
 
 
+class IdempotencyKeyReused(ValueError):
+    """A request key already names a stored answer about another model."""
+
+
 @dataclass(frozen=True)
 class FeedbackRow:
     id: int
@@ -177,8 +181,12 @@ class Storage:
             with self.engine.connect() as conn:
                 found = conn.execute(select(feedback.c.id, feedback.c.model)
                                      .where(feedback.c.request_key == request_key)).one_or_none()
-            if found is None or found.model != model:
+            if found is None:
                 raise
+            if found.model != model:
+                raise IdempotencyKeyReused(
+                    f"the Idempotency-Key {request_key!r} was already used for an answer about "
+                    f"{found.model}; use a new key for a new answer") from None
             return int(found.id), False
 
     def feedback_after(self, after_id: int = 0, *, model: str | None = None,

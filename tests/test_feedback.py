@@ -21,7 +21,6 @@ def test_feedback_is_stored_then_acknowledged(client, storage):
     response = send(client)
     assert response.status_code == 201
     assert list(response.json) == ["id"]
-    assert response.headers["Location"] == f"/feedback/{response.json['id']}"
     row = storage.get_feedback(response.json["id"])
     assert (row.model, row.text, row.label) == ("sentiment", TEXT, "Positive")
     assert row.prediction == before["prediction"] == "Negative"
@@ -75,6 +74,10 @@ def test_a_retry_with_the_same_idempotency_key_stores_once(client, storage):
                         headers={"Idempotency-Key": "abc-123"})
     assert first.status_code == again.status_code == 201
     assert first.json == again.json
+    assert storage.feedback_counts() == {"sentiment": 1}
+    other = client.post("/feedback", json={"model": "ratings", "query": TEXT, "label": "neutral"},
+                        headers={"Idempotency-Key": "abc-123"})
+    assert other.status_code == 409 and "already used" in other.json["message"]
     assert storage.feedback_counts() == {"sentiment": 1}
 
 
