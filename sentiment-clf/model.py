@@ -1,11 +1,14 @@
-"""NLPModel: TF-IDF features and a multinomial naive Bayes classifier for short texts.
+"""NLPModel: TF-IDF features and a linear classifier for short texts.
 
-The model knows nothing about HTTP. It is saved as plain arrays plus JSON, never
-pickled, so loading a model file cannot run code:
+The classifier is multinomial naive Bayes (the default), logistic regression, or
+a linear SVM with sigmoid-calibrated probabilities. The model knows nothing about
+HTTP. It is saved as plain arrays plus JSON, never pickled, so loading a model
+file cannot run code:
 
 ``<directory>/model.npz``
     a zip of ``.npy`` arrays written with ``allow_pickle=False``: the vocabulary
-    (UTF-8 terms joined by newlines), the IDF weights and the naive Bayes counts;
+    (UTF-8 terms joined by newlines), the IDF weights and the classifier's
+    numbers (naive Bayes counts, or weights, intercepts and calibration);
 ``<directory>/manifest.json``
     the SHA-256 of ``model.npz``, the label names, the settings, the training
     data's hash, the metrics, library versions and the creation time.
@@ -23,11 +26,18 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import html
+
 import numpy as np
 import scipy
 import sklearn
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
+from sklearn.svm import LinearSVC
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +75,81 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-_TOKENIZERS = {TOKENIZER: tokenize}
+_RETWEET = re.compile(r"(?:^|\s)RT\s+@\w+\s*:?", re.IGNORECASE)
+_MENTION = re.compile(r"@\w+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_HASHTAG = re.compile(r"#(\w+)")
+_SPACES = re.compile(r"\s+")
 
 
-class NLPModel:
-    """TF-IDF vectorizer + multinomial naive Bayes over a fixed, ordered label list.
+def clean_tweet(text: str) -> str:
+    """Raw tweet -> plain text: HTML entities decoded, retweet markers dropped,
+    @mentions and URLs replaced by the placeholders ``@user`` and ``url``, ``#`` dropped
+    from hashtags, runs of white space collapsed.
+
+    ``clean_tweet("RT @bob: I &lt;3 it http://t.co/x #fun")`` gives ``"I <3 it url fun"``.
+    """
+    text = html.unescape(html.unescape(text))  # some tweets are escaped twice: &amp;amp;
+    text = _RETWEET.sub(" ", text)
+    text = _URL.sub(" url ", text)
+    text = _MENTION.sub(" @user ", text)
+    text = _HASHTAG.sub(r"\1", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def tokenize_tweet(text: str) -> list[str]:
+    """:func:`clean_tweet`, then :func:`tokenize`."""
+    return tokenize(clean_tweet(text))
+
+
+_TOKENIZERS = {TOKENIZER: tokenize, "tweet-v1": tokenize_tweet}
+CLASSIFIERS = ("nb", "logreg", "svm")
+
+
+class CalibratedLinear:
+    """A linear classifier's scores turned into probabilities by per-class sigmoids.
+
+    Holds what scikit-learn's ``CalibratedClassifierCV(LinearSVC(), method="sigmoid",
+    ensemble=False)`` computes with, as plain arrays, and computes the same
+    probabilities: the decision ``X @ coef_.T + intercept_`` per class, then
+    ``expit(-(a * d + b))``, normalized over the classes (for two classes, one
+    score for the second class and ``1 - p`` for the first).
+    """
+
+    def __init__(self, coef, intercept, calibration_a, calibration_b, n_classes: int):
+        self.coef_ = np.asarray(coef, dtype=np.float64)
+        self.intercept_ = np.asarray(intercept, dtype=np.float64)
+        self.calibration_a_ = np.asarray(calibration_a, dtype=np.float64)
+        self.calibration_b_ = np.asarray(calibration_b, dtype=np.float64)
+        self.classes_ = np.arange(n_classes)
+
+    @classmethod
+    def from_sklearn(cls, calibrated: CalibratedClassifierCV) -> "CalibratedLinear":
+        [fitted] = calibrated.calibrated_classifiers_  # ensemble=False: one model
+        svm = fitted.estimator
+        return cls(svm.coef_, svm.intercept_, [c.a_ for c in fitted.calibrators],
+                   [c.b_ for c in fitted.calibrators], len(calibrated.classes_))
+
+    def decision_function(self, X) -> np.ndarray:
+        return np.asarray(X @ self.coef_.T) + self.intercept_
+
+    def predict_proba(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        calibrated = expit(-(scores * self.calibration_a_ + self.calibration_b_))
+        if len(self.classes_) == 2:
+            return np.column_stack([1.0 - calibrated[:, 0], calibrated[:, 0]])
+        total = calibrated.sum(axis=1, keepdims=True)
+        uniform = np.full_like(calibrated, 1.0 / len(self.classes_))
+        proba = np.divide(calibrated, total, out=uniform, where=total != 0)
+        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
+
+
+class NLPModel(ClassifierMixin, BaseEstimator):
+    """TF-IDF vectorizer + a linear classifier over a fixed, ordered label list.
+
+    A scikit-learn estimator (``GridSearchCV`` can tune it): ``fit(texts, y)`` with
+    ``y`` the label names, ``predict`` gives label names.
 
     Parameters
     ----------
@@ -78,42 +158,73 @@ class NLPModel:
         to positive). ``predict_proba`` columns follow this order.
     ngram_range, sublinear_tf, min_df :
         Passed to :class:`~sklearn.feature_extraction.text.TfidfVectorizer`.
+    tokenizer : ``"ptb-lower-v1"`` (movie reviews, questions) or ``"tweet-v1"``
+        (:func:`clean_tweet` first).
+    classifier : ``"nb"`` multinomial naive Bayes, ``"logreg"`` logistic regression,
+        ``"svm"`` linear SVM with sigmoid-calibrated probabilities.
     alpha, fit_prior, class_prior :
-        Passed to :class:`~sklearn.naive_bayes.MultinomialNB`; ``class_prior`` is
-        ``None`` or one probability per label, in ``labels`` order.
+        Naive Bayes smoothing and priors; ``class_prior`` is ``None`` or one
+        probability per label, in ``labels`` order.
+    C, class_weight :
+        Logistic regression and SVM regularization, and ``"balanced"`` or ``None``.
 
     Attributes (after ``fit`` or ``load``)
     ----------
     vectorizer_ : TfidfVectorizer
-    classifier_ : MultinomialNB, its ``classes_`` are ``0 .. len(labels) - 1``
+    classifier_ : MultinomialNB, LogisticRegression or CalibratedLinear; its classes
+        are ``0 .. len(labels) - 1``
     manifest_ : dict, what ``save`` wrote or ``load`` read (empty after ``fit``)
     """
 
-    def __init__(self, labels, *, ngram_range=(1, 2), sublinear_tf=True, min_df=1,
-                 alpha=0.1, fit_prior=False, class_prior=None):
-        self.labels = list(labels)
-        self.ngram_range = tuple(ngram_range)
+    def __init__(self, labels=(), *, ngram_range=(1, 2), sublinear_tf=True, min_df=1,
+                 tokenizer=TOKENIZER, classifier="nb", alpha=0.1, fit_prior=False,
+                 class_prior=None, C=1.0, class_weight=None):
+        self.labels = labels
+        self.ngram_range = ngram_range
         self.sublinear_tf = sublinear_tf
         self.min_df = min_df
+        self.tokenizer = tokenizer
+        self.classifier = classifier
         self.alpha = alpha
         self.fit_prior = fit_prior
-        self.class_prior = None if class_prior is None else [float(p) for p in class_prior]
+        self.class_prior = class_prior
+        self.C = C
+        self.class_weight = class_weight
 
-    def get_params(self) -> dict:
-        return {"ngram_range": list(self.ngram_range), "sublinear_tf": self.sublinear_tf,
-                "min_df": self.min_df, "alpha": self.alpha, "fit_prior": self.fit_prior,
-                "class_prior": self.class_prior, "tokenizer": TOKENIZER}
+    def settings(self) -> dict:
+        """The parameters as JSON values (for the manifest), without the labels."""
+        values = {"ngram_range": list(self.ngram_range), "sublinear_tf": self.sublinear_tf,
+                  "min_df": self.min_df, "tokenizer": self.tokenizer, "classifier": self.classifier}
+        if self.classifier == "nb":
+            values.update(alpha=self.alpha, fit_prior=self.fit_prior,
+                          class_prior=None if self.class_prior is None else [float(p) for p in self.class_prior])
+        else:
+            values.update(C=self.C, class_weight=self.class_weight)
+        return values
 
     def _new_vectorizer(self) -> TfidfVectorizer:
-        return TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
-                               ngram_range=self.ngram_range, sublinear_tf=self.sublinear_tf,
+        if self.tokenizer not in _TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}; expected one of {sorted(_TOKENIZERS)}")
+        return TfidfVectorizer(tokenizer=_TOKENIZERS[self.tokenizer], lowercase=False, token_pattern=None,
+                               ngram_range=tuple(self.ngram_range), sublinear_tf=self.sublinear_tf,
                                min_df=self.min_df, dtype=np.float64)
 
-    def _new_classifier(self) -> MultinomialNB:
-        return MultinomialNB(alpha=self.alpha, fit_prior=self.fit_prior, class_prior=self.class_prior)
+    def _new_classifier(self, smallest_class: int = 3):
+        if self.classifier == "nb":
+            prior = None if self.class_prior is None else [float(p) for p in self.class_prior]
+            return MultinomialNB(alpha=self.alpha, fit_prior=self.fit_prior, class_prior=prior)
+        if self.classifier == "logreg":
+            return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=3000)
+        if self.classifier == "svm":
+            svm = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=0, max_iter=20000)
+            # The sigmoids are fitted on held-out folds: as many as the rarest label allows.
+            if smallest_class < 2:
+                raise ValueError("a calibrated SVM needs at least 2 examples of every label")
+            return CalibratedClassifierCV(svm, method="sigmoid", cv=min(3, smallest_class), ensemble=False)
+        raise ValueError(f"unknown classifier {self.classifier!r}; expected one of {CLASSIFIERS}")
 
     def fit(self, texts, y, sample_weight=None) -> "NLPModel":
-        """Learn the vocabulary, IDF weights and class counts.
+        """Learn the vocabulary, IDF weights and the classifier.
 
         ``texts`` is a sequence of strings, ``y`` the matching label names (each
         one of ``labels``). Returns ``self``.
@@ -123,20 +234,22 @@ class NLPModel:
         if missing:
             raise ValueError(f"no training examples for {[self.labels[i] for i in missing]}")
         self.vectorizer_ = self._new_vectorizer()
-        features = self.vectorizer_.fit_transform(texts)
-        self.classifier_ = self._new_classifier()
-        self.classifier_.fit(features, y_index, sample_weight=sample_weight)
-        self.manifest_ = {}
-        return self
+        return self._fit_classifier(self.vectorizer_.fit_transform(list(texts)), y_index, sample_weight)
 
     def fit_from_features(self, vectorizer: TfidfVectorizer, features, y) -> "NLPModel":
         """Fit only the classifier on features from an already fitted ``vectorizer``.
 
-        Lets a settings search reuse one vectorizer for several smoothing values.
+        Lets a settings search reuse one vectorizer for several classifier settings.
         """
         self.vectorizer_ = vectorizer
-        self.classifier_ = self._new_classifier()
-        self.classifier_.fit(features, self._label_indices(y))
+        return self._fit_classifier(features, self._label_indices(y))
+
+    def _fit_classifier(self, features, y_index, sample_weight=None) -> "NLPModel":
+        classifier = self._new_classifier(smallest_class=int(np.bincount(y_index).min()))
+        classifier.fit(features, y_index, sample_weight=sample_weight)
+        self.classifier_ = (CalibratedLinear.from_sklearn(classifier)
+                            if isinstance(classifier, CalibratedClassifierCV) else classifier)
+        self.classes_ = np.asarray(self.labels, dtype=object)
         self.manifest_ = {}
         return self
 
@@ -148,6 +261,23 @@ class NLPModel:
         """The most probable label name for each text."""
         return np.asarray(self.labels, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
 
+    def partial_fit(self, texts, y, sample_weight=None) -> "NLPModel":
+        """Learn more examples with the fitted vocabulary and IDF weights kept as they are.
+
+        Naive Bayes only: it learns by adding up counts, so this is exact (the
+        result equals fitting the classifier once on all the examples' features).
+        Words outside the vocabulary are ignored. Returns ``self``.
+        """
+        if not self.supports_partial_fit:
+            raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
+        features = self.vectorizer_.transform(texts)
+        self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
+        return self
+
+    @property
+    def supports_partial_fit(self) -> bool:
+        return self.classifier == "nb"
+
     @property
     def n_features_(self) -> int:
         return len(self.vectorizer_.vocabulary_)
@@ -157,20 +287,60 @@ class NLPModel:
         try:
             return np.fromiter((index[label] for label in y), dtype=np.int64)
         except KeyError as exc:
-            raise ValueError(f"unknown label {exc.args[0]!r}; expected one of {self.labels}") from None
+            raise ValueError(f"unknown label {exc.args[0]!r}; expected one of {list(self.labels)}") from None
+
+    # -- explanations -----------------------------------------------------------
+
+    def class_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` with the model's per-class scores ``x @ W.T + b`` for features ``x``.
+
+        The scores are what the classifier ranks classes by: naive Bayes' joint log
+        likelihood, logistic regression's logits, the SVM's decision values. A
+        binary logistic regression or SVM has one weight row, for the second
+        label; the first label's score is then 0.
+        """
+        c = self.classifier_
+        if self.classifier == "nb":
+            return c.feature_log_prob_, c.class_log_prior_
+        weights, intercept = np.asarray(c.coef_), np.asarray(c.intercept_)
+        if weights.shape[0] == 1:
+            return np.vstack([np.zeros_like(weights), weights]), np.concatenate([[0.0], intercept])
+        return weights, intercept
+
+    def explain(self, text: str, top: int = 10) -> dict:
+        """Why ``text`` got its label rather than the runner-up (the next most probable).
+
+        Each term's weight is its share of ``score(predicted) - score(runner_up)``
+        (see :meth:`class_scores`), exactly: ``bias + sum(weight of every term)``
+        equals that ``margin``. Positive weights push toward the predicted label,
+        negative ones toward the runner-up. (For the calibrated SVM the probabilities
+        rank the labels, so its margin can be negative.) Returns ``{"versus": runner-up
+        label, "margin": ..., "bias": ..., "toward": [{"term", "weight"}...], "away": [...]}``,
+        each list largest first, at most ``top`` long.
+        """
+        features = self.vectorizer_.transform([text])
+        weights, bias = self.class_scores()
+        scores = np.asarray(features @ weights.T).ravel() + bias
+        order = np.argsort(-self.classifier_.predict_proba(features)[0], kind="stable")
+        predicted, runner_up = int(order[0]), int(order[1])
+        columns = features.indices
+        contributions = features.data * (weights[predicted, columns] - weights[runner_up, columns])
+        terms = self._terms()
+        ranked = sorted(zip(columns, contributions), key=lambda pair: -abs(pair[1]))
+        toward = [{"term": terms[j], "weight": float(w)} for j, w in ranked if w > 0][:top]
+        away = [{"term": terms[j], "weight": float(w)} for j, w in ranked if w < 0][:top]
+        return {"versus": self.labels[runner_up],
+                "margin": float(scores[predicted] - scores[runner_up]),
+                "bias": float(bias[predicted] - bias[runner_up]),
+                "toward": toward, "away": away}
+
+    def _terms(self) -> np.ndarray:
+        if getattr(self, "_terms_cache", None) is None:
+            vocabulary = self.vectorizer_.vocabulary_
+            self._terms_cache = np.asarray(sorted(vocabulary, key=vocabulary.get), dtype=object)
+        return self._terms_cache
 
     # -- saving and loading ---------------------------------------------------
-
-    def partial_fit(self, texts, y, sample_weight=None) -> "NLPModel":
-        """Learn more examples with the fitted vocabulary and IDF weights kept as they are.
-
-        Multinomial naive Bayes learns by adding up counts, so this is exact: the
-        result equals fitting the classifier once on all the examples' features.
-        Words outside the vocabulary are ignored. Returns ``self``.
-        """
-        features = self.vectorizer_.transform(texts)
-        self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
-        return self
 
     def dumps(self, *, name: str, training_data: dict | None = None,
               metrics: dict | None = None) -> tuple[dict, bytes]:
@@ -187,7 +357,7 @@ class NLPModel:
             "name": name,
             "version": checksum[:12],
             "labels": self.labels,
-            "params": self.get_params(),
+            "params": self.settings(),
             "n_features": self.n_features_,
             "arrays_file": ARRAYS_FILE,
             "arrays_sha256": checksum,
@@ -262,50 +432,89 @@ class NLPModel:
         terms = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.get)
         if any("\n" in term for term in terms):
             raise ValueError("a vocabulary term holds a newline; cannot save it")
-        return {
+        arrays = {
             "vocabulary": np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
             "idf": self.vectorizer_.idf_,
-            "feature_count": self.classifier_.feature_count_,
-            "class_count": self.classifier_.class_count_,
         }
+        c = self.classifier_
+        if self.classifier == "nb":
+            arrays.update(feature_count=c.feature_count_, class_count=c.class_count_)
+        else:
+            arrays.update(coef=c.coef_, intercept=c.intercept_)
+        if self.classifier == "svm":
+            arrays.update(calibration_a=c.calibration_a_, calibration_b=c.calibration_b_)
+        return arrays
 
     @classmethod
     def _from_arrays(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> "NLPModel":
         params = dict(manifest["params"])
-        tokenizer = params.pop("tokenizer")
-        if tokenizer not in _TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {tokenizer!r}")
-        model = cls(manifest["labels"], **params)
+        if params.get("tokenizer") not in _TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {params.get('tokenizer')!r}")
+        if params.get("classifier", "nb") not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {params.get('classifier')!r}")
+        params["ngram_range"] = tuple(params["ngram_range"])
+        model = cls(list(manifest["labels"]), **params)
         terms = arrays["vocabulary"].tobytes().decode("utf-8").split("\n")
-        feature_count = arrays["feature_count"].astype(np.float64)
-        class_count = arrays["class_count"].astype(np.float64)
         n_classes, n_features = len(model.labels), len(terms)
-        if feature_count.shape != (n_classes, n_features) or class_count.shape != (n_classes,) \
-                or arrays["idf"].shape != (n_features,):
+        if arrays["idf"].shape != (n_features,):
             raise ValueError("array shapes do not match the labels and vocabulary")
-
         model.vectorizer_ = model._new_vectorizer()
         model.vectorizer_.vocabulary_ = {term: i for i, term in enumerate(terms)}
         model.vectorizer_.idf_ = arrays["idf"].astype(np.float64)
-
-        classifier = model._new_classifier()
-        classifier.classes_ = np.arange(n_classes)
-        classifier.n_features_in_ = n_features
-        classifier.feature_count_ = feature_count
-        classifier.class_count_ = class_count
-        # The same formulas MultinomialNB.fit applies to its counts.
-        smoothed = feature_count + model.alpha
-        classifier.feature_log_prob_ = np.log(smoothed) - np.log(smoothed.sum(axis=1, keepdims=True))
-        if model.class_prior is not None:
-            if len(model.class_prior) != n_classes:
-                raise ValueError("class_prior does not have one value per label")
-            classifier.class_log_prior_ = np.log(np.asarray(model.class_prior))
-        elif model.fit_prior:
-            classifier.class_log_prior_ = np.log(class_count) - np.log(class_count.sum())
-        else:
-            classifier.class_log_prior_ = np.full(n_classes, -np.log(n_classes))
-        model.classifier_ = classifier
+        model.classifier_ = _CLASSIFIER_LOADERS[model.classifier](model, arrays, n_classes, n_features)
+        model.classes_ = np.asarray(model.labels, dtype=object)
         return model
+
+
+def _load_nb(model: NLPModel, arrays, n_classes: int, n_features: int) -> MultinomialNB:
+    feature_count = arrays["feature_count"].astype(np.float64)
+    class_count = arrays["class_count"].astype(np.float64)
+    if feature_count.shape != (n_classes, n_features) or class_count.shape != (n_classes,):
+        raise ValueError("array shapes do not match the labels and vocabulary")
+    classifier = model._new_classifier()
+    classifier.classes_ = np.arange(n_classes)
+    classifier.n_features_in_ = n_features
+    classifier.feature_count_ = feature_count
+    classifier.class_count_ = class_count
+    # The same formulas MultinomialNB.fit applies to its counts.
+    smoothed = feature_count + model.alpha
+    classifier.feature_log_prob_ = np.log(smoothed) - np.log(smoothed.sum(axis=1, keepdims=True))
+    if model.class_prior is not None:
+        if len(model.class_prior) != n_classes:
+            raise ValueError("class_prior does not have one value per label")
+        classifier.class_log_prior_ = np.log(np.asarray(model.class_prior))
+    elif model.fit_prior:
+        classifier.class_log_prior_ = np.log(class_count) - np.log(class_count.sum())
+    else:
+        classifier.class_log_prior_ = np.full(n_classes, -np.log(n_classes))
+    return classifier
+
+
+def _linear_arrays(arrays, n_classes: int, n_features: int):
+    coef, intercept = arrays["coef"].astype(np.float64), arrays["intercept"].astype(np.float64)
+    rows = 1 if n_classes == 2 else n_classes
+    if coef.shape != (rows, n_features) or intercept.shape != (rows,):
+        raise ValueError("array shapes do not match the labels and vocabulary")
+    return coef, intercept
+
+
+def _load_logreg(model: NLPModel, arrays, n_classes: int, n_features: int) -> LogisticRegression:
+    classifier = model._new_classifier()
+    classifier.coef_, classifier.intercept_ = _linear_arrays(arrays, n_classes, n_features)
+    classifier.classes_ = np.arange(n_classes)
+    classifier.n_features_in_ = n_features
+    return classifier
+
+
+def _load_svm(model: NLPModel, arrays, n_classes: int, n_features: int) -> CalibratedLinear:
+    coef, intercept = _linear_arrays(arrays, n_classes, n_features)
+    a, b = arrays["calibration_a"].astype(np.float64), arrays["calibration_b"].astype(np.float64)
+    if a.shape != intercept.shape or b.shape != intercept.shape:
+        raise ValueError("array shapes do not match the labels and vocabulary")
+    return CalibratedLinear(coef, intercept, a, b, n_classes)
+
+
+_CLASSIFIER_LOADERS = {"nb": _load_nb, "logreg": _load_logreg, "svm": _load_svm}
 
 
 def library_versions() -> dict:

@@ -220,3 +220,44 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _read_csv(path, required: list[str]) -> pd.DataFrame:
+    """A CSV file with the ``required`` columns; DataFormatError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file (see sentiment-clf/lib/data/README.md)")
+    try:
+        frame = pd.read_csv(path, encoding="utf-8")
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        raise DataFormatError(path, int(line.group(1)) if line else 1, f"not a readable CSV file ({exc})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataFormatError(path, 1, f"missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _check_values(path, frame: pd.DataFrame, column: str, allowed) -> None:
+    bad = ~frame[column].isin(list(allowed))
+    if bad.any():
+        # +2: one line of header, and pandas counts from 0 (a tweet over several lines shifts this)
+        row = int(bad.to_numpy().argmax())
+        raise DataFormatError(path, row + 2, f"{column} {frame[column].iloc[row]!r} is not one of {sorted(allowed)}")
+
+
+def load_hatespeech(path) -> pd.DataFrame:
+    """Davidson et al. 2017 ``labeled_data.csv``: columns ``text`` (the raw tweet) and
+    ``label`` (0 hate speech, 1 offensive language, 2 neither)."""
+    frame = _read_csv(path, ["tweet", "class"])
+    _check_values(path, frame, "class", {0, 1, 2})
+    return pd.DataFrame({"text": frame["tweet"].astype(str), "label": frame["class"].astype(int)})
+
+
+def load_questions(path) -> pd.DataFrame:
+    """TREC question classification ``dataset.csv``: columns ``text``, ``coarse`` (ABBR,
+    DESC, ENTY, HUM, LOC, NUM) and ``fine`` (47 classes such as ``city``)."""
+    frame = _read_csv(path, ["Questions", "Category1", "Category2"])
+    _check_values(path, frame, "Category1", {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"})
+    return pd.DataFrame({"text": frame["Questions"].astype(str), "coarse": frame["Category1"],
+                         "fine": frame["Category2"].astype(str)})
