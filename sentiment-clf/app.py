@@ -16,6 +16,7 @@ body (``{"query": "..."}``) or a form body, on GET or POST, and answers::
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,7 @@ from config import Settings
 from learning import ModelRegistry
 from model import NLPModel
 from storage import IdempotencyKeyReused, Storage
+from tasks import MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,12 @@ QUERY_HELP = ("send the text as 'query': in the URL (?query=...), as a form fiel
 
 
 class PredictionResource(Resource):
-    """Predicts with the model named ``model_name``; subclasses pick the model."""
+    """Predicts with the model named ``model_name``; subclasses pick the model.
+
+    With ``explain=1`` the answer also says which terms pushed it (see
+    :meth:`NLPModel.explain`). A model with ``levels`` (tasks.py) answers them too,
+    under their keys: ``/questions`` gives the coarse class and ``"fine"``.
+    """
 
     model_name: str
 
@@ -52,20 +59,21 @@ class PredictionResource(Resource):
         return self.predict()
 
     def predict(self) -> dict:
-        query = read_query()
-        return predict_one(registry().get(self.model_name).model, query)
+        query, explain = read_query(), read_flag("explain")
+        answer = predict_one(registry().get(self.model_name).model, query, explain)
+        for key, other in MODELS[self.model_name].levels.items():
+            answer[key] = predict_one(registry().get(other).model, query, explain)
+        return answer
 
 
-class PredictSentiment(PredictionResource):
-    """Negative or Positive."""
+def prediction_resource(name: str) -> type[PredictionResource]:
+    """The Resource class for the model ``name``: ``hatespeech`` -> ``PredictHatespeech``."""
+    class_name = "Predict" + "".join(part.capitalize() for part in re.split(r"[-_]", name))
+    return type(class_name, (PredictionResource,), {"model_name": name, "__doc__": f"The {name} model."})
 
-    model_name = "sentiment"
 
-
-class PredictRatings(PredictionResource):
-    """Five ratings, from negative to positive."""
-
-    model_name = "ratings"
+PredictSentiment = prediction_resource("sentiment")
+PredictRatings = prediction_resource("ratings")
 
 
 class Health(Resource):
@@ -110,10 +118,14 @@ class Feedback(Resource):
 class Models(Resource):
     def get(self):
         stored = _storage().feedback_counts()
-        routes = {resource.model_name: url for resource, url in PREDICTION_ROUTES.items()}
+        routes = {spec.name: spec.endpoint for spec in MODELS.values() if spec.endpoint}
+        for spec in MODELS.values():
+            routes.update({other: f"{spec.endpoint} ({key})" for key, other in spec.levels.items()})
         return {"models": [{
             "name": name,
             "endpoint": routes[name],
+            "classifier": m.model.classifier,
+            "learns_online": m.model.supports_partial_fit,
             "version": m.version,
             "base_version": m.base_version,
             "labels": m.model.labels,
@@ -127,8 +139,12 @@ class Models(Resource):
         } for name, m in registry().served().items()]}
 
 
-# Resource class -> URL. The model each one serves is loaded from MODEL_DIR/<model_name>.
-PREDICTION_ROUTES = {PredictSentiment: "/", PredictRatings: "/ratings"}
+# Resource class -> URL, one for each model with an endpoint in tasks.py. Every model
+# in tasks.py (also those answered inside another's endpoint) is loaded from
+# MODEL_DIR/<name>.
+PREDICTION_ROUTES = {PredictSentiment: "/", PredictRatings: "/ratings",
+                     **{prediction_resource(spec.name): spec.endpoint for spec in MODELS.values()
+                        if spec.endpoint and spec.name not in ("sentiment", "ratings")}}
 
 
 def registry() -> ModelRegistry:
@@ -139,15 +155,35 @@ def _storage() -> Storage:
     return current_app.extensions["storage"]
 
 
-def predict_one(model: NLPModel, query: str) -> dict:
+def predict_one(model: NLPModel, query: str, explain: bool = False) -> dict:
     """The answer for one text: the best label, its probability, and every label's."""
     probabilities = model.predict_proba([query])[0]
     best = int(probabilities.argmax())
-    return {
+    answer = {
         "prediction": model.labels[best],
         "confidence": float(probabilities[best]),
         "probabilities": {label: float(p) for label, p in zip(model.labels, probabilities)},
     }
+    if explain:
+        answer["explanation"] = model.explain(query)
+    return answer
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def read_flag(name: str) -> bool:
+    """A yes/no argument from the URL, a JSON body or a form (``explain=1``); absent is no."""
+    value = request.args.get(name)
+    if value is None and request.is_json and request.get_data(cache=True):
+        value = _json_body().get(name)
+    if value is None:
+        value = request.form.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise BadRequest(f"'{name}' must be 1 or 0 (or true/false), not {value!r}")
 
 
 def store_feedback(name: str, query: str, label: str, key: str | None = None) -> int:
@@ -257,7 +293,7 @@ def create_app(config: dict | None = None) -> Flask:
     # A query is a string of 1..MAX_QUERY_CHARS characters once surrounding space is stripped.
     app.extensions["query_validator"] = TypeAdapter(Annotated[str, Strict(), StringConstraints(
         strip_whitespace=True, min_length=1, max_length=app.config["MAX_QUERY_CHARS"])])
-    base_models = load_models(app.config["MODEL_DIR"], [r.model_name for r in PREDICTION_ROUTES])
+    base_models = load_models(app.config["MODEL_DIR"], list(MODELS))
     storage = Storage(app.config["DATABASE_URL"])
     app.extensions["storage"] = storage
     app.extensions["registry"] = ModelRegistry(base_models, storage, app.config["SYNC_INTERVAL"])

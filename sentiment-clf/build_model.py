@@ -40,12 +40,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 from sklearn.metrics import (accuracy_score, classification_report, f1_score, log_loss,
-                             roc_auc_score)
+                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.model_selection import ParameterGrid, StratifiedKFold, cross_val_score, train_test_split
 from tqdm import tqdm
 
 import util
 from model import NLPModel
+from tasks import MODELS, ModelSpec
+
+TASKS = {name: spec for name, spec in MODELS.items() if spec.protocol == "sst"}
+SPLIT_SEED = 20261122  # the held-out split of the "holdout" models
 
 logger = logging.getLogger("build_model")
 
@@ -67,31 +73,6 @@ SEARCH_GRID = {
     "sublinear_tf": [True, False],
     "alpha": [0.03, 0.1, 0.3, 1.0],
     "prior": ["phrases", "uniform", "sentences"],
-}
-
-
-@dataclass(frozen=True)
-class Task:
-    """One model trained from the treebank: its label names and how SST labels map to them."""
-
-    name: str
-    labels: tuple[str, ...]
-    from_sst: tuple[str | None, ...]  # SST label 0..4 -> label name, None drops the phrase
-    plot: str  # "roc" or "confusion"
-
-    def relabel(self, frame):
-        """Rows of ``frame`` this task keeps, with a ``target`` column of label names."""
-        names = frame["label"].map(lambda i: self.from_sst[i])
-        return frame.assign(target=names)[names.notna()]
-
-
-TASKS = {
-    "sentiment": Task("sentiment", ("Negative", "Positive"),
-                      ("Negative", "Negative", None, "Positive", "Positive"), plot="roc"),
-    "ratings": Task("ratings", ("negative", "somewhat negative", "neutral",
-                                "somewhat positive", "positive"),
-                    ("negative", "somewhat negative", "neutral", "somewhat positive", "positive"),
-                    plot="confusion"),
 }
 
 
@@ -123,7 +104,7 @@ def load_splits(data_dir: Path, kaggle_tsv: Path | None) -> Splits:
     )
 
 
-def prior_params(prior: str, task: Task, train_roots) -> dict:
+def prior_params(prior: str, task: ModelSpec, train_roots) -> dict:
     if prior == "phrases":
         return {"fit_prior": True, "class_prior": None}
     if prior == "uniform":
@@ -132,7 +113,7 @@ def prior_params(prior: str, task: Task, train_roots) -> dict:
     return {"fit_prior": True, "class_prior": [float(shares.get(label, 0.0)) for label in task.labels]}
 
 
-def search_settings(task: Task, train, train_roots, dev, progress: bool) -> list[dict]:
+def search_settings(task: ModelSpec, train, train_roots, dev, progress: bool) -> list[dict]:
     """Fit every setting of ``SEARCH_GRID`` on ``train``; score it on the ``dev`` sentences."""
     results = []
     vector_settings = list(itertools.product(SEARCH_GRID["ngram_range"], SEARCH_GRID["sublinear_tf"]))
@@ -140,8 +121,8 @@ def search_settings(task: Task, train, train_roots, dev, progress: bool) -> list
     with tqdm(total=len(vector_settings) * len(nb_settings), desc=f"{task.name}: search on dev",
               unit="fit", disable=not progress) as bar:
         for ngram_range, sublinear_tf in vector_settings:
-            vectorizer = NLPModel(task.labels, ngram_range=ngram_range,
-                                  sublinear_tf=sublinear_tf)._new_vectorizer()
+            vectorizer = NLPModel(task.labels, ngram_range=ngram_range, sublinear_tf=sublinear_tf,
+                                  tokenizer=task.tokenizer)._new_vectorizer()
             features = vectorizer.fit_transform(train["phrase"].to_numpy())
             dev_features = vectorizer.transform(dev["phrase"].to_numpy())
             for alpha, prior in nb_settings:
@@ -159,15 +140,49 @@ def search_settings(task: Task, train, train_roots, dev, progress: bool) -> list
     return results
 
 
-def evaluate(task: Task, model: NLPModel, test, report_dir: Path) -> dict:
+# Other classifiers compared with the chosen naive Bayes on the same features (SST models).
+SST_ALTERNATIVES = [("logreg", 1.0), ("logreg", 10.0), ("svm", 0.1), ("svm", 1.0)]
+
+
+def compare_classifiers(task: ModelSpec, model: NLPModel, train, dev, path: Path) -> list[dict]:
+    """Dev accuracy and log-loss of other classifiers on ``model``'s features, next to it.
+
+    ``mcnemar_p`` is the exact McNemar test of each against ``model`` on the dev
+    sentences (a small p: the two really differ). Written to ``path`` as CSV.
+    """
+    features = model.vectorizer_.transform(train["phrase"])
+    y_dev = model._label_indices(dev["target"])
+    labels = list(range(len(task.labels)))
+    reference = model.predict_proba(dev["phrase"])
+    rows = [{"classifier": "nb (served)", "C": "", "dev_accuracy": accuracy_score(y_dev, reference.argmax(1)),
+             "dev_log_loss": log_loss(y_dev, reference, labels=labels), "mcnemar_p": 1.0}]
+    nb_right = reference.argmax(1) == y_dev
+    for classifier, C in SST_ALTERNATIVES:
+        other = NLPModel(task.labels, **{**model.settings(), "classifier": classifier, "C": C})
+        proba = other.fit_from_features(model.vectorizer_, features, train["target"]).predict_proba(dev["phrase"])
+        right = proba.argmax(1) == y_dev
+        only_nb, only_other = int((nb_right & ~right).sum()), int((~nb_right & right).sum())
+        p_value = binomtest(min(only_nb, only_other), only_nb + only_other).pvalue if only_nb + only_other else 1.0
+        rows.append({"classifier": classifier, "C": C, "dev_accuracy": accuracy_score(y_dev, proba.argmax(1)),
+                     "dev_log_loss": log_loss(y_dev, proba, labels=labels), "mcnemar_p": float(p_value)})
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["classifier", "C", "dev_accuracy", "dev_log_loss", "mcnemar_p_vs_nb"])
+        for row in rows:
+            writer.writerow([row["classifier"], row["C"], f"{row['dev_accuracy']:.4f}",
+                             f"{row['dev_log_loss']:.4f}", f"{row['mcnemar_p']:.4f}"])
+    return [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()} for row in rows]
+
+
+def evaluate(task: ModelSpec, model: NLPModel, test, report_dir: Path) -> dict:
     """Root-level test metrics, and the task's plot saved in ``report_dir``."""
     y_true = model._label_indices(test["target"])
-    proba = model.predict_proba(test["phrase"].to_numpy())
+    proba = model.predict_proba(test["phrase" if "phrase" in test else "text"].to_numpy())
     y_pred = proba.argmax(axis=1)
     metrics = {
         "test_accuracy": float(accuracy_score(y_true, y_pred)),
         "test_macro_f1": float(f1_score(y_true, y_pred, average="macro")),
-        "test_sentences": int(len(test)),
+        "test_sentences" if task.protocol == "sst" else "test_texts": int(len(test)),
         "per_class": classification_report(y_true, y_pred, labels=list(range(len(task.labels))),
                                            target_names=list(task.labels), output_dict=True,
                                            zero_division=0),
@@ -177,12 +192,13 @@ def evaluate(task: Task, model: NLPModel, test, report_dir: Path) -> dict:
         util.save_roc_curve(y_true, proba[:, 1], report_dir / "roc_curve.png", positive=task.labels[1],
                             title=f"{task.name}: ROC on SST test sentences (n={len(test)})")
     else:
+        where = "SST test sentences" if task.protocol == "sst" else "held-out texts"
         util.save_confusion_matrix(y_true, y_pred, task.labels, report_dir / "confusion_matrix.png",
-                                   title=f"{task.name}: SST test sentences (n={len(test)})")
+                                   title=f"{task.name}: {where} (n={len(test)})")
     return metrics
 
 
-def build(task: Task, splits, models_dir: Path, progress: bool = True) -> dict:
+def build(task: ModelSpec, splits, models_dir: Path, progress: bool = True) -> dict:
     """Search settings on dev, fit the chosen model, evaluate it on test and save it.
 
     Returns the saved manifest.
@@ -217,10 +233,91 @@ def build(task: Task, splits, models_dir: Path, progress: bool = True) -> dict:
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     write_selection_table(candidates, report_dir / "selection.csv")
+    # Kept naive Bayes whatever this says: only it learns each user's answer exactly
+    # online (learning.py); the README reports what the comparison found.
+    metrics["classifier_comparison_on_dev"] = compare_classifiers(
+        task, model, train, dev, report_dir / "classifier_comparison.csv")
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     data_description = {**splits.description, "train_phrases": int(len(train))}
     return model.save(target_dir, name=task.name, training_data=data_description,
                       metrics={k: v for k, v in metrics.items() if k != "build_seconds"})
+
+
+def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progress: bool = True,
+                  sample: int | None = None, n_jobs: int = 2) -> dict:
+    """Compare ``spec.candidates`` by cross-validation, refit the best, evaluate on held-out texts.
+
+    The held-out split (``spec.test_size``, stratified by label, fixed seed) is drawn
+    first and never used while comparing. ``sample`` keeps only that many texts
+    (stratified), for quick runs. Returns the saved manifest.
+    """
+    frame = spec.load(data_root)
+    if sample and sample < len(frame):
+        frame, _ = train_test_split(frame, train_size=sample, stratify=frame["target"], random_state=SPLIT_SEED)
+    train, test = train_test_split(frame, test_size=spec.test_size, stratify=frame["target"],
+                                   random_state=SPLIT_SEED)
+    texts, targets = train["text"].tolist(), train["target"].tolist()
+    folds = StratifiedKFold(spec.cv_folds, shuffle=True, random_state=0)
+    logger.info("%s: %d texts for selection (%d-fold CV), %d held out", spec.name, len(train),
+                spec.cv_folds, len(test))
+    started = time.perf_counter()
+    rows = []
+    for params in tqdm(list(ParameterGrid(spec.candidates)), desc=f"{spec.name}: compare on CV",
+                       unit="candidate", disable=not progress):
+        estimator = NLPModel(spec.labels, tokenizer=spec.tokenizer, **params)
+        try:
+            scores = cross_val_score(estimator, texts, targets, cv=folds, scoring=spec.metric,
+                                     n_jobs=n_jobs, error_score="raise")
+        except ValueError as exc:  # e.g. a label too rare for this classifier: it drops out
+            logger.warning("%s: %s could not be fitted: %s", spec.name, params, str(exc).splitlines()[-1])
+            rows.append({"params": params, "mean": float("nan"), "std": float("nan")})
+            continue
+        rows.append({"params": params, "mean": float(scores.mean()), "std": float(scores.std())})
+    fitted = [row for row in rows if row["mean"] == row["mean"]]  # not NaN
+    best = max(fitted, key=lambda row: row["mean"])  # the first of equal scores
+    logger.info("%s: chose %s (CV %s %.4f)", spec.name, best["params"], spec.metric, best["mean"])
+    model = NLPModel(spec.labels, tokenizer=spec.tokenizer, **best["params"]).fit(texts, targets)
+
+    target_dir = models_dir / spec.name
+    report_dir = target_dir / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    held_out = evaluate(spec, model, test, report_dir)
+    y_true, y_pred = model._label_indices(test["target"]), model._label_indices(model.predict(test["text"]))
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="weighted", zero_division=0)
+    files = [data_root / f for f in spec.data_files]
+    metrics = {
+        "evaluation": (f"held-out {spec.test_size:.0%} of the data, stratified by label (seed {SPLIT_SEED}), "
+                       f"never seen while choosing; candidates compared by {spec.cv_folds}-fold "
+                       f"stratified cross-validation on the rest, by {spec.metric}"),
+        "selected_by": f"mean {spec.metric} over {spec.cv_folds} folds",
+        "cv_score": best["mean"],
+        **held_out,
+        "test_weighted_precision": float(precision), "test_weighted_recall": float(recall),
+        "test_weighted_f1": float(f1),
+        "train_texts": int(len(train)),
+    }
+    write_comparison_table(rows, spec.metric, report_dir / "selection.csv")
+    (report_dir / "metrics.json").write_text(json.dumps(
+        {**metrics, "build_seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n", encoding="utf-8")
+    training_data = {"files": [f.name for f in files], "sha256": util.file_sha256(*files),
+                     "train_phrases": int(len(train))}
+    return model.save(target_dir, name=spec.name, training_data=training_data, metrics=metrics)
+
+
+def write_comparison_table(rows: list[dict], metric: str, path: Path) -> None:
+    """The candidates compared by cross-validation, best first, as CSV."""
+    keys = sorted({k for row in rows for k in row["params"]})
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*keys, f"cv_{metric}_mean", f"cv_{metric}_std"])
+        for row in sorted(rows, key=lambda r: -r["mean"] if r["mean"] == r["mean"] else float("inf")):
+            scores = [f"{row['mean']:.4f}", f"{row['std']:.4f}"] if row["mean"] == row["mean"] \
+                else ["could not be fitted", ""]
+            writer.writerow([_cell(row["params"].get(k, "")) for k in keys] + scores)
+
+
+def _cell(value) -> str:
+    return "-".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def write_selection_table(candidates: list[dict], path: Path) -> None:
@@ -238,17 +335,19 @@ def write_selection_table(candidates: list[dict], path: Path) -> None:
 
 
 def summary(manifests: list[dict]) -> str:
-    lines = [f"{'model':<10} {'version':<13} {'dev acc':>8} {'test acc':>9} {'macro-F1':>9}  "
-             f"published (test acc)"]
+    lines = [f"{'model':<15} {'version':<13} {'chosen on':>10} {'test acc':>9} {'macro-F1':>9}  "
+             f"classifier / published (test acc)"]
     for manifest in manifests:
         m = manifest["metrics"]
-        published = ", ".join(f"{k} {v:.1%}" for k, v in m["published_baselines_test_accuracy"].items())
-        lines.append(f"{manifest['name']:<10} {manifest['version']:<13} {m['dev_accuracy']:>8.2%} "
-                     f"{m['test_accuracy']:>9.2%} {m['test_macro_f1']:>9.3f}  {published}")
+        chosen = m.get("dev_accuracy", m.get("cv_score"))
+        published = ", ".join(f"{k} {v:.1%}" for k, v in m.get("published_baselines_test_accuracy", {}).items())
+        lines.append(f"{manifest['name']:<15} {manifest['version']:<13} {chosen:>10.2%} "
+                     f"{m['test_accuracy']:>9.2%} {m['test_macro_f1']:>9.3f}  "
+                     f"{manifest['params']['classifier']}  {published}")
     return "\n".join(lines)
 
 
-def retrain(task: Task, splits: Splits, storage, base: NLPModel, tolerance: float,
+def retrain(task: ModelSpec, splits: Splits, storage, base: NLPModel, tolerance: float,
             report_root: Path) -> tuple[bool, dict]:
     """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
 
@@ -262,7 +361,7 @@ def retrain(task: Task, splits: Splits, storage, base: NLPModel, tolerance: floa
     test = task.relabel(splits.test)
     texts = list(train["phrase"]) + [row.text for row in learned]
     targets = list(train["target"]) + [row.label for row in learned]
-    params = {k: v for k, v in base.get_params().items() if k != "tokenizer"}
+    params = base.settings()
     logger.info("%s: retraining on %d phrases + %d answers (feedback up to id %d)",
                 task.name, len(train), len(learned), serving.applied_upto)
     candidate = NLPModel(task.labels, **params).fit(texts, targets)
@@ -312,7 +411,7 @@ def retrain_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py retrain",
                                      description="Retrain with the stored feedback and publish if not worse.")
     parser.add_argument("--model", choices=sorted(TASKS), action="append",
-                        help="retrain only this model (repeatable; default: all)")
+                        help="retrain only this model (repeatable; default: sentiment and ratings)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--kaggle-tsv", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
@@ -389,8 +488,13 @@ def parse_args(argv=None):
                              "(dev and test still come from --data-dir)")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                         help="where to write the models (default: %(default)s)")
-    parser.add_argument("--model", choices=sorted(TASKS), action="append",
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder with hatespeech/ and questions/ (default: the parent of --data-dir)")
+    parser.add_argument("--model", choices=sorted(MODELS), action="append",
                         help="build only this model (repeatable; default: all)")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="held-out models: use only this many texts (a quick run)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for cross-validation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -401,13 +505,21 @@ def main(argv=None) -> int:
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
+    names = args.model or list(MODELS)
+    data_root = args.data_root or args.data_dir.parent
+    manifests, splits = [], None
     try:
-        splits = load_splits(args.data_dir, args.kaggle_tsv)
+        for name in names:
+            spec = MODELS[name]
+            if spec.protocol == "sst":
+                splits = splits or load_splits(args.data_dir, args.kaggle_tsv)
+                manifests.append(build(spec, splits, args.models_dir, progress=not args.no_progress))
+            else:
+                manifests.append(build_holdout(spec, data_root, args.models_dir, progress=not args.no_progress,
+                                               sample=args.sample, n_jobs=args.jobs))
     except (FileNotFoundError, util.DataFormatError) as exc:
         logger.error("%s", exc)
         return 2
-    manifests = [build(TASKS[name], splits, args.models_dir, progress=not args.no_progress)
-                 for name in (args.model or list(TASKS))]
     print(summary(manifests))
     print(f"models and reports written to {args.models_dir}")
     return 0

@@ -76,7 +76,7 @@ class OnlineModel:
         """Learn this model's ``rows`` (ids above ``applied_upto``); all ids to ``upto`` are seen."""
         seen = set(self.seen)
         new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto], seen)
-        if not new:
+        if not new or not self.model.supports_partial_fit:  # the others learn by retraining
             return replace(self, applied_upto=max(upto, self.applied_upto))
         updated = copy.copy(self.model)  # the vectorizer is shared, read-only
         updated.classifier_ = copy.deepcopy(self.model.classifier_)

@@ -78,7 +78,7 @@ def assert_error(response, status, fragment):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/", "/ratings"])
+@pytest.mark.parametrize("path", ["/", "/ratings", "/hatespeech", "/questions"])
 @pytest.mark.parametrize("send, status, fragment", [
     (lambda c, p: c.get(p), 400, "missing 'query'"),
     (lambda c, p: c.get(p, query_string={"q": "x"}), 400, "missing 'query'"),
@@ -104,6 +104,47 @@ def assert_error(response, status, fragment):
         "too-long", "json-too-long", "delete", "put"])
 def test_bad_input_gets_a_clear_json_error(client, path, send, status, fragment):
     assert_error(send(client, path), status, fragment)
+
+
+HATE = ["hate speech", "offensive language", "neither"]
+
+
+def test_hatespeech_answers_every_class(client):
+    body = client.get("/hatespeech", query_string={"query": "RT @user: these hoes aint loyal &amp; never was"}).json
+    assert_prediction(body, HATE)
+    assert body["prediction"] == "offensive language"
+    calm = client.post("/hatespeech", json={"query": "the weather in portland is lovely today"}).json
+    assert calm["prediction"] == "neither"
+
+
+def test_questions_answer_both_levels(client):
+    body = client.get("/questions", query_string={"query": "What is the capital of Peru ?"}).json
+    assert_prediction({k: body[k] for k in ("prediction", "confidence", "probabilities")},
+                      ["abbreviation", "description", "entity", "human", "location", "numeric"])
+    assert body["prediction"] == "location"
+    assert len(body["fine"]["probabilities"]) == 47
+    assert body["fine"]["prediction"] == "city"
+    assert client.get("/questions", query_string={"query": "How many people live in Lima ?"}).json["prediction"] == "numeric"
+
+
+@pytest.mark.parametrize("path", ["/", "/ratings", "/hatespeech", "/questions"])
+def test_explain_gives_the_terms_behind_the_answer(client, path):
+    plain = client.get(path, query_string={"query": "that movie was boring and stupid"}).json
+    body = client.get(path, query_string={"query": "that movie was boring and stupid", "explain": "1"}).json
+    assert "explanation" not in plain
+    why = body.pop("explanation")
+    assert body.get("fine", {}).pop("explanation", None) is not None or path != "/questions"
+    assert {k: v for k, v in body.items() if k != "fine"} == {k: v for k, v in plain.items() if k != "fine"}
+    assert set(why) == {"versus", "margin", "bias", "toward", "away"}
+    assert why["versus"] in plain["probabilities"] and why["versus"] != plain["prediction"]
+    assert all(set(t) == {"term", "weight"} for t in why["toward"] + why["away"])
+
+
+def test_explain_reads_every_location(client):
+    assert "explanation" in client.post("/", json={"query": "boring", "explain": True}).json
+    assert "explanation" in client.post("/", data={"query": "boring", "explain": "yes"}).json
+    assert "explanation" not in client.get("/", query_string={"query": "boring", "explain": "0"}).json
+    assert_error(client.get("/", query_string={"query": "boring", "explain": "maybe"}), 400, "'explain' must be 1 or 0")
 
 
 def test_a_query_at_the_limit_is_accepted(client):

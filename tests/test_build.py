@@ -28,7 +28,8 @@ def test_committed_models_clear_the_published_naive_bayes(name):
 @pytest.fixture(scope="module")
 def rebuilt(sst_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
-    assert build_model.main(["--data-dir", str(sst_dir), "--models-dir", str(out), "--no-progress"]) == 0
+    assert build_model.main(["--data-dir", str(sst_dir), "--models-dir", str(out), "--no-progress",
+                             "--model", "sentiment", "--model", "ratings"]) == 0
     return out
 
 

@@ -36,7 +36,7 @@ def test_ratings_feedback_takes_a_rating_by_name(client, storage):
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ({"model": "hatespeech"}, "unknown model 'hatespeech'"),
+    ({"model": "nope"}, "unknown model 'nope'"),
     ({"model": None}, "unknown model None"),
     ({"label": "positive"}, "unknown label 'positive' for sentiment"),
     ({"label": 1}, "unknown label 1"),
@@ -96,9 +96,13 @@ def test_models_lists_what_is_served(client):
     send(client)
     send(client, label="Negative", query="a dull film")
     models = {m["name"]: m for m in client.get("/models").json["models"]}
-    assert set(models) == {"sentiment", "ratings"}
+    assert set(models) == {"sentiment", "ratings", "hatespeech", "questions", "questions-fine"}
     sentiment = models["sentiment"]
     assert sentiment["endpoint"] == "/" and models["ratings"]["endpoint"] == "/ratings"
+    assert models["questions-fine"]["endpoint"] == "/questions (fine)"
+    assert (sentiment["classifier"], sentiment["learns_online"]) == ("nb", True)
+    assert models["hatespeech"]["learns_online"] is False
+    assert models["hatespeech"]["metrics"]["test_macro_f1"] > 0.6
     assert sentiment["labels"] == ["Negative", "Positive"]
     assert sentiment["training_data"] == {"phrases": 77616, "feedback_learned": 2}
     assert sentiment["feedback_stored"] == 2
@@ -162,3 +166,15 @@ def test_a_tampered_answer_form_gets_a_page_not_json(client, storage):
 def test_html_is_escaped(client):
     page = client.post("/ui", data={"review": "<script>alert(1)</script> great"}).text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_feedback_on_a_model_that_learns_by_retraining_is_stored_not_learned(client, storage):
+    tweet = "these hoes aint loyal"
+    before = client.get("/hatespeech", query_string={"query": tweet}).json
+    response = client.post("/feedback", json={"model": "hatespeech", "query": tweet, "label": "neither"})
+    assert response.status_code == 201
+    assert storage.get_feedback(response.json["id"]).label == "neither"
+    assert client.get("/hatespeech", query_string={"query": tweet}).json == before
+    listed = {m["name"]: m for m in client.get("/models").json["models"]}["hatespeech"]
+    assert (listed["feedback_stored"], listed["training_data"]["feedback_learned"]) == (1, 0)
+    assert listed["version"] == listed["base_version"]

@@ -28,7 +28,7 @@ def refit_with_same_vectorizer(base: NLPModel, texts, targets, extra_rows):
     """What the invariant compares with: one fit on base data + learned feedback."""
     all_texts = list(texts) + [r.text for r in extra_rows]
     all_targets = list(targets) + [r.label for r in extra_rows]
-    params = {k: v for k, v in base.get_params().items() if k != "tokenizer"}
+    params = base.settings()
     return NLPModel(base.labels, **params).fit_from_features(
         base.vectorizer_, base.vectorizer_.transform(all_texts), all_targets)
 
@@ -56,7 +56,7 @@ def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
 
 @pytest.mark.slow
 def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
-    from build_model import TASKS
+    from tasks import MODELS as TASKS
 
     base = NLPModel.load(MODELS_DIR / "sentiment")
     train = TASKS["sentiment"].relabel(util.load_sst(sst_dir / "train.txt").drop_duplicates(["phrase", "label"]))

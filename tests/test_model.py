@@ -59,7 +59,7 @@ def test_save_and_load_give_the_same_model(fitted, tmp_path):
     probe = TEXTS + ["unseen words only", "great , great , dull"]
     np.testing.assert_array_equal(loaded.predict_proba(probe), fitted.predict_proba(probe))
     assert loaded.labels == LABELS
-    assert loaded.get_params() == fitted.get_params()
+    assert loaded.settings() == fitted.settings()
     for key in ("arrays_sha256", "labels", "training_data", "metrics", "library_versions",
                 "created_at", "version", "params"):
         assert manifest[key], key

@@ -82,8 +82,21 @@ def test_errors_over_http_are_json(live_server, method, path, kwargs, status):
 def test_health_and_binding(live_server):
     body = requests.get(f"{live_server.url}/health", timeout=10).json()
     assert body["status"] == "ok"
-    assert set(body["models"]) == {"sentiment", "ratings"}
+    assert set(body["models"]) == {"sentiment", "ratings", "hatespeech", "questions", "questions-fine"}
     # The README's command binds loopback only, with the workers asked for.
     log = live_server.log()
     assert f"Listening at: http://127.0.0.1:{live_server.port}" in log
     assert log.count("Booting worker") == 2
+
+
+@pytest.mark.parametrize("path, query, expected", [
+    ("/hatespeech", "RT @user: these hoes aint loyal", "offensive language"),
+    ("/questions", "Where is the Eiffel Tower ?", "location"),
+])
+def test_the_other_models_over_http(live_server, path, query, expected):
+    response = requests.get(f"{live_server.url}{path}", params={"query": query, "explain": 1}, timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["prediction"] == expected and body["explanation"]["toward"]
+    bad = requests.post(f"{live_server.url}{path}", json={"query": ""}, timeout=10)
+    assert bad.status_code == 400 and bad.json() == {"message": "'query' is empty: send some text to classify"}
