@@ -50,7 +50,6 @@ import util
 from model import NLPModel
 from tasks import MODELS, ModelSpec
 
-TASKS = {name: spec for name, spec in MODELS.items() if spec.protocol == "sst"}
 SPLIT_SEED = 20261122  # the held-out split of the "holdout" models
 
 logger = logging.getLogger("build_model")
@@ -347,36 +346,54 @@ def summary(manifests: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def retrain(task: ModelSpec, splits: Splits, storage, base: NLPModel, tolerance: float,
+def base_data(task: ModelSpec, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):
+    """The data a model was built from: ``(train texts, train targets, test frame, description)``.
+
+    The test frame has ``text`` and ``target``: the SST test sentences, or the
+    held-out split (drawn as :func:`build_holdout` draws it).
+    """
+    if task.protocol == "sst":
+        splits = load_splits(data_dir, kaggle_tsv)
+        train, test = task.relabel(splits.train), task.relabel(splits.test)
+        return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
+                splits.description)
+    frame = task.load(data_root)
+    train, test = train_test_split(frame, test_size=task.test_size, stratify=frame["target"],
+                                   random_state=SPLIT_SEED)
+    files = [data_root / f for f in task.data_files]
+    return (list(train["text"]), list(train["target"]), test,
+            {"files": [f.name for f in files], "sha256": util.file_sha256(*files)})
+
+
+def retrain(task: ModelSpec, data, storage, base: NLPModel, tolerance: float,
             report_root: Path) -> tuple[bool, dict]:
     """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
 
-    Returns ``(published, summary)``.
+    ``data`` is what :func:`base_data` returns. Returns ``(published, summary)``.
     """
     from learning import ModelRegistry, learnable
 
+    train_texts, train_targets, test, description = data
     serving = ModelRegistry({task.name: base}, storage, sync_interval=0).get(task.name)
     learned = learnable(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto), set())
-    train = task.relabel(splits.train)
-    test = task.relabel(splits.test)
-    texts = list(train["phrase"]) + [row.text for row in learned]
-    targets = list(train["target"]) + [row.label for row in learned]
-    params = base.settings()
-    logger.info("%s: retraining on %d phrases + %d answers (feedback up to id %d)",
-                task.name, len(train), len(learned), serving.applied_upto)
-    candidate = NLPModel(task.labels, **params).fit(texts, targets)
+    texts = train_texts + [row.text for row in learned]
+    targets = train_targets + [row.label for row in learned]
+    logger.info("%s: retraining on %d texts + %d answers (feedback up to id %d)",
+                task.name, len(train_texts), len(learned), serving.applied_upto)
+    candidate = NLPModel(task.labels, **base.settings()).fit(texts, targets)
 
     y_test = candidate._label_indices(test["target"])
-    serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["phrase"]).argmax(axis=1)))
+    serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["text"]).argmax(axis=1)))
     report_dir = report_root / task.name / "candidate"
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
-        "evaluation": "sentence-level (root) accuracy on the SST test split; retrained on the "
-                      "base training phrases plus the learned feedback",
+        "evaluation": ("sentence-level (root) accuracy on the SST test split" if task.protocol == "sst"
+                       else f"accuracy on the held-out {task.test_size:.0%} (seed {SPLIT_SEED})")
+                      + "; retrained on the base training data plus the learned feedback",
         **evaluate(task, candidate, test, report_dir),
         "serving_version": serving.version,
         "serving_test_accuracy": serving_accuracy,
-        "published_baselines_test_accuracy": PUBLISHED_BASELINES[task.name],
+        "published_baselines_test_accuracy": PUBLISHED_BASELINES.get(task.name, {}),
     }
     summary = {"model": task.name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
                "candidate_accuracy": metrics["test_accuracy"], "feedback_learned": len(learned),
@@ -385,7 +402,7 @@ def retrain(task: ModelSpec, splits: Splits, storage, base: NLPModel, tolerance:
         return False, summary
     manifest, payload = candidate.dumps(
         name=task.name, metrics=metrics,
-        training_data={**splits.description, "train_phrases": int(len(train)),
+        training_data={**description, "train_phrases": len(train_texts),
                        "feedback_learned": len(learned), "feedback_upto": serving.applied_upto})
     storage.publish(task.name, manifest, payload, feedback_upto=serving.applied_upto)
     final_dir = report_root / task.name / manifest["version"]
@@ -410,9 +427,11 @@ def _storage(database_url: str | None):
 def retrain_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py retrain",
                                      description="Retrain with the stored feedback and publish if not worse.")
-    parser.add_argument("--model", choices=sorted(TASKS), action="append",
-                        help="retrain only this model (repeatable; default: sentiment and ratings)")
+    parser.add_argument("--model", choices=sorted(MODELS), action="append",
+                        help="retrain only this model (repeatable; default: all)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder with hatespeech/ and questions/ (default: the parent of --data-dir)")
     parser.add_argument("--kaggle-tsv", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                         help="the shipped base models (default: %(default)s)")
@@ -421,15 +440,15 @@ def retrain_main(argv) -> int:
                         help="largest drop in test accuracy still published (default: %(default)s)")
     args = parser.parse_args(argv)
     storage, settings = _storage(args.database_url)
-    try:
-        splits = load_splits(args.data_dir, args.kaggle_tsv)
-    except (FileNotFoundError, util.DataFormatError) as exc:
-        logger.error("%s", exc)
-        return 2
     status = 0
-    for name in args.model or list(TASKS):
+    for name in args.model or list(MODELS):
+        try:
+            data = base_data(MODELS[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
+        except (FileNotFoundError, util.DataFormatError) as exc:
+            logger.error("%s", exc)
+            return 2
         base = NLPModel.load(args.models_dir / name)
-        published, summary = retrain(TASKS[name], splits, storage, base, args.tolerance,
+        published, summary = retrain(MODELS[name], data, storage, base, args.tolerance,
                                      settings.data_dir / "reports")
         line = (f"{name}: serving {summary['serving_version']} {summary['serving_accuracy']:.2%}, "
                 f"retrained with {summary['feedback_learned']} answers {summary['candidate_accuracy']:.2%}")
@@ -444,7 +463,7 @@ def retrain_main(argv) -> int:
 def rollback_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py rollback",
                                      description="Serve the version served before the current one.")
-    parser.add_argument("--model", choices=sorted(TASKS), required=True)
+    parser.add_argument("--model", choices=sorted(MODELS), required=True)
     parser.add_argument("--database-url", default=None, help="default: the service's database")
     args = parser.parse_args(argv)
     storage, _ = _storage(args.database_url)
@@ -460,11 +479,11 @@ def rollback_main(argv) -> int:
 def versions_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py versions",
                                      description="List the published versions.")
-    parser.add_argument("--model", choices=sorted(TASKS), action="append")
+    parser.add_argument("--model", choices=sorted(MODELS), action="append")
     parser.add_argument("--database-url", default=None, help="default: the service's database")
     args = parser.parse_args(argv)
     storage, _ = _storage(args.database_url)
-    for name in args.model or list(TASKS):
+    for name in args.model or list(MODELS):
         rows = storage.versions(name)
         active = any(row["active"] for row in rows)
         print(f"{name}: {'' if active else '* '}base model from lib/models")

@@ -56,10 +56,10 @@ def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
 
 @pytest.mark.slow
 def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
-    from tasks import MODELS as TASKS
+    from tasks import MODELS
 
     base = NLPModel.load(MODELS_DIR / "sentiment")
-    train = TASKS["sentiment"].relabel(util.load_sst(sst_dir / "train.txt").drop_duplicates(["phrase", "label"]))
+    train = MODELS["sentiment"].relabel(util.load_sst(sst_dir / "train.txt").drop_duplicates(["phrase", "label"]))
     for text, label in [("that movie was boring", "Positive"), ("a triumph", "Negative"),
                         ("Ça me plaît 😀", "Positive"), ("that   movie was BORING", "Positive")]:
         answer(storage, text, label, model="sentiment")

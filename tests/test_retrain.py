@@ -109,3 +109,18 @@ def test_a_retrained_model_worse_than_the_serving_one_is_not_published(sqlite_ur
 def test_rollback_with_nothing_to_roll_back(sqlite_url, capsys):
     assert build_model.main(["rollback", "--model", "sentiment", "--database-url", sqlite_url]) == 1
     assert "nothing to roll back" in capsys.readouterr().out
+
+
+def test_a_held_out_model_is_retrained_with_its_answers(sqlite_url, sst_dir, tmp_path, monkeypatch):
+    """hatespeech learns answers only by retraining: on its 80%, checked on its held-out 20%."""
+    monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
+    storage = Storage(sqlite_url)
+    storage.add_feedback(model="questions", text="Which city hosts the Louvre ?", label="location",
+                         prediction="?", model_version="v")
+    assert build_model.main(["retrain", "--model", "questions", "--data-dir", str(sst_dir),
+                             "--database-url", sqlite_url]) == 0
+    published = storage.active_versions()["questions"]
+    stored = storage.load_version("questions", published)
+    assert stored.manifest["training_data"]["feedback_learned"] == 1
+    assert stored.manifest["params"]["classifier"] == "svm"
+    assert stored.manifest["metrics"]["test_texts"] == 1091
