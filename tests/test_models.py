@@ -145,3 +145,21 @@ def test_the_committed_models_load_and_answer(name):
     assert model.manifest_["name"] == name and model.labels == list(MODELS[name].labels)
     proba = model.predict_proba(["what is the capital of peru ?", "that movie was boring"])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_a_new_classifier_needs_only_a_description_and_a_loader(tmp_path):
+    from tasks import LINEAR_CANDIDATES, ModelSpec
+
+    spam = [f"win money now offer {i}" for i in range(30)] + [f"free prize click here {i}" for i in range(30)]
+    ham = [f"see you at lunch {i}" for i in range(30)] + [f"the meeting moved to friday {i}" for i in range(30)]
+    (tmp_path / "spam").mkdir()
+    import pandas as pd
+
+    pd.DataFrame({"text": spam + ham, "label": ["spam"] * 60 + ["ham"] * 60}).to_csv(tmp_path / "spam" / "spam.csv")
+    spec = ModelSpec("spam", "/spam", ("spam", "ham"), protocol="holdout",
+                     load=lambda root: pd.read_csv(root / "spam" / "spam.csv").assign(target=lambda f: f["label"]),
+                     data_files=("spam/spam.csv",), candidates=LINEAR_CANDIDATES, metric="f1_macro", cv_folds=3)
+    manifest = build_model.build_holdout(spec, tmp_path, tmp_path / "models", progress=False, n_jobs=1)
+    assert manifest["metrics"]["test_accuracy"] == 1.0
+    model = NLPModel.load(tmp_path / "models" / "spam")
+    assert model.predict(["claim your free prize", "lunch on friday"]).tolist() == ["spam", "ham"]
