@@ -275,6 +275,7 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     fitted = [row for row in rows if row["mean"] == row["mean"]]  # not NaN
     best = max(fitted, key=lambda row: row["mean"])  # the first of equal scores
     logger.info("%s: chose %s (CV %s %.4f)", spec.name, best["params"], spec.metric, best["mean"])
+    print(comparison_summary(spec, fitted))
     model = NLPModel(spec.labels, tokenizer=spec.tokenizer, **best["params"]).fit(texts, targets)
 
     target_dir = models_dir / spec.name
@@ -301,6 +302,18 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     training_data = {"files": [f.name for f in files], "sha256": util.file_sha256(*files),
                      "train_phrases": int(len(train))}
     return model.save(target_dir, name=spec.name, training_data=training_data, metrics=metrics)
+
+
+def comparison_summary(spec: ModelSpec, rows: list[dict]) -> str:
+    """The best candidate of each classifier, as printed after a comparison."""
+    lines = [f"{spec.name}: best of each classifier by {spec.cv_folds}-fold CV {spec.metric}"]
+    for classifier in ("nb", "logreg", "svm"):
+        mine = [row for row in rows if row["params"]["classifier"] == classifier]
+        if mine:
+            top = max(mine, key=lambda row: row["mean"])
+            settings = ", ".join(f"{k}={_cell(v)}" for k, v in sorted(top["params"].items()) if k != "classifier")
+            lines.append(f"  {classifier:<7} {top['mean']:.4f} ± {top['std']:.4f}  ({settings})")
+    return "\n".join(lines)
 
 
 def write_comparison_table(rows: list[dict], metric: str, path: Path) -> None:

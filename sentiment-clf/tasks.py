@@ -16,8 +16,8 @@ import pandas as pd
 
 import util
 
-# The features every candidate classifier is compared on.
-_VECTOR_GRID = {"ngram_range": [(1, 1), (1, 2)], "sublinear_tf": [True]}
+# The features every candidate classifier is compared on: n-grams and tf weighting.
+_VECTOR_GRID = {"ngram_range": [(1, 1), (1, 2)], "sublinear_tf": [True, False]}
 LINEAR_CANDIDATES = [
     {**_VECTOR_GRID, "classifier": ["nb"], "alpha": [0.03, 0.3], "fit_prior": [True, False]},
     {**_VECTOR_GRID, "classifier": ["logreg"], "C": [1.0, 10.0], "class_weight": [None, "balanced"]},

@@ -108,7 +108,7 @@ def test_selection_on_a_small_slice_picks_a_model_and_reports(data_root, tmp_pat
     assert manifest["params"]["classifier"] in ("nb", "logreg", "svm")
     report = tmp_path / name / "report"
     rows = (report / "selection.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * (4 + 4 + 4)  # header + every candidate of tasks.LINEAR_CANDIDATES
+    assert len(rows) == 1 + 2 * 2 * (4 + 4 + 4)  # header + every candidate of tasks.LINEAR_CANDIDATES
     assert rows[0].endswith(f"cv_{spec.metric}_mean,cv_{spec.metric}_std")
     assert (report / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((report / "metrics.json").read_text())
