@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_predict.py            # or: make bench
 
-1. In-process: the time of one ``NLPModel.predict_proba`` call on one phrase.
+1. In-process: the time of one prediction on one phrase, through scikit-learn's
+   ``NLPModel.predict_proba`` and through the compact scorer the service uses.
 2. The service started with the README's command (gunicorn, 2 workers by
    default), loaded by wrk (Debian package ``wrk``) with single GET predictions:
    requests/s and p50/p99 latency at each concurrency.
@@ -40,19 +41,25 @@ PHRASES = ["that movie was boring", "a gorgeous , witty , seductive movie",
 QUERY = "that movie was boring"
 
 
-def in_process(model_dir: Path, repeats: int) -> dict:
-    model = NLPModel.load(model_dir / "sentiment")
+def time_one(predict, repeats: int) -> dict:
     for text in PHRASES * 50:  # warm-up
-        model.predict_proba([text])
+        predict(text)
     timings = []
     for i in range(repeats):
         text = PHRASES[i % len(PHRASES)]
         started = time.perf_counter_ns()
-        model.predict_proba([text])
+        predict(text)
         timings.append(time.perf_counter_ns() - started)
     timings.sort()
     return {"repeats": repeats, "median_ms": statistics.median(timings) / 1e6,
             "p99_ms": timings[int(0.99 * len(timings))] / 1e6}
+
+
+def in_process(model_dir: Path, repeats: int) -> dict:
+    """One prediction: scikit-learn's predict_proba, and the compact scorer the service uses."""
+    model = NLPModel.load(model_dir / "sentiment")
+    return {"sklearn": time_one(lambda text: model.predict_proba([text]), repeats),
+            "scorer": time_one(model.scorer().predict_proba, repeats)}
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -92,8 +99,9 @@ def main(argv=None) -> int:
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "command": " ".join(["bench/bench_predict.py", *(argv or sys.argv[1:])])}
     results["in_process"] = in_process(ROOT / "sentiment-clf" / "lib" / "models", args.repeats)
-    print(f"in-process, one prediction: median {results['in_process']['median_ms']:.3f} ms, "
-          f"p99 {results['in_process']['p99_ms']:.3f} ms ({args.repeats} calls)")
+    for path, timing in results["in_process"].items():
+        print(f"in-process, one prediction, {path}: median {timing['median_ms']:.3f} ms, "
+              f"p99 {timing['p99_ms']:.3f} ms ({args.repeats} calls)")
 
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk): skipping the HTTP figures", file=sys.stderr)

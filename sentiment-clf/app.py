@@ -157,7 +157,7 @@ def _storage() -> Storage:
 
 def predict_one(model: NLPModel, query: str, explain: bool = False) -> dict:
     """The answer for one text: the best label, its probability, and every label's."""
-    probabilities = model.predict_proba([query])[0]
+    probabilities = model.scorer().predict_proba(query)
     best = int(probabilities.argmax())
     answer = {
         "prediction": model.labels[best],

@@ -251,6 +251,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
                             if isinstance(classifier, CalibratedClassifierCV) else classifier)
         self.classes_ = np.asarray(self.labels, dtype=object)
         self.manifest_ = {}
+        self._scorer = None
         return self
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -272,7 +273,16 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
         features = self.vectorizer_.transform(texts)
         self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
+        self._scorer = None  # its weights changed
         return self
+
+    def scorer(self):
+        """A :class:`scorer.Scorer` for this model: the fast path for one text."""
+        if getattr(self, "_scorer", None) is None:
+            from scorer import Scorer
+
+            self._scorer = Scorer(self)
+        return self._scorer
 
     @property
     def supports_partial_fit(self) -> bool:
