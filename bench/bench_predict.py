@@ -62,6 +62,38 @@ def in_process(model_dir: Path, repeats: int) -> dict:
             "scorer": time_one(model.scorer().predict_proba, repeats)}
 
 
+def batch_texts(size: int) -> list[str]:
+    return [f"{PHRASES[i % len(PHRASES)]} ({i})" for i in range(size)]
+
+
+def in_process_batch(model_dir: Path, size: int, rounds: int = 5) -> dict:
+    """Phrases per second scoring a batch in-process, with the scorer and with scikit-learn."""
+    model = NLPModel.load(model_dir / "sentiment")
+    texts, scorer = batch_texts(size), model.scorer()
+    results = {}
+    for path, run in (("scorer", lambda: [scorer.predict_proba(t) for t in texts]),
+                      ("sklearn", lambda: model.predict_proba(texts))):
+        run()
+        started = time.perf_counter()
+        for _ in range(rounds):
+            run()
+        results[path] = size * rounds / (time.perf_counter() - started)
+    return results
+
+
+def run_wrk_batch(url: str, size: int, connections: int, seconds: int, folder: Path) -> dict:
+    script = folder / "batch.lua"
+    body = json.dumps({"queries": batch_texts(size)})
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = {json.dumps(body)}\n")
+    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+                            capture_output=True, text=True, check=True).stdout
+    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"batch_size": size, "connections": connections, "requests_per_s": requests_per_s,
+            "phrases_per_s": requests_per_s * size, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -99,6 +131,7 @@ def main(argv=None) -> int:
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "command": " ".join(["bench/bench_predict.py", *(argv or sys.argv[1:])])}
     results["in_process"] = in_process(ROOT / "sentiment-clf" / "lib" / "models", args.repeats)
+    results["in_process_batch_phrases_per_s"] = in_process_batch(ROOT / "sentiment-clf" / "lib" / "models", 1000)
     for path, timing in results["in_process"].items():
         print(f"in-process, one prediction, {path}: median {timing['median_ms']:.3f} ms, "
               f"p99 {timing['p99_ms']:.3f} ms ({args.repeats} calls)")
@@ -114,6 +147,7 @@ def main(argv=None) -> int:
             run_wrk(url, 8, 3)  # warm-up
             results["http"] = {"workers": args.workers, "url": "/?query=" + quote(QUERY),
                                "runs": [run_wrk(url, c, args.seconds) for c in args.concurrency]}
+            results["batch"] = run_wrk_batch(f"{server.url}/batch", 1000, 2, args.seconds, Path(tmp))
         finally:
             server.stop()
 
@@ -123,6 +157,10 @@ def main(argv=None) -> int:
     for run in results["http"]["runs"]:
         print(f"| {run['connections']} | {run['requests_per_s']:,.0f} | {run['p50_ms']:.2f} | "
               f"{run['p99_ms']:.2f} | {run['non_2xx']} non-2xx, socket {run['socket_errors']} |")
+    batch, limit = results["batch"], results["in_process_batch_phrases_per_s"]
+    print(f"\nbatch: POST /batch with 1,000 phrases, 2 connections: {batch['phrases_per_s']:,.0f} phrases/s "
+          f"({batch['non_2xx']} non-2xx); in-process, one worker: scorer {limit['scorer']:,.0f} phrases/s, "
+          f"scikit-learn (one call for the batch) {limit['sklearn']:,.0f} phrases/s")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "bench_predict.json").write_text(json.dumps(results, indent=2) + "\n")

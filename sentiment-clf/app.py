@@ -66,10 +66,48 @@ class PredictionResource(Resource):
         return answer
 
 
+class BatchPredictionResource(Resource):
+    """``POST {"queries": ["...", ...]}``: up to MAX_BATCH texts, one answer each, in order."""
+
+    model_name: str
+
+    def post(self):
+        # A batch may be larger than one query's body; the bound is still set before reading.
+        request.max_content_length = current_app.config["MAX_BATCH_BYTES"]
+        body = _json_body()
+        queries = body.get("queries")
+        if not isinstance(queries, list) or not queries:
+            raise BadRequest("send a JSON body {\"queries\": [\"...\", ...]} with at least one text")
+        limit = current_app.config["MAX_BATCH"]
+        if len(queries) > limit:
+            raise RequestEntityTooLarge(f"too many texts: {len(queries)}, the limit is {limit} per request")
+        explain = read_flag("explain")
+        texts = []
+        for i, value in enumerate(queries):
+            try:
+                texts.append(validate_query(value))
+            except HTTPException as exc:
+                exc.description = f"queries[{i}]: {exc.description}"
+                raise
+        # One vectorized call per model: faster per text than the scorer's loop for a batch.
+        model = registry().get(self.model_name).model
+        results = [answer(model, row, text, explain) for row, text in zip(model.predict_proba(texts), texts)]
+        for key, other in MODELS[self.model_name].levels.items():
+            other_model = registry().get(other).model
+            for result, row, text in zip(results, other_model.predict_proba(texts), texts):
+                result[key] = answer(other_model, row, text, explain)
+        return {"results": results}
+
+
 def prediction_resource(name: str) -> type[PredictionResource]:
     """The Resource class for the model ``name``: ``hatespeech`` -> ``PredictHatespeech``."""
     class_name = "Predict" + "".join(part.capitalize() for part in re.split(r"[-_]", name))
     return type(class_name, (PredictionResource,), {"model_name": name, "__doc__": f"The {name} model."})
+
+
+def batch_resource(name: str) -> type[BatchPredictionResource]:
+    class_name = "PredictBatch" + "".join(part.capitalize() for part in re.split(r"[-_]", name))
+    return type(class_name, (BatchPredictionResource,), {"model_name": name})
 
 
 PredictSentiment = prediction_resource("sentiment")
@@ -83,6 +121,18 @@ class Health(Resource):
             "models": {name: {"version": m.version, "labels": m.model.labels}
                        for name, m in registry().served().items()},
         }
+
+
+class Ready(Resource):
+    """For a load balancer: 200 when the models are loaded and the database answers."""
+
+    def get(self):
+        try:
+            _storage().last_feedback_id()
+        except SQLAlchemyError:
+            logger.exception("readiness check: the database does not answer")
+            raise ServiceUnavailable("not ready: the database does not answer") from None
+        return {"status": "ready", "models": sorted(registry().served())}
 
 
 class Feedback(Resource):
@@ -157,16 +207,20 @@ def _storage() -> Storage:
 
 def predict_one(model: NLPModel, query: str, explain: bool = False) -> dict:
     """The answer for one text: the best label, its probability, and every label's."""
-    probabilities = model.scorer().predict_proba(query)
+    return answer(model, model.scorer().predict_proba(query), query, explain)
+
+
+def answer(model: NLPModel, probabilities, query: str, explain: bool = False) -> dict:
+    """The answer's shape, from the text's probabilities in the model's label order."""
     best = int(probabilities.argmax())
-    answer = {
+    result = {
         "prediction": model.labels[best],
         "confidence": float(probabilities[best]),
         "probabilities": {label: float(p) for label, p in zip(model.labels, probabilities)},
     }
     if explain:
-        answer["explanation"] = model.explain(query)
-    return answer
+        result["explanation"] = model.explain(query)
+    return result
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -301,7 +355,9 @@ def create_app(config: dict | None = None) -> Flask:
     api = Api(app, catch_all_404s=True)
     for resource, url in PREDICTION_ROUTES.items():
         api.add_resource(resource, url)
+        api.add_resource(batch_resource(resource.model_name), url.rstrip("/") + "/batch")
     api.add_resource(Health, "/health")
+    api.add_resource(Ready, "/ready")
     api.add_resource(Models, "/models")
     api.add_resource(Feedback, "/feedback")
 
@@ -314,7 +370,19 @@ def create_app(config: dict | None = None) -> Flask:
     for endpoint in ("feedback", "ui.feedback"):
         app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
     app.register_error_handler(HTTPException, json_error)
+    app.after_request(security_headers)
     return app
+
+
+def security_headers(response):
+    """No sniffing anywhere; pages may not be framed, run other sites' code or post elsewhere."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def _configure_logging(level: str) -> None:

@@ -10,6 +10,8 @@ variable               default                   meaning
 ``..._WORKERS``        ``2``                     gunicorn worker processes
 ``..._MODEL_DIR``      ``sentiment-clf/lib/models``  folder holding one sub-folder per model
 ``..._MAX_QUERY_CHARS``  ``10000``               longest query accepted (413 above it)
+``..._MAX_BATCH``      ``1000``                  most texts in one batch request (413 above it)
+``..._MAX_BATCH_BYTES``  ``8388608``             largest batch request body (413 above it)
 ``..._LOG_LEVEL``      ``INFO``                  level of the application's log
 ``..._DATA_DIR``       ``sentiment-clf/instance``  where the default SQLite database lives
 ``DATABASE_URL``       SQLite in DATA_DIR        ``sqlite:///path`` or ``postgresql://user@host/db``
@@ -38,6 +40,8 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64)
     model_dir: Path = HERE / "lib" / "models"
     max_query_chars: int = Field(10_000, ge=1)
+    max_batch: int = Field(1_000, ge=1)
+    max_batch_bytes: int = Field(8 * 2**20, ge=1024)
     log_level: str = "INFO"
     data_dir: Path = HERE / "instance"
     database_url: str | None = Field(
@@ -60,6 +64,8 @@ class Settings(BaseSettings):
             # characters fits with room for JSON escapes (up to 12 bytes each).
             "MAX_CONTENT_LENGTH": 16 * self.max_query_chars + 1024,
             "LOG_LEVEL": self.log_level,
+            "MAX_BATCH": self.max_batch,
+            "MAX_BATCH_BYTES": self.max_batch_bytes,
             "DATABASE_URL": self.database(),
             "SYNC_INTERVAL": self.sync_interval,
             "FEEDBACK_RATE_LIMIT": self.feedback_rate_limit,

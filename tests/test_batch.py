@@ -1,0 +1,99 @@
+"""Batch predictions, readiness and response headers."""
+import json
+
+import pytest
+import requests
+
+from conftest import make_app
+
+TEXTS = ["that movie was boring", "a gorgeous , witty , seductive movie", "Ça me plaît 😀", "an ok film"]
+
+
+def assert_same_answer(batch, single):
+    """A batch is scored by scikit-learn in one call, a single text by the scorer: equal to 1e-9."""
+    assert batch["prediction"] == single["prediction"]
+    assert list(batch["probabilities"]) == list(single["probabilities"])
+    assert batch["probabilities"] == pytest.approx(single["probabilities"], abs=1e-9)
+    assert batch["confidence"] == pytest.approx(single["confidence"], abs=1e-9)
+    if "fine" in single:
+        assert_same_answer(batch["fine"], single["fine"])
+
+
+@pytest.mark.parametrize("single, batch", [("/", "/batch"), ("/ratings", "/ratings/batch"),
+                                           ("/hatespeech", "/hatespeech/batch"), ("/questions", "/questions/batch")])
+def test_a_batch_answers_each_text_in_order_as_single_requests_do(client, single, batch):
+    response = client.post(batch, json={"queries": TEXTS})
+    assert response.status_code == 200
+    results = response.json["results"]
+    assert len(results) == len(TEXTS)
+    for result, text in zip(results, TEXTS):
+        assert_same_answer(result, client.get(single, query_string={"query": text}).json)
+
+
+def test_a_batch_of_a_thousand_is_accepted_and_one_more_is_not(client):
+    texts = [f"review number {i} was {'good' if i % 2 else 'dull'}" for i in range(1000)]
+    response = client.post("/batch", json={"queries": texts})
+    assert response.status_code == 200 and len(response.json["results"]) == 1000
+    for i in (0, 1, 999):
+        assert_same_answer(response.json["results"][i], client.get("/", query_string={"query": texts[i]}).json)
+    too_many = client.post("/batch", json={"queries": texts + ["one more"]})
+    assert too_many.status_code == 413
+    assert too_many.json == {"message": "too many texts: 1001, the limit is 1000 per request"}
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({"queries": []}, 400, "at least one text"),
+    ({"queries": "just a string"}, 400, "at least one text"),
+    ({"query": "x"}, 400, "at least one text"),
+    ({"queries": ["fine", ""]}, 400, "queries[1]: 'query' is empty"),
+    ({"queries": ["fine", 3]}, 400, "queries[1]: 'query' must be a string"),
+    ({"queries": ["x" * 10_001]}, 413, "queries[0]: 'query' is too long"),
+])
+def test_bad_batches_get_a_clear_error(client, body, status, fragment):
+    response = client.post("/ratings/batch", json=body)
+    assert response.status_code == status and fragment in response.json["message"]
+
+
+def test_a_batch_body_has_its_own_size_limit(sqlite_url):
+    client = make_app(sqlite_url, MAX_BATCH_BYTES=2048).test_client()
+    assert client.post("/batch", json={"queries": ["fine"] * 10}).status_code == 200
+    big = client.post("/batch", data=json.dumps({"queries": ["x" * 500] * 10}), content_type="application/json")
+    assert big.status_code == 413
+    # A single prediction keeps the smaller limit of its own.
+    assert client.post("/", data=json.dumps({"query": "x", "pad": "y" * 200_000}),
+                       content_type="application/json").status_code == 413
+
+
+def test_batch_takes_only_post(client):
+    assert client.get("/batch", query_string={"query": "x"}).status_code == 405
+
+
+def test_explain_in_a_batch(client):
+    results = client.post("/batch", json={"queries": TEXTS[:2], "explain": True}).json["results"]
+    assert all("explanation" in r for r in results)
+
+
+def test_ready_when_models_and_database_answer(client, app):
+    assert client.get("/ready").json == {"status": "ready",
+                                         "models": ["hatespeech", "questions", "questions-fine", "ratings", "sentiment"]}
+    with app.extensions["storage"].engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE feedback")
+    response = client.get("/ready")
+    assert response.status_code == 503 and "database" in response.json["message"]
+
+
+def test_pages_carry_security_headers_and_json_does_not_sniff(client):
+    page = client.get("/ui")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    answer = client.get("/", query_string={"query": "fine"})
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in answer.headers
+
+
+def test_over_http_the_server_header_names_no_version(live_server):
+    response = requests.post(f"{live_server.url}/batch", json={"queries": TEXTS}, timeout=10)
+    assert response.status_code == 200 and len(response.json()["results"]) == 4
+    assert response.headers.get("Server", "") in ("", "gunicorn")
+    assert requests.get(f"{live_server.url}/ready", timeout=10).status_code == 200
