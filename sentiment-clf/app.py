@@ -15,13 +15,15 @@ body (``{"query": "..."}``) or a form body, on GET or POST, and answers::
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_restful import Api, Resource
@@ -371,7 +373,30 @@ def create_app(config: dict | None = None) -> Flask:
         app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
     app.register_error_handler(HTTPException, json_error)
     app.after_request(security_headers)
+    app.before_request(start_request)
+    app.after_request(log_request)
     return app
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+access_log = logging.getLogger("sentiment_clf.access")
+
+
+def start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def log_request(response):
+    """One JSON line per request: no query text, no body, nothing a user typed but the path."""
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    if current_app.config["ACCESS_LOG"]:
+        access_log.info(json.dumps({
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+            "request_id": g.get("request_id")}))
+    return response
 
 
 def security_headers(response):

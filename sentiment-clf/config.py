@@ -13,6 +13,7 @@ variable               default                   meaning
 ``..._MAX_BATCH``      ``1000``                  most texts in one batch request (413 above it)
 ``..._MAX_BATCH_BYTES``  ``8388608``             largest batch request body (413 above it)
 ``..._LOG_LEVEL``      ``INFO``                  level of the application's log
+``..._ACCESS_LOG``     ``true``                  one JSON line per request (no query text)
 ``..._DATA_DIR``       ``sentiment-clf/instance``  where the default SQLite database lives
 ``DATABASE_URL``       SQLite in DATA_DIR        ``sqlite:///path`` or ``postgresql://user@host/db``
 ``..._SYNC_INTERVAL``  ``0.5``                   seconds a worker may serve before it reads
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     max_batch: int = Field(1_000, ge=1)
     max_batch_bytes: int = Field(8 * 2**20, ge=1024)
     log_level: str = "INFO"
+    access_log: bool = True
     data_dir: Path = HERE / "instance"
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"))
@@ -64,6 +66,7 @@ class Settings(BaseSettings):
             # characters fits with room for JSON escapes (up to 12 bytes each).
             "MAX_CONTENT_LENGTH": 16 * self.max_query_chars + 1024,
             "LOG_LEVEL": self.log_level,
+            "ACCESS_LOG": self.access_log,
             "MAX_BATCH": self.max_batch,
             "MAX_BATCH_BYTES": self.max_batch_bytes,
             "DATABASE_URL": self.database(),

@@ -97,3 +97,19 @@ def test_over_http_the_server_header_names_no_version(live_server):
     assert response.status_code == 200 and len(response.json()["results"]) == 4
     assert response.headers.get("Server", "") in ("", "gunicorn")
     assert requests.get(f"{live_server.url}/ready", timeout=10).status_code == 200
+
+
+def test_one_log_line_per_request_without_the_text(client, caplog):
+    caplog.set_level("INFO", logger="sentiment_clf.access")
+    secret = "my very private review about a dull film"
+    response = client.get("/", query_string={"query": secret}, headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "sentiment_clf.access"]
+    entry = json.loads(line)
+    assert entry["method"] == "GET" and entry["path"] == "/" and entry["status"] == 200
+    assert entry["request_id"] == "abc-123" and entry["duration_ms"] >= 0
+    assert "private" not in caplog.text
+    client.post("/feedback", json={"model": "sentiment", "query": secret, "label": "Positive"})
+    assert "private" not in caplog.text
+    generated = client.get("/nope", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
+    assert len(generated) == 32 and " " not in generated
