@@ -5,7 +5,10 @@ lives here. Host, port and workers come from the same environment variables as
 the app (sentiment-clf/config.py). Binding is explicit: gunicorn on its own
 would bind 0.0.0.0 whenever a PORT variable is set.
 """
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sentiment-clf"))
@@ -23,3 +26,24 @@ loglevel = _settings.log_level.lower()
 # gunicorn 27 opens a control socket at one fixed path per user; two servers on
 # one machine would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+# Prometheus multiprocess mode: the workers' metrics go to files in one folder,
+# fresh for each server start, so GET /metrics adds up every worker's numbers.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sentiment-clf-metrics-")
+else:
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if Path(folder).name.startswith("sentiment-clf-metrics-"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import (BadRequest, Conflict, HTTPException, RequestEntityTooLarge,
                                  ServiceUnavailable)
 
+import metrics
 from config import Settings
 from learning import ModelRegistry
 from model import NLPModel
@@ -63,6 +64,7 @@ class PredictionResource(Resource):
     def predict(self) -> dict:
         query, explain = read_query(), read_flag("explain")
         answer = predict_one(registry().get(self.model_name).model, query, explain)
+        metrics.PREDICTIONS.labels(self.model_name, answer["prediction"]).inc()
         for key, other in MODELS[self.model_name].levels.items():
             answer[key] = predict_one(registry().get(other).model, query, explain)
         return answer
@@ -98,6 +100,8 @@ class BatchPredictionResource(Resource):
             other_model = registry().get(other).model
             for result, row, text in zip(results, other_model.predict_proba(texts), texts):
                 result[key] = answer(other_model, row, text, explain)
+        for result in results:
+            metrics.PREDICTIONS.labels(self.model_name, result["prediction"]).inc()
         return {"results": results}
 
 
@@ -255,6 +259,7 @@ def store_feedback(name: str, query: str, label: str, key: str | None = None) ->
     except SQLAlchemyError:
         logger.exception("could not store feedback")
         raise ServiceUnavailable("the feedback could not be stored; nothing was saved, try again") from None
+    metrics.FEEDBACK.labels(name, label).inc()
     registry().sync()
     return feedback_id
 
@@ -360,6 +365,7 @@ def create_app(config: dict | None = None) -> Flask:
         api.add_resource(batch_resource(resource.model_name), url.rstrip("/") + "/batch")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/ready")
+    app.add_url_rule("/metrics", "metrics", metrics_page)
     api.add_resource(Models, "/models")
     api.add_resource(Feedback, "/feedback")
 
@@ -382,6 +388,12 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access_log = logging.getLogger("sentiment_clf.access")
 
 
+def metrics_page():
+    metrics.record_versions(registry().served())
+    body, content_type = metrics.exposition()
+    return current_app.response_class(body, mimetype=None, content_type=content_type)
+
+
 def start_request() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
@@ -389,12 +401,20 @@ def start_request() -> None:
 
 
 def log_request(response):
-    """One JSON line per request: no query text, no body, nothing a user typed but the path."""
+    """One JSON line per request: no query text, no body, nothing a user typed but the path.
+
+    Also counts the request in the metrics, by URL rule (an unknown path is one
+    ``<unmatched>`` endpoint, so stray paths cannot grow the metrics).
+    """
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    metrics.LATENCY.labels(request.method, endpoint).observe(seconds)
     if current_app.config["ACCESS_LOG"]:
         access_log.info(json.dumps({
             "method": request.method, "path": request.path, "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
             "request_id": g.get("request_id")}))
     return response
 

@@ -113,3 +113,55 @@ def test_one_log_line_per_request_without_the_text(client, caplog):
     assert "private" not in caplog.text
     generated = client.get("/nope", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
     assert len(generated) == 32 and " " not in generated
+
+
+def metric_value(text, name, **labels):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_metrics_add_up_every_worker(live_server):
+    """2 workers: /metrics must count the requests every one of them answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def scrape():
+        response = requests.get(f"{live_server.url}/metrics", timeout=10)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+        return response.text
+
+    before = scrape()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda i: requests.get(f"{live_server.url}/ratings",
+                                                        params={"query": f"film {i}"}, timeout=10).status_code,
+                                 range(60)))
+    requests.get(f"{live_server.url}/ratings", timeout=10)  # one 400
+    requests.get(f"{live_server.url}/no/such/path", timeout=10)
+    after = scrape()
+    assert statuses == [200] * 60
+    name = "sentiment_clf_http_requests_total"
+    assert metric_value(after, name, endpoint="/ratings", status="200") - \
+        metric_value(before, name, endpoint="/ratings", status="200") == 60
+    assert metric_value(after, name, endpoint="/ratings", status="400") - \
+        metric_value(before, name, endpoint="/ratings", status="400") == 1
+    assert metric_value(after, name, endpoint="<unmatched>", status="404") >= 1
+    assert metric_value(after, "sentiment_clf_predictions_total", model="ratings") - \
+        metric_value(before, "sentiment_clf_predictions_total", model="ratings") == 60
+    assert metric_value(after, "sentiment_clf_http_request_duration_seconds_count", endpoint="/ratings") - \
+        metric_value(before, "sentiment_clf_http_request_duration_seconds_count", endpoint="/ratings") == 61
+    assert metric_value(after, "sentiment_clf_model_info", model="sentiment") == 1
+    assert "my very private" not in after
+
+
+def test_metrics_count_feedback(client):
+    from metrics import FEEDBACK
+
+    before = FEEDBACK.labels("sentiment", "Positive")._value.get()
+    client.post("/feedback", json={"model": "sentiment", "query": "fine film", "label": "Positive"})
+    assert FEEDBACK.labels("sentiment", "Positive")._value.get() == before + 1
+    assert "sentiment_clf_feedback_total" in client.get("/metrics").text
