@@ -23,16 +23,18 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, render_template, request, send_from_directory
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_restful import Api, Resource
 from pydantic import Strict, StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import (BadRequest, Conflict, HTTPException, RequestEntityTooLarge,
                                  ServiceUnavailable)
 
 import metrics
+import openapi
 from config import Settings
 from learning import ModelRegistry
 from model import NLPModel
@@ -165,8 +167,8 @@ class Feedback(Resource):
         except RequestEntityTooLarge as exc:  # feedback answers 400 for any bad text
             raise BadRequest(exc.description) from None
         key = request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= 200:
-            raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise BadRequest("Idempotency-Key must be 1 to 200 letters, digits or . _ : -")
         feedback_id = store_feedback(name, query, label, key)
         return {"id": feedback_id}, 201
 
@@ -229,20 +231,22 @@ def answer(model: NLPModel, probabilities, query: str, explain: bool = False) ->
     return result
 
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
 
 def read_flag(name: str) -> bool:
-    """A yes/no argument from the URL, a JSON body or a form (``explain=1``); absent is no."""
-    value = request.args.get(name)
-    if value is None and request.is_json and request.get_data(cache=True):
-        value = _json_body().get(name)
+    """A yes/no argument: ``1``/``true`` or ``0``/``false`` in the URL or a form, a
+    boolean (or null) in a JSON body; absent is no. Anything else is a 400."""
+    if request.is_json and request.get_data(cache=True) and name in _json_body():
+        value = _json_body()[name]
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        raise BadRequest(f"'{name}' must be true or false in a JSON body, not {value!r}")
+    value = request.args.get(name, request.form.get(name))
     if value is None:
-        value = request.form.get(name)
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if str(value).strip().lower() in _TRUE | _FALSE:
-        return str(value).strip().lower() in _TRUE
+        return False
+    if value in _FLAGS:
+        return _FLAGS[value]
     raise BadRequest(f"'{name}' must be 1 or 0 (or true/false), not {value!r}")
 
 
@@ -339,8 +343,9 @@ def _rate_limited(limit):
 
 
 def json_error(error: HTTPException):
-    """Errors raised outside the API's routes answer JSON too."""
-    return {"message": error.description}, error.code
+    """Errors raised outside the API's routes answer JSON too (keeping headers such as Allow)."""
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return {"message": error.description}, error.code, headers
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -366,6 +371,11 @@ def create_app(config: dict | None = None) -> Flask:
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/ready")
     app.add_url_rule("/metrics", "metrics", metrics_page)
+    document = openapi.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"])
+    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
+    app.add_url_rule("/docs", "docs", lambda: render_template("docs.html"))
+    app.add_url_rule("/docs/assets/<path:filename>", "docs_asset",
+                     lambda filename: send_from_directory(swagger_ui_path, filename))
     api.add_resource(Models, "/models")
     api.add_resource(Feedback, "/feedback")
 
@@ -385,6 +395,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 access_log = logging.getLogger("sentiment_clf.access")
 
 
@@ -423,8 +434,11 @@ def security_headers(response):
     """No sniffing anywhere; pages may not be framed, run other sites' code or post elsewhere."""
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.mimetype == "text/html":
+        # Only /docs runs scripts (Swagger UI, served from here); the other pages none.
+        scripts = "script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:" \
+            if request.path == "/docs" else "script-src 'none'"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+            f"default-src 'self'; {scripts}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response

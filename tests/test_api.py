@@ -142,9 +142,12 @@ def test_explain_gives_the_terms_behind_the_answer(client, path):
 
 def test_explain_reads_every_location(client):
     assert "explanation" in client.post("/", json={"query": "boring", "explain": True}).json
-    assert "explanation" in client.post("/", data={"query": "boring", "explain": "yes"}).json
+    assert "explanation" in client.post("/", data={"query": "boring", "explain": "true"}).json
     assert "explanation" not in client.get("/", query_string={"query": "boring", "explain": "0"}).json
-    assert_error(client.get("/", query_string={"query": "boring", "explain": "maybe"}), 400, "'explain' must be 1 or 0")
+    assert "explanation" not in client.post("/", json={"query": "boring", "explain": None}).json
+    for bad in ("maybe", "", "yes", "TRUE"):
+        assert_error(client.get("/", query_string={"query": "boring", "explain": bad}), 400, "'explain' must be 1 or 0")
+    assert_error(client.post("/", json={"query": "boring", "explain": "1"}), 400, "must be true or false")
 
 
 def test_a_query_at_the_limit_is_accepted(client):

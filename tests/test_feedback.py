@@ -78,6 +78,9 @@ def test_a_retry_with_the_same_idempotency_key_stores_once(client, storage):
     other = client.post("/feedback", json={"model": "ratings", "query": TEXT, "label": "neutral"},
                         headers={"Idempotency-Key": "abc-123"})
     assert other.status_code == 409 and "already used" in other.json["message"]
+    bad_key = client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive"},
+                          headers={"Idempotency-Key": "has spaces"})
+    assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.json["message"]
     assert storage.feedback_counts() == {"sentiment": 1}
 
 
