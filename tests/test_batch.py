@@ -165,3 +165,35 @@ def test_metrics_count_feedback(client):
     client.post("/feedback", json={"model": "sentiment", "query": "fine film", "label": "Positive"})
     assert FEEDBACK.labels("sentiment", "Positive")._value.get() == before + 1
     assert "sentiment_clf_feedback_total" in client.get("/metrics").text
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path, sqlite_url):
+    """gunicorn's graceful shutdown: a worker finishes what it is answering, then stops."""
+    import random
+    import signal
+    import threading
+    import time
+
+    from live_server import LiveServer
+
+    words = "the movie was boring and long but the actors were gorgeous witty and moving".split()
+    rng = random.Random(1)
+    texts = [" ".join(rng.choice(words) for _ in range(300)) for _ in range(1000)]  # a few seconds of work
+    server = LiveServer(tmp_path / "server.log", workers=1, env={"DATABASE_URL": sqlite_url})
+    answered = {}
+    try:
+        server.wait_ready()
+        thread = threading.Thread(target=lambda: answered.update(response=requests.post(
+            f"{server.url}/batch", json={"queries": texts, "explain": True}, timeout=120)))
+        thread.start()
+        time.sleep(0.5)  # the batch is being answered
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(120)
+        assert server.process.wait(60) == 0
+    finally:
+        server.stop()
+    response = answered["response"]
+    assert response.status_code == 200 and len(response.json()["results"]) == 1000
+    assert "Handling signal: term" in server.log()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/health", timeout=5)
