@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test models bench clean
+.PHONY: run test models bench bench-compare soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -17,6 +17,20 @@ models: $(VENV)/.installed
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_predict.py
+
+# The side-by-side benchmark; MLServer gets a virtual environment of its own.
+# uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.
+bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
+	$(BIN)/python bench/compare_mlserver.py
+
+.venv-mlserver/.installed:
+	$(PYTHON) -m venv .venv-mlserver
+	.venv-mlserver/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22" \
+		scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1
+	touch $@
+
+soak: $(VENV)/.installed-test
+	$(BIN)/python bench/soak.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,4 +45,4 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-mlserver .pytest_cache

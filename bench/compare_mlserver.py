@@ -1,0 +1,190 @@
+"""Side by side on one machine: this service, a constant-JSON endpoint, and MLServer.
+
+    make bench-compare      # creates .venv-mlserver (MLServer 1.7.1) and runs this
+
+The same fitted sentiment pipeline (TF-IDF + multinomial naive Bayes) is served
+by: this service (gunicorn, 2 workers, GET /?query=...); the same app and server
+settings answering a constant JSON (GET /constant: the cost of a request with no
+model work); and MLServer 1.7.1's scikit-learn runtime (V2 inference protocol,
+``predict_fn: predict_proba``, the text as a BYTES input decoded as str, 2
+parallel workers). wrk (1 thread) loads each at concurrency 1, 8 and 32. Also:
+cold start (process start to first answer) and resident memory of the workers.
+Writes bench/results/compare.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from bench_predict import machine, run_wrk  # noqa: E402
+from live_server import free_port  # noqa: E402
+from soak import worker_rss_kib  # noqa: E402
+
+QUERY = "that movie was boring"
+V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [QUERY],
+                       "parameters": {"content_type": "str"}}]}
+
+
+def wait_until(check, timeout=120.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the server did not answer in time")
+
+
+def all_rss_kib(pid: int) -> int:
+    """RSS of a process tree's descendants (the workers), summed."""
+    total = sum(worker_rss_kib(pid).values())
+    for child in worker_rss_kib(pid):
+        total += sum(worker_rss_kib(child).values())
+    return total
+
+
+def start_gunicorn(app: str, port: int, workers: int, folder: Path):
+    env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
+           "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true",
+           "PYTHONPATH": str(ROOT / "bench")}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    return subprocess.Popen([str(gunicorn), "--chdir", "sentiment-clf", app], cwd=ROOT, env=env,
+                            stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop_group(process) -> None:
+    """MLServer and its parallel workers: SIGTERM to the group, SIGKILL if it lingers."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_port: int, workers: int) -> None:
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    from model import NLPModel
+
+    model = NLPModel.load(ROOT / "sentiment-clf" / "lib" / "models" / "sentiment")
+    # MLServer's runtime loads a joblib file: the identical fitted objects, re-wrapped.
+    joblib.dump(Pipeline([("tfidf", model.vectorizer_), ("nb", model.classifier_)]), folder / "model.joblib")
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": "sentiment", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "extra": {"predict_fn": "predict_proba"}}}))
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
+        "parallel_workers": workers, "host": "127.0.0.1"}))
+
+
+def measure(name: str, url: str, seconds: int, concurrency: list[int], folder: Path, body=None) -> list[dict]:
+    if body is None:
+        return [dict(run_wrk(url, c, seconds), server=name) for c in concurrency]
+    script = folder / f"{name}.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    runs = []
+    for c in concurrency:
+        out = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(dict(_parse(out), server=name, connections=c))
+    return runs
+
+
+def _parse(output: str) -> dict:
+    import re
+
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def latency(percent):
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * units[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50_ms": latency(50), "p99_ms": latency(99), "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mlserver", default=str(ROOT / ".venv-mlserver" / "bin" / "mlserver"))
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    results = {"machine": machine(), "command": " ".join(["bench/compare_mlserver.py", *(argv or sys.argv[1:])]),
+               "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, app, path in (("sentiment-clf", "app:create_app()", f"/?query={QUERY.replace(' ', '%20')}"),
+                                ("constant JSON (same app and server)", "constant_app:create_app()", "/constant")):
+            port = free_port()
+            process = start_gunicorn(app, port, args.workers, folder)
+            try:  # timed from just after the process starts
+                results["cold_start_s"][name] = wait_until(
+                    lambda: requests.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200)
+                run_wrk(f"http://127.0.0.1:{port}{path}", 8, 3)  # warm-up
+                results["runs"] += measure(name, f"http://127.0.0.1:{port}{path}", args.seconds, args.concurrency, folder)
+                results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
+            finally:
+                process.terminate()
+                process.wait(30)
+
+        mls = folder / "mlserver"
+        mls.mkdir()
+        http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+        write_mlserver_model(mls, http_port, grpc_port, metrics_port, args.workers)
+        url = f"http://127.0.0.1:{http_port}/v2/models/sentiment/infer"
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "sentiment-clf")}
+        process = subprocess.Popen([args.mlserver, "start", str(mls)], env=env, cwd=mls, start_new_session=True,
+                                   stdout=(folder / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
+        try:
+            results["cold_start_s"]["MLServer 1.7.1"] = wait_until(
+                lambda: requests.post(url, json=V2_BODY, timeout=2).status_code == 200)
+            answer = requests.post(url, json=V2_BODY, timeout=5).json()
+            results["mlserver_answer"] = answer["outputs"][0]["data"]
+            time.sleep(1)
+            results["runs"] += measure("MLServer 1.7.1", url, args.seconds, args.concurrency, folder, body=V2_BODY)
+            results["worker_rss_mib"]["MLServer 1.7.1"] = all_rss_kib(process.pid) / 1024 / args.workers
+        except Exception:
+            print((folder / "mlserver.log").read_text()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            stop_group(process)
+
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("| server | concurrency | requests/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in results["runs"]:
+        print(f"| {run['server']} | {run['connections']} | {run['requests_per_s']:,.0f} | {run['p50_ms']:.2f} | "
+              f"{run['p99_ms']:.2f} | {run['non_2xx']} |")
+    print("cold start (s):", {k: round(v, 2) for k, v in results["cold_start_s"].items()})
+    print("RSS per worker (MiB):", {k: round(v, 1) for k, v in results["worker_rss_mib"].items()})
+    print("MLServer's answer for the same text:", results.get("mlserver_answer"))
+    print(f"machine: {results['machine']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
