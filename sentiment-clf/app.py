@@ -107,15 +107,18 @@ class BatchPredictionResource(Resource):
         return {"results": results}
 
 
+def _resource(base: type, prefix: str, name: str) -> type:
+    """A Resource class for the model ``name``: ``hatespeech`` -> ``PredictHatespeech``."""
+    class_name = prefix + "".join(part.capitalize() for part in re.split(r"[-_]", name))
+    return type(class_name, (base,), {"model_name": name, "__doc__": f"The {name} model."})
+
+
 def prediction_resource(name: str) -> type[PredictionResource]:
-    """The Resource class for the model ``name``: ``hatespeech`` -> ``PredictHatespeech``."""
-    class_name = "Predict" + "".join(part.capitalize() for part in re.split(r"[-_]", name))
-    return type(class_name, (PredictionResource,), {"model_name": name, "__doc__": f"The {name} model."})
+    return _resource(PredictionResource, "Predict", name)
 
 
 def batch_resource(name: str) -> type[BatchPredictionResource]:
-    class_name = "PredictBatch" + "".join(part.capitalize() for part in re.split(r"[-_]", name))
-    return type(class_name, (BatchPredictionResource,), {"model_name": name})
+    return _resource(BatchPredictionResource, "PredictBatch", name)
 
 
 PredictSentiment = prediction_resource("sentiment")
@@ -200,9 +203,9 @@ class Models(Resource):
 # Resource class -> URL, one for each model with an endpoint in tasks.py. Every model
 # in tasks.py (also those answered inside another's endpoint) is loaded from
 # MODEL_DIR/<name>.
-PREDICTION_ROUTES = {PredictSentiment: "/", PredictRatings: "/ratings",
-                     **{prediction_resource(spec.name): spec.endpoint for spec in MODELS.values()
-                        if spec.endpoint and spec.name not in ("sentiment", "ratings")}}
+_NAMED = {"sentiment": PredictSentiment, "ratings": PredictRatings}
+PREDICTION_ROUTES = {_NAMED.get(spec.name) or prediction_resource(spec.name): spec.endpoint
+                     for spec in MODELS.values() if spec.endpoint}
 
 
 def registry() -> ModelRegistry:
@@ -242,7 +245,9 @@ def read_flag(name: str) -> bool:
         if value is None or isinstance(value, bool):
             return bool(value)
         raise BadRequest(f"'{name}' must be true or false in a JSON body, not {value!r}")
-    value = request.args.get(name, request.form.get(name))
+    value = request.args.get(name)
+    if value is None:
+        value = request.form.get(name)
     if value is None:
         return False
     if value in _FLAGS:
@@ -253,7 +258,7 @@ def read_flag(name: str) -> bool:
 def store_feedback(name: str, query: str, label: str, key: str | None = None) -> int:
     """Store an answer with what the model predicted, then learn it here at once."""
     online = registry().get(name)
-    prediction = online.model.predict([query])[0]
+    prediction = predict_one(online.model, query)["prediction"]  # what the endpoint answers
     try:
         feedback_id, _ = _storage().add_feedback(
             model=name, text=query, label=label, prediction=prediction,
@@ -326,7 +331,7 @@ def load_models(model_dir: Path, names) -> dict[str, NLPModel]:
     models = {}
     for name in names:
         models[name] = NLPModel.load(Path(model_dir) / name)
-        logger.info("serving model %s version %s", name, models[name].manifest_["version"])
+        logger.info("loaded model %s version %s", name, models[name].manifest_["version"])
     return models
 
 
@@ -422,7 +427,7 @@ def log_request(response):
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     metrics.REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
     metrics.LATENCY.labels(request.method, endpoint).observe(seconds)
-    if current_app.config["ACCESS_LOG"]:
+    if current_app.config["ACCESS_LOG"] and access_log.isEnabledFor(logging.INFO):
         access_log.info(json.dumps({
             "method": request.method, "path": request.path, "status": response.status_code,
             "duration_ms": round(seconds * 1000, 3),

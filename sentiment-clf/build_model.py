@@ -242,6 +242,16 @@ def build(task: ModelSpec, splits, models_dir: Path, progress: bool = True) -> d
                       metrics={k: v for k, v in metrics.items() if k != "build_seconds"})
 
 
+def holdout_split(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The choosing part and the held-out part: stratified by label, fixed seed."""
+    return train_test_split(frame, test_size=spec.test_size, stratify=frame["target"], random_state=SPLIT_SEED)
+
+
+def describe_data(spec: ModelSpec, data_root: Path) -> dict:
+    files = [data_root / f for f in spec.data_files]
+    return {"files": [f.name for f in files], "sha256": util.file_sha256(*files)}
+
+
 def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progress: bool = True,
                   sample: int | None = None, n_jobs: int = 2) -> dict:
     """Compare ``spec.candidates`` by cross-validation, refit the best, evaluate on held-out texts.
@@ -253,8 +263,7 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     frame = spec.load(data_root)
     if sample and sample < len(frame):
         frame, _ = train_test_split(frame, train_size=sample, stratify=frame["target"], random_state=SPLIT_SEED)
-    train, test = train_test_split(frame, test_size=spec.test_size, stratify=frame["target"],
-                                   random_state=SPLIT_SEED)
+    train, test = holdout_split(spec, frame)
     texts, targets = train["text"].tolist(), train["target"].tolist()
     folds = StratifiedKFold(spec.cv_folds, shuffle=True, random_state=0)
     logger.info("%s: %d texts for selection (%d-fold CV), %d held out", spec.name, len(train),
@@ -284,7 +293,6 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     held_out = evaluate(spec, model, test, report_dir)
     y_true, y_pred = model._label_indices(test["target"]), model._label_indices(model.predict(test["text"]))
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="weighted", zero_division=0)
-    files = [data_root / f for f in spec.data_files]
     metrics = {
         "evaluation": (f"held-out {spec.test_size:.0%} of the data, stratified by label (seed {SPLIT_SEED}), "
                        f"never seen while choosing; candidates compared by {spec.cv_folds}-fold "
@@ -299,8 +307,7 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     write_comparison_table(rows, spec.metric, report_dir / "selection.csv")
     (report_dir / "metrics.json").write_text(json.dumps(
         {**metrics, "build_seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n", encoding="utf-8")
-    training_data = {"files": [f.name for f in files], "sha256": util.file_sha256(*files),
-                     "train_phrases": int(len(train))}
+    training_data = {**describe_data(spec, data_root), "train_phrases": int(len(train))}
     return model.save(target_dir, name=spec.name, training_data=training_data, metrics=metrics)
 
 
@@ -370,12 +377,8 @@ def base_data(task: ModelSpec, data_dir: Path, data_root: Path, kaggle_tsv: Path
         train, test = task.relabel(splits.train), task.relabel(splits.test)
         return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
                 splits.description)
-    frame = task.load(data_root)
-    train, test = train_test_split(frame, test_size=task.test_size, stratify=frame["target"],
-                                   random_state=SPLIT_SEED)
-    files = [data_root / f for f in task.data_files]
-    return (list(train["text"]), list(train["target"]), test,
-            {"files": [f.name for f in files], "sha256": util.file_sha256(*files)})
+    train, test = holdout_split(task, task.load(data_root))
+    return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
 
 
 def retrain(task: ModelSpec, data, storage, base: NLPModel, tolerance: float,

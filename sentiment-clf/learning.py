@@ -100,14 +100,16 @@ class ModelRegistry:
 
     def get(self, name: str) -> OnlineModel:
         """The model as of at most ``sync_interval`` seconds ago (KeyError if not served)."""
-        if time.monotonic() - self._last_sync >= self.sync_interval:
-            self.sync()
+        self._sync_if_due()
         return self._served[name]
 
     def served(self) -> dict[str, OnlineModel]:
+        self._sync_if_due()
+        return dict(self._served)
+
+    def _sync_if_due(self) -> None:
         if time.monotonic() - self._last_sync >= self.sync_interval:
             self.sync()
-        return dict(self._served)
 
     def sync(self) -> None:
         """Read new versions and feedback from the database and learn them.

@@ -134,7 +134,10 @@ class CalibratedLinear:
         return np.asarray(X @ self.coef_.T) + self.intercept_
 
     def predict_proba(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
+        return self.calibrate(self.decision_function(X))
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities from decision values, shape ``(n, 1)`` for two classes, else ``(n, classes)``."""
         calibrated = expit(-(scores * self.calibration_a_ + self.calibration_b_))
         if len(self.classes_) == 2:
             return np.column_stack([1.0 - calibrated[:, 0], calibrated[:, 0]])

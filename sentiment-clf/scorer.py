@@ -10,7 +10,7 @@ to 1e-9 (tested on whole test splits).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import softmax
 
 
 class Scorer:
@@ -26,10 +26,7 @@ class Scorer:
         self.weights_by_term = np.ascontiguousarray(np.asarray(weights, dtype=np.float64).T)  # (terms, classes)
         self.bias = np.asarray(bias, dtype=np.float64)
         self.kind = model.classifier
-        if self.kind == "svm":
-            calibrated = model.classifier_
-            self.calibration_a = calibrated.calibration_a_
-            self.calibration_b = calibrated.calibration_b_
+        self.classifier = model.classifier_
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """The text's TF-IDF vector as (columns, values), L2-normalized like the vectorizer's."""
@@ -58,10 +55,6 @@ class Scorer:
         scores = self.scores(text)
         if self.kind != "svm":  # naive Bayes' joint log likelihood, or logits
             return softmax(scores)
-        # The calibrated SVM: per-class sigmoids of the decision values (see CalibratedLinear).
-        if len(scores) == 2:
-            p = expit(-(scores[1] * self.calibration_a[0] + self.calibration_b[0]))
-            return np.array([1.0 - p, p])
-        calibrated = expit(-(scores * self.calibration_a + self.calibration_b))
-        total = calibrated.sum()
-        return calibrated / total if total else np.full_like(calibrated, 1.0 / len(calibrated))
+        # The calibrated SVM: with two labels its one decision value is the second's score.
+        decision = scores[1:] if len(scores) == 2 else scores
+        return self.classifier.calibrate(decision[np.newaxis, :])[0]
