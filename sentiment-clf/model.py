@@ -51,6 +51,7 @@ TOKENIZER = "ptb-lower-v1"
 _PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{",
                 "-RCB-": "}", "``": '"', "''": '"'}
 _PTB_ESCAPE = re.compile("|".join(re.escape(k) for k in _PTB_ESCAPES))
+_CURLY_QUOTES = str.maketrans({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"'})
 _NEGATION = re.compile(r"(?<=\w)(n't)\b")
 _CLITIC = re.compile(r"(?<=\w)('(?:s|re|ve|ll|d|m))\b")
 _TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-'.]\w+)*|\.\.\.|--|[^\w\s]")
@@ -69,9 +70,10 @@ def tokenize(text: str) -> list[str]:
     """
     text = unicodedata.normalize("NFKC", text)
     text = _PTB_ESCAPE.sub(lambda m: _PTB_ESCAPES[m.group()], text)
-    text = text.translate({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"'}).lower()
-    text = _NEGATION.sub(r" \1", text)
-    text = _CLITIC.sub(r" \1", text)
+    text = text.translate(_CURLY_QUOTES).lower()
+    if "'" in text:  # both need one; most queries have none (this runs on every request)
+        text = _NEGATION.sub(r" \1", text)
+        text = _CLITIC.sub(r" \1", text)
     return _TOKEN.findall(text)
 
 

@@ -6,6 +6,7 @@ import build_model
 import util
 from conftest import MODELS_DIR, SHARED_DATA, need
 from model import NLPModel
+from scorer import PYTHON_LIMIT, Scorer
 from tasks import MODELS
 
 
@@ -18,15 +19,27 @@ def split_texts(name, sst_dir):
     return build_model.base_data(spec, sst_dir, SHARED_DATA)[2]["text"].tolist()
 
 
+# The scorer sums short texts in Python and long ones with numpy: each way must agree alone.
+@pytest.mark.parametrize("python_limit", [PYTHON_LIMIT, 0, 10**9], ids=["default", "numpy-only", "python-only"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_the_scorer_equals_scikit_learn_on_the_test_split(name, sst_dir):
+def test_the_scorer_equals_scikit_learn_on_the_test_split(name, python_limit, sst_dir):
     model = NLPModel.load(MODELS_DIR / name)
     texts = split_texts(name, sst_dir) + ["", "   ", "zzqx unknown words", "😀", "RT @x: &amp; http://t.co"]
     expected = model.predict_proba(texts)
-    scorer = model.scorer()
+    scorer = Scorer(model, python_limit)
     got = np.array([scorer.predict_proba(text) for text in texts])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     assert len(texts) > 1000
+
+
+def test_short_texts_are_summed_in_python_and_long_ones_with_numpy():
+    scorer = NLPModel.load(MODELS_DIR / "sentiment").scorer()
+    short = "that movie was boring"
+    long = ("a gorgeous , witty , seductive movie that nobody should miss , but everybody will see it "
+            "and forget it by the end of the day because the plot is thin and the actors are tired")
+    assert len(scorer.term_counts(short)) * 2 <= scorer.python_limit < len(scorer.term_counts(long)) * 2
+    assert isinstance(scorer._scores(scorer.term_counts(short)), list)
+    assert isinstance(scorer._scores(scorer.term_counts(long)), np.ndarray)
 
 
 def test_the_scorer_follows_online_learning():
