@@ -63,13 +63,13 @@ class PredictionResource(Resource):
     def post(self):
         return self.predict()
 
-    def predict(self) -> dict:
+    def predict(self):
         query, explain = read_query(), read_flag("explain")
         answer = predict_one(registry().get(self.model_name).model, query, explain)
-        metrics.PREDICTIONS.labels(self.model_name, answer["prediction"]).inc()
+        metrics.count_prediction(self.model_name, answer["prediction"])
         for key, other in MODELS[self.model_name].levels.items():
             answer[key] = predict_one(registry().get(other).model, query, explain)
-        return answer
+        return json_response(answer)
 
 
 class BatchPredictionResource(Resource):
@@ -103,8 +103,8 @@ class BatchPredictionResource(Resource):
             for result, row, text in zip(results, other_model.predict_proba(texts), texts):
                 result[key] = answer(other_model, row, text, explain)
         for result in results:
-            metrics.PREDICTIONS.labels(self.model_name, result["prediction"]).inc()
-        return {"results": results}
+            metrics.count_prediction(self.model_name, result["prediction"])
+        return json_response({"results": results})
 
 
 def _resource(base: type, prefix: str, name: str) -> type:
@@ -216,6 +216,16 @@ def _storage() -> Storage:
     return current_app.extensions["storage"]
 
 
+def json_response(data):
+    """``data`` as a JSON response, written as Flask-RESTful writes it.
+
+    The prediction endpoints answer with a ready response: Flask-RESTful would
+    otherwise negotiate the media type twice per request, and the only one it
+    offers is JSON anyway.
+    """
+    return current_app.response_class(json.dumps(data) + "\n", mimetype="application/json")
+
+
 def predict_one(model: NLPModel, query: str, explain: bool = False) -> dict:
     """The answer for one text: the best label, its probability, and every label's."""
     return answer(model, model.scorer().predict_proba(query), query, explain)
@@ -223,11 +233,12 @@ def predict_one(model: NLPModel, query: str, explain: bool = False) -> dict:
 
 def answer(model: NLPModel, probabilities, query: str, explain: bool = False) -> dict:
     """The answer's shape, from the text's probabilities in the model's label order."""
-    best = int(probabilities.argmax())
+    values = probabilities.tolist()
+    best = max(range(len(values)), key=values.__getitem__)  # the first of equals, as argmax
     result = {
         "prediction": model.labels[best],
-        "confidence": float(probabilities[best]),
-        "probabilities": {label: float(p) for label, p in zip(model.labels, probabilities)},
+        "confidence": values[best],
+        "probabilities": dict(zip(model.labels, values)),
     }
     if explain:
         result["explanation"] = model.explain(query)
@@ -240,13 +251,14 @@ _FLAGS = {"1": True, "true": True, "0": False, "false": False}
 def read_flag(name: str) -> bool:
     """A yes/no argument: ``1``/``true`` or ``0``/``false`` in the URL or a form, a
     boolean (or null) in a JSON body; absent is no. Anything else is a 400."""
-    if request.is_json and request.get_data(cache=True) and name in _json_body():
+    has_body = _may_have_body()
+    if has_body and request.is_json and request.get_data(cache=True) and name in _json_body():
         value = _json_body()[name]
         if value is None or isinstance(value, bool):
             return bool(value)
         raise BadRequest(f"'{name}' must be true or false in a JSON body, not {value!r}")
     value = request.args.get(name)
-    if value is None:
+    if value is None and has_body:
         value = request.form.get(name)
     if value is None:
         return False
@@ -282,6 +294,8 @@ def read_query() -> str:
     """
     if request.args.get("query") is not None:
         value = request.args["query"]
+    elif not _may_have_body():
+        raise BadRequest(f"missing 'query': {QUERY_HELP}")
     elif request.is_json and request.get_data(cache=True):
         body = _json_body()
         if "query" not in body:
@@ -292,6 +306,13 @@ def read_query() -> str:
     else:
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
     return validate_query(value)
+
+
+def _may_have_body() -> bool:
+    """False when the request has no Content-Type: its body (if any) is read neither
+    as JSON nor as a form, so a GET from a browser or curl skips both (they cost
+    more than the rest of reading the query)."""
+    return "CONTENT_TYPE" in request.environ
 
 
 def validate_query(value) -> str:
@@ -340,7 +361,8 @@ def _rate_limited(limit):
     if request.blueprint == "ui":
         return None
     retry_after = max(1, int(limit.reset_at - time.time()))
-    response = jsonify(message=f"too many answers from this client: the limit is {limit.limit}; "
+    what = "answers" if request.endpoint == "feedback" else "requests"
+    response = jsonify(message=f"too many {what} from this client: the limit is {limit.limit}; "
                                f"try again in {retry_after} s")
     response.status_code = 429
     response.headers["Retry-After"] = str(retry_after)
@@ -370,9 +392,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["registry"] = ModelRegistry(base_models, storage, app.config["SYNC_INTERVAL"])
 
     api = Api(app, catch_all_404s=True)
+    app.extensions["prediction_endpoints"] = []
     for resource, url in PREDICTION_ROUTES.items():
+        batch = batch_resource(resource.model_name)
         api.add_resource(resource, url)
-        api.add_resource(batch_resource(resource.model_name), url.rstrip("/") + "/batch")
+        api.add_resource(batch, url.rstrip("/") + "/batch")
+        app.extensions["prediction_endpoints"] += [resource.endpoint, batch.endpoint]
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/ready")
     app.add_url_rule("/metrics", "metrics", metrics_page)
@@ -387,11 +412,16 @@ def create_app(config: dict | None = None) -> Flask:
     import ui  # the web page; imported here so the API alone has no template work
 
     app.register_blueprint(ui.blueprint)
-    # Answers change the models: one client may send only so many.
+    # Answers change the models: one client may send only so many. Predictions
+    # are limited only when PREDICT_RATE_LIMIT is set.
     limiter = Limiter(get_remote_address, app=app, on_breach=_rate_limited)
     feedback_limit = limiter.limit(lambda: app.config["FEEDBACK_RATE_LIMIT"])
     for endpoint in ("feedback", "ui.feedback"):
         app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
+    if app.config["PREDICT_RATE_LIMIT"]:
+        predict_limit = limiter.limit(app.config["PREDICT_RATE_LIMIT"])
+        for resource in app.extensions["prediction_endpoints"]:
+            app.view_functions[resource] = predict_limit(app.view_functions[resource])
     app.register_error_handler(HTTPException, json_error)
     app.after_request(security_headers)
     app.before_request(start_request)

@@ -25,6 +25,15 @@ MODEL_INFO = Gauge("sentiment_clf_model_info", "1 for the version each model is 
                    ["model", "version"], multiprocess_mode="livemax")
 
 _versions: dict[str, str] = {}
+_prediction_counters: dict[tuple[str, str], Counter] = {}
+
+
+def count_prediction(model: str, label: str) -> None:
+    """Count one prediction; each (model, label) child is looked up once, it is on every request."""
+    counter = _prediction_counters.get((model, label))
+    if counter is None:
+        counter = _prediction_counters[model, label] = PREDICTIONS.labels(model, label)
+    counter.inc()
 
 
 def record_versions(served: dict) -> None:
