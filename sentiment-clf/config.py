@@ -19,6 +19,8 @@ variable               default                   meaning
 ``..._SYNC_INTERVAL``  ``0.5``                   seconds a worker may serve before it reads
                                                  new feedback and versions from the database
 ``..._FEEDBACK_RATE_LIMIT``  ``20 per minute``   answers one client may send (flask-limiter syntax)
+``..._PREDICT_RATE_LIMIT``  empty (off)        requests one client may send to each prediction
+                                                 endpoint, e.g. ``100 per second``
 ``..._RATELIMIT_STORAGE_URI``  ``memory://``     where rate-limit counters live (``redis://...``
                                                  to share them between workers and servers)
 =====================  ========================  ==========================================
@@ -50,6 +52,7 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"))
     sync_interval: float = Field(0.5, ge=0)
     feedback_rate_limit: str = "20 per minute"
+    predict_rate_limit: str = ""  # off: predictions are cheap, and benchmarks measure the default
     ratelimit_storage_uri: str = "memory://"
 
     def database(self) -> str:
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
             "DATABASE_URL": self.database(),
             "SYNC_INTERVAL": self.sync_interval,
             "FEEDBACK_RATE_LIMIT": self.feedback_rate_limit,
+            "PREDICT_RATE_LIMIT": self.predict_rate_limit,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_HEADERS_ENABLED": True,
         }

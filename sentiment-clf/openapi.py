@@ -67,13 +67,13 @@ def build(max_query_chars: int, max_batch: int, version: str = "1") -> dict:
             "get": {"summary": f"Predict with the {spec.name} model", "operationId": f"get_{spec.name}",
                     "parameters": [{"name": "query", "in": "query", "required": True, "schema": query},
                                    {"name": "explain", "in": "query", "required": False, "schema": explain}],
-                    "responses": {"200": _json(answer, "The answer"), **_errors(400, 413)}},
+                    "responses": {"200": _json(answer, "The answer"), **_errors(400, 413, 429)}},
             "post": {"summary": f"Predict with the {spec.name} model (text in the body)",
                      "operationId": f"post_{spec.name}",
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": body},
                          "application/x-www-form-urlencoded": {"schema": form}}},
-                     "responses": {"200": _json(answer, "The answer"), **_errors(400, 413)}},
+                     "responses": {"200": _json(answer, "The answer"), **_errors(400, 413, 429)}},
         }
         paths[spec.endpoint.rstrip("/") + "/batch"] = {
             "post": {"summary": f"Predict up to {max_batch:,} texts with the {spec.name} model",
@@ -87,7 +87,7 @@ def build(max_query_chars: int, max_batch: int, version: str = "1") -> dict:
                                                  "additionalProperties": False,
                                                  "properties": {"results": {"type": "array", "items": answer}}},
                                                 "One answer per text, in order"),
-                                   **_errors(400, 413)}},
+                                   **_errors(400, 413, 429)}},
         }
     served = sorted(MODELS)
     feedback_body = {"oneOf": [

@@ -182,6 +182,24 @@ def test_the_query_limit_is_configurable(sqlite_url):
     assert_error(small.get("/", query_string={"query": "123456"}), 413, "the limit is 5")
 
 
+def test_predictions_are_not_rate_limited_by_default(client):
+    assert client.application.config["PREDICT_RATE_LIMIT"] == ""
+    assert {client.get("/", query_string={"query": f"text {i}"}).status_code for i in range(60)} == {200}
+
+
+def test_a_prediction_rate_limit_can_be_set(sqlite_url):
+    client = make_app(sqlite_url, PREDICT_RATE_LIMIT="3 per minute").test_client()
+    assert [client.get("/", query_string={"query": "fine"}).status_code for _ in range(3)] == [200] * 3
+    limited = client.get("/", query_string={"query": "fine"})
+    assert_error(limited, 429, "too many requests from this client: the limit is 3 per 1 minute")
+    assert int(limited.headers["Retry-After"]) > 0
+    # Each endpoint has its own count; batches are limited too; feedback keeps its own limit.
+    assert client.get("/ratings", query_string={"query": "fine"}).status_code == 200
+    batches = [client.post("/batch", json={"queries": ["a", "b"]}).status_code for _ in range(4)]
+    assert batches == [200, 200, 200, 429]
+    assert client.post("/feedback", json={"model": "sentiment", "query": "fine", "label": "Positive"}).status_code == 201
+
+
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     from config import Settings
 
