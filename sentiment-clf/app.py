@@ -392,12 +392,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["registry"] = ModelRegistry(base_models, storage, app.config["SYNC_INTERVAL"])
 
     api = Api(app, catch_all_404s=True)
-    app.extensions["prediction_endpoints"] = []
+    prediction_endpoints = []
     for resource, url in PREDICTION_ROUTES.items():
         batch = batch_resource(resource.model_name)
         api.add_resource(resource, url)
         api.add_resource(batch, url.rstrip("/") + "/batch")
-        app.extensions["prediction_endpoints"] += [resource.endpoint, batch.endpoint]
+        prediction_endpoints += [resource.endpoint, batch.endpoint]
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/ready")
     app.add_url_rule("/metrics", "metrics", metrics_page)
@@ -420,8 +420,8 @@ def create_app(config: dict | None = None) -> Flask:
         app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
     if app.config["PREDICT_RATE_LIMIT"]:
         predict_limit = limiter.limit(app.config["PREDICT_RATE_LIMIT"])
-        for resource in app.extensions["prediction_endpoints"]:
-            app.view_functions[resource] = predict_limit(app.view_functions[resource])
+        for endpoint in prediction_endpoints:
+            app.view_functions[endpoint] = predict_limit(app.view_functions[endpoint])
     app.register_error_handler(HTTPException, json_error)
     app.after_request(security_headers)
     app.before_request(start_request)
