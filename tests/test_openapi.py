@@ -53,7 +53,7 @@ def test_fuzzing_from_the_document_finds_no_server_error_and_no_schema_mismatch(
             [schemathesis, "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run",
              f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "25",
              "--seed", "20261122", "--request-timeout", "20", "--no-color"],
-            cwd=ROOT, capture_output=True, text=True, timeout=900)
+            cwd=tmp_path, capture_output=True, text=True, timeout=900)  # its cache lands there
     finally:
         server.stop()
     report = result.stdout + result.stderr
