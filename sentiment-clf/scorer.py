@@ -52,10 +52,6 @@ class Scorer:
                 counts[column] = counts.get(column, 0) + 1
         return counts
 
-    def scores(self, text: str) -> np.ndarray:
-        """The classifier's score of each class (see :meth:`model.NLPModel.class_scores`)."""
-        return np.asarray(self._scores(self.term_counts(text)))
-
     def predict_proba(self, text: str) -> np.ndarray:
         """Probabilities of the labels, in the model's label order."""
         scores = self._scores(self.term_counts(text))
@@ -74,6 +70,7 @@ class Scorer:
         return exps / exps.sum()
 
     def _scores(self, counts: dict[int, int]) -> list[float] | np.ndarray:
+        """The classifier's score of each label (see :meth:`model.NLPModel.class_scores`)."""
         if len(counts) * len(self._bias_list) <= self.python_limit:
             return self._python_scores(counts)
         columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
@@ -85,6 +82,8 @@ class Scorer:
 
     def _python_scores(self, counts: dict[int, int]) -> list[float]:
         """The same sums as :meth:`_scores` in Python floats: TF-IDF, L2 norm, weighted rows."""
+        if not counts:
+            return list(self._bias_list)
         # memoryviews of the arrays: indexing one gives a Python float, with no copy.
         idf, weights, n_labels = self._idf_view, self._weights_view, len(self._bias_list)
         sums = [0.0] * n_labels
@@ -95,7 +94,5 @@ class Scorer:
             row = column * n_labels
             for k in range(n_labels):
                 sums[k] += value * weights[row + k]
-        if not counts:
-            return list(self._bias_list)
         norm = math.sqrt(squares)
         return [bias + total / norm for bias, total in zip(self._bias_list, sums)]
