@@ -73,10 +73,10 @@ class PlainDictModel:
     def __init__(self, model: NLPModel):
         vectorizer = model.vectorizer_
         weights, bias = model.class_scores()
-        columns = np.asarray(weights).T.tolist()
-        self.analyze, self.sublinear_tf, self.bias = vectorizer.build_analyzer(), vectorizer.sublinear_tf, list(bias)
-        self.table = {term: (vectorizer.idf_[column], columns[column])
-                      for term, column in vectorizer.vocabulary_.items()}
+        columns, idf = np.asarray(weights).T.tolist(), vectorizer.idf_.tolist()  # Python floats
+        self.analyze, self.sublinear_tf = vectorizer.build_analyzer(), vectorizer.sublinear_tf
+        self.bias = np.asarray(bias).tolist()
+        self.table = {term: (idf[column], columns[column]) for term, column in vectorizer.vocabulary_.items()}
 
     def predict_proba(self, text: str) -> list[float]:
         found = []  # (TF-IDF value, per-label weights) of each known term
