@@ -7,15 +7,22 @@ by: this service (gunicorn, 2 workers, GET /?query=...); the same app and server
 settings answering a constant JSON (GET /constant: the cost of a request with no
 model work); and MLServer 1.7.1's scikit-learn runtime (V2 inference protocol,
 ``predict_fn: predict_proba``, the text as a BYTES input decoded as str, 2
-parallel workers). wrk (1 thread) loads each at concurrency 1, 8 and 32. Also:
-cold start (process start to first answer) and resident memory of the workers.
-Writes bench/results/compare.json and prints a Markdown table.
+parallel workers). Each is started alone and timed to its first answer (cold
+start); then all three stay up and wrk (1 thread) loads them in turn, in short
+rounds (server A, B, C, A, B, C, ...) at concurrency 1, 8 and 32, so a drift in
+the machine's speed during the run falls on all three alike. Requests/s adds up
+every round; p50 and p99 are the medians of the rounds'. Also: resident memory
+of the workers after the load. Writes bench/results/compare.json and prints a
+Markdown table.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_predict import machine, run_wrk  # noqa: E402
+from bench_predict import machine  # noqa: E402
 from live_server import free_port  # noqa: E402
 from soak import worker_rss_kib  # noqa: E402
 
@@ -65,6 +72,11 @@ def start_gunicorn(app: str, port: int, workers: int, folder: Path):
                             stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
 
 
+def stop_gunicorn(process) -> None:
+    process.terminate()
+    process.wait(30)
+
+
 def stop_group(process) -> None:
     """MLServer and its parallel workers: SIGTERM to the group, SIGKILL if it lingers."""
     import signal
@@ -97,58 +109,66 @@ def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_p
         "parallel_workers": workers, "host": "127.0.0.1"}))
 
 
-def measure(name: str, url: str, seconds: int, concurrency: list[int], folder: Path, body=None) -> list[dict]:
-    if body is None:
-        return [dict(run_wrk(url, c, seconds), server=name) for c in concurrency]
-    script = folder / f"{name}.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(json.dumps(body))}\n")
+def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        command[-1:-1] = ["-s", str(script)]
+    return _parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: list[int]) -> list[dict]:
+    """``targets``: name -> (url, wrk script or None). Each concurrency: ``rounds``
+    rounds of seconds/rounds per target, the targets in turn."""
     runs = []
     for c in concurrency:
-        out = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                             capture_output=True, text=True, check=True).stdout
-        runs.append(dict(_parse(out), server=name, connections=c))
+        per_round = {name: [] for name in targets}
+        for _ in range(rounds):
+            for name, (url, script) in targets.items():
+                per_round[name].append(wrk(url, c, max(1, round(seconds / rounds)), script))
+        for name, results in per_round.items():
+            runs.append({"server": name, "connections": c, "rounds": len(results),
+                         "requests_per_s": sum(r["requests"] for r in results) / sum(r["seconds"] for r in results),
+                         "p50_ms": statistics.median(r["p50_ms"] for r in results),
+                         "p99_ms": statistics.median(r["p99_ms"] for r in results),
+                         "non_2xx": sum(r["non_2xx"] for r in results)})
     return runs
 
 
 def _parse(output: str) -> dict:
-    import re
-
-    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
     def latency(percent):
         value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         return float(value) * units[unit]
 
+    requests, duration, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+    return {"requests": int(requests), "seconds": float(duration) * units[unit] / 1e3,
             "p50_ms": latency(50), "p99_ms": latency(99), "non_2xx": int(errors.group(1)) if errors else 0}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlserver", default=str(ROOT / ".venv-mlserver" / "bin" / "mlserver"))
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=15, help="load per server and concurrency, in all")
+    parser.add_argument("--rounds", type=int, default=5, help="the seconds are split into this many rounds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     results = {"machine": machine(), "command": " ".join(["bench/compare_mlserver.py", *(argv or sys.argv[1:])]),
                "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         folder = Path(tmp)
+        targets, processes = {}, {}
         for name, app, path in (("sentiment-clf", "app:create_app()", f"/?query={QUERY.replace(' ', '%20')}"),
                                 ("constant JSON (same app and server)", "constant_app:create_app()", "/constant")):
             port = free_port()
-            process = start_gunicorn(app, port, args.workers, folder)
-            try:  # timed from just after the process starts
-                results["cold_start_s"][name] = wait_until(
-                    lambda: requests.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200)
-                run_wrk(f"http://127.0.0.1:{port}{path}", 8, 3)  # warm-up
-                results["runs"] += measure(name, f"http://127.0.0.1:{port}{path}", args.seconds, args.concurrency, folder)
-                results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
-            finally:
-                process.terminate()
-                process.wait(30)
+            process = processes[name] = start_gunicorn(app, port, args.workers, folder)
+            servers.callback(stop_gunicorn, process)
+            url = f"http://127.0.0.1:{port}{path}"
+            # timed from just after the process starts, alone on the machine
+            results["cold_start_s"][name] = wait_until(lambda: requests.get(url, timeout=2).status_code == 200)
+            targets[name] = (url, None)
 
         mls = folder / "mlserver"
         mls.mkdir()
@@ -156,24 +176,31 @@ def main(argv=None) -> int:
         write_mlserver_model(mls, http_port, grpc_port, metrics_port, args.workers)
         url = f"http://127.0.0.1:{http_port}/v2/models/sentiment/infer"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "sentiment-clf")}
-        process = subprocess.Popen([args.mlserver, "start", str(mls)], env=env, cwd=mls, start_new_session=True,
-                                   stdout=(folder / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
+        process = processes["MLServer 1.7.1"] = subprocess.Popen(
+            [args.mlserver, "start", str(mls)], env=env, cwd=mls, start_new_session=True,
+            stdout=(folder / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
+        servers.callback(stop_group, process)
         try:
             results["cold_start_s"]["MLServer 1.7.1"] = wait_until(
                 lambda: requests.post(url, json=V2_BODY, timeout=2).status_code == 200)
-            answer = requests.post(url, json=V2_BODY, timeout=5).json()
-            results["mlserver_answer"] = answer["outputs"][0]["data"]
-            time.sleep(1)
-            results["runs"] += measure("MLServer 1.7.1", url, args.seconds, args.concurrency, folder, body=V2_BODY)
-            results["worker_rss_mib"]["MLServer 1.7.1"] = all_rss_kib(process.pid) / 1024 / args.workers
         except Exception:
             print((folder / "mlserver.log").read_text()[-3000:], file=sys.stderr)
             raise
-        finally:
-            stop_group(process)
+        results["mlserver_answer"] = requests.post(url, json=V2_BODY, timeout=5).json()["outputs"][0]["data"]
+        script = folder / "mlserver.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          f"wrk.body = {json.dumps(json.dumps(V2_BODY))}\n")
+        targets["MLServer 1.7.1"] = (url, script)
+
+        for target_url, target_script in targets.values():  # warm-up
+            wrk(target_url, 8, 3, target_script)
+        results["runs"] = measure_in_rounds(targets, args.seconds, args.rounds, args.concurrency)
+        for name, process in processes.items():
+            results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
 
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrk 1 thread, {args.seconds} s per server and concurrency in {args.rounds} rounds, servers in turn")
     print("| server | concurrency | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|")
     for run in results["runs"]:
