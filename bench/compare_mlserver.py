@@ -2,7 +2,9 @@
 
     make bench-compare      # creates .venv-mlserver (MLServer 1.7.1) and runs this
 
-The same fitted sentiment pipeline (TF-IDF + multinomial naive Bayes) is served
+Everything issue #5 compares, in one run: first the in-process limit (one
+prediction through scikit-learn, the scorer and a plain dictionary model;
+phrases/s for a batch of 1,000), then the servers. The same fitted sentiment pipeline (TF-IDF + multinomial naive Bayes) is served
 by: this service (gunicorn, 2 workers, GET /?query=...); the same app and server
 settings answering a constant JSON (GET /constant: the cost of a request with no
 model work); and MLServer 1.7.1's scikit-learn runtime (V2 inference protocol,
@@ -11,8 +13,8 @@ parallel workers). Each is started alone and timed to its first answer (cold
 start); then all three stay up and wrk (1 thread) loads them in turn, in short
 rounds (server A, B, C, A, B, C, ...) at concurrency 1, 8 and 32, so a drift in
 the machine's speed during the run falls on all three alike. Requests/s adds up
-every round; p50 and p99 are the medians of the rounds'. Also: resident memory
-of the workers after the load. Writes bench/results/compare.json and prints a
+every round; p50 and p99 are the medians of the rounds'. Then phrases/s through
+the service's batch endpoint, and resident memory of the workers after the load. Writes bench/results/compare.json and prints a
 Markdown table.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_predict import machine  # noqa: E402
+from bench_predict import in_process, in_process_batch, machine, run_wrk_batch  # noqa: E402
 from live_server import free_port  # noqa: E402
 from soak import worker_rss_kib  # noqa: E402
 
@@ -154,9 +156,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="the seconds are split into this many rounds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5000, help="in-process predictions timed")
     args = parser.parse_args(argv)
     results = {"machine": machine(), "command": " ".join(["bench/compare_mlserver.py", *(argv or sys.argv[1:])]),
                "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
+    # The in-process limit first, with the machine to itself.
+    models = ROOT / "sentiment-clf" / "lib" / "models"
+    results["in_process"] = in_process(models, args.repeats)
+    results["in_process_batch_phrases_per_s"] = in_process_batch(models, 1000)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         folder = Path(tmp)
         targets, processes = {}, {}
@@ -195,11 +202,22 @@ def main(argv=None) -> int:
         for target_url, target_script in targets.values():  # warm-up
             wrk(target_url, 8, 3, target_script)
         results["runs"] = measure_in_rounds(targets, args.seconds, args.rounds, args.concurrency)
+        service = targets["sentiment-clf"][0].split("/?")[0]
+        results["batch"] = run_wrk_batch(f"{service}/batch", 1000, 2, args.seconds, folder)
         for name, process in processes.items():
             results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
 
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    timings = results["in_process"]
+    for path, timing in timings.items():
+        print(f"in-process, one prediction, {path}: median {timing['median_ms']:.4f} ms, p99 {timing['p99_ms']:.4f} ms")
+    plain = timings["plain dictionary and dot product"]["median_ms"]
+    print(f"scorer / plain dictionary and dot product: {timings['scorer']['median_ms'] / plain:.2f}x")
+    batch, limit = results["batch"], results["in_process_batch_phrases_per_s"]
+    print(f"batch: POST /batch, 1,000 phrases, 2 connections: {batch['phrases_per_s']:,.0f} phrases/s "
+          f"({batch['non_2xx']} non-2xx); in-process: scikit-learn {limit['sklearn']:,.0f}, "
+          f"scorer {limit['scorer']:,.0f} phrases/s")
     print(f"wrk 1 thread, {args.seconds} s per server and concurrency in {args.rounds} rounds, servers in turn")
     print("| server | concurrency | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|")
