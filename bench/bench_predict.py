@@ -126,31 +126,38 @@ def in_process_batch(model_dir: Path, size: int, rounds: int = 5) -> dict:
 
 
 def run_wrk_batch(url: str, size: int, connections: int, seconds: int, folder: Path) -> dict:
-    script = folder / "batch.lua"
-    body = json.dumps({"queries": batch_texts(size)})
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(body)}\n")
-    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-                            capture_output=True, text=True, check=True).stdout
-    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"batch_size": size, "connections": connections, "requests_per_s": requests_per_s,
-            "phrases_per_s": requests_per_s * size, "non_2xx": int(errors.group(1)) if errors else 0}
+    script = post_script(folder / "batch.lua", {"queries": batch_texts(size)})
+    run = run_wrk(url, connections, seconds, script)
+    return {"batch_size": size, "connections": connections, "requests_per_s": run["requests_per_s"],
+            "phrases_per_s": run["requests_per_s"] * size, "non_2xx": run["non_2xx"]}
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def post_script(path: Path, body: dict) -> Path:
+    """A wrk script that POSTs ``body`` as JSON."""
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    return path
 
 
-def run_wrk(url: str, connections: int, seconds: int) -> dict:
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True).stdout
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}  # to milliseconds
+
+
+def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict:
+    """One wrk run (1 thread): requests, requests/s, p50/p99 latency and errors."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        command[-1:-1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
     def latency(percent):
         value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         return float(value) * _UNITS[unit]
+
+    requests, elapsed, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {"connections": connections, "seconds": seconds,
+            "requests": int(requests), "elapsed_s": float(elapsed) * _UNITS[unit] / 1e3,
             "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50_ms": latency(50), "p99_ms": latency(99),
             "non_2xx": int(errors.group(1)) if errors else 0,

@@ -4,18 +4,19 @@
 
 Everything issue #5 compares, in one run: first the in-process limit (one
 prediction through scikit-learn, the scorer and a plain dictionary model;
-phrases/s for a batch of 1,000), then the servers. The same fitted sentiment pipeline (TF-IDF + multinomial naive Bayes) is served
-by: this service (gunicorn, 2 workers, GET /?query=...); the same app and server
-settings answering a constant JSON (GET /constant: the cost of a request with no
-model work); and MLServer 1.7.1's scikit-learn runtime (V2 inference protocol,
+phrases/s for a batch of 1,000), then the servers. The same fitted sentiment
+pipeline (TF-IDF + multinomial naive Bayes) is served by: this service
+(gunicorn, 2 workers, GET /?query=...); the same app and server settings
+answering a constant JSON (GET /constant: the cost of a request with no model
+work); and MLServer 1.7.1's scikit-learn runtime (V2 inference protocol,
 ``predict_fn: predict_proba``, the text as a BYTES input decoded as str, 2
 parallel workers). Each is started alone and timed to its first answer (cold
 start); then all three stay up and wrk (1 thread) loads them in turn, in short
 rounds (server A, B, C, A, B, C, ...) at concurrency 1, 8 and 32, so a drift in
 the machine's speed during the run falls on all three alike. Requests/s adds up
 every round; p50 and p99 are the medians of the rounds'. Then phrases/s through
-the service's batch endpoint, and resident memory of the workers after the load. Writes bench/results/compare.json and prints a
-Markdown table.
+the service's batch endpoint, and resident memory of the workers after the
+load. Writes bench/results/compare.json and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +36,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_predict import in_process, in_process_batch, machine, run_wrk_batch  # noqa: E402
+from bench_predict import (in_process, in_process_batch, machine, post_script, run_wrk,  # noqa: E402
+                           run_wrk_batch)
 from live_server import free_port  # noqa: E402
 from soak import worker_rss_kib  # noqa: E402
 
@@ -111,13 +112,6 @@ def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_p
         "parallel_workers": workers, "host": "127.0.0.1"}))
 
 
-def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if script is not None:
-        command[-1:-1] = ["-s", str(script)]
-    return _parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-
-
 def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: list[int]) -> list[dict]:
     """``targets``: name -> (url, wrk script or None). Each concurrency: ``rounds``
     rounds of seconds/rounds per target, the targets in turn."""
@@ -126,27 +120,14 @@ def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: lis
         per_round = {name: [] for name in targets}
         for _ in range(rounds):
             for name, (url, script) in targets.items():
-                per_round[name].append(wrk(url, c, max(1, round(seconds / rounds)), script))
+                per_round[name].append(run_wrk(url, c, max(1, round(seconds / rounds)), script))
         for name, results in per_round.items():
             runs.append({"server": name, "connections": c, "rounds": len(results),
-                         "requests_per_s": sum(r["requests"] for r in results) / sum(r["seconds"] for r in results),
+                         "requests_per_s": sum(r["requests"] for r in results) / sum(r["elapsed_s"] for r in results),
                          "p50_ms": statistics.median(r["p50_ms"] for r in results),
                          "p99_ms": statistics.median(r["p99_ms"] for r in results),
                          "non_2xx": sum(r["non_2xx"] for r in results)})
     return runs
-
-
-def _parse(output: str) -> dict:
-    units = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-    def latency(percent):
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-        return float(value) * units[unit]
-
-    requests, duration, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"requests": int(requests), "seconds": float(duration) * units[unit] / 1e3,
-            "p50_ms": latency(50), "p99_ms": latency(99), "non_2xx": int(errors.group(1)) if errors else 0}
 
 
 def main(argv=None) -> int:
@@ -194,13 +175,10 @@ def main(argv=None) -> int:
             print((folder / "mlserver.log").read_text()[-3000:], file=sys.stderr)
             raise
         results["mlserver_answer"] = requests.post(url, json=V2_BODY, timeout=5).json()["outputs"][0]["data"]
-        script = folder / "mlserver.lua"
-        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                          f"wrk.body = {json.dumps(json.dumps(V2_BODY))}\n")
-        targets["MLServer 1.7.1"] = (url, script)
+        targets["MLServer 1.7.1"] = (url, post_script(folder / "mlserver.lua", V2_BODY))
 
         for target_url, target_script in targets.values():  # warm-up
-            wrk(target_url, 8, 3, target_script)
+            run_wrk(target_url, 8, 3, target_script)
         results["runs"] = measure_in_rounds(targets, args.seconds, args.rounds, args.concurrency)
         service = targets["sentiment-clf"][0].split("/?")[0]
         results["batch"] = run_wrk_batch(f"{service}/batch", 1000, 2, args.seconds, folder)
