@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test models bench bench-compare soak clean
+.PHONY: run test lint models bench bench-compare soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -12,16 +12,20 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-models: $(VENV)/.installed
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+models: $(VENV)/.installed-train
 	$(BIN)/python sentiment-clf/build_model.py --data-dir $(DATA_DIR)
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python -m bench.bench_predict
 
 # The side-by-side benchmark; MLServer gets a virtual environment of its own.
 # uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.
 bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
-	$(BIN)/python bench/compare_mlserver.py
+	$(BIN)/python -m bench.compare_mlserver
 
 .venv-mlserver/.installed:
 	$(PYTHON) -m venv .venv-mlserver
@@ -30,17 +34,25 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 	touch $@
 
 soak: $(VENV)/.installed-test
-	$(BIN)/python bench/soak.py
+	$(BIN)/python -m bench.soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+# The project itself is installed editable (no dependencies: those come pinned from
+# the requirements files), so app.py, model.py, build_model.py, util.py and the
+# sentiment_clf package import from anywhere without sys.path changes.
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+$(VENV)/.installed-train: requirements-train.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r requirements-train.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-train
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 

@@ -2,17 +2,15 @@
 
 gunicorn looks for this file before it applies ``--chdir sentiment-clf``, so it
 lives here. Host, port and workers come from the same environment variables as
-the app (sentiment-clf/config.py). Binding is explicit: gunicorn on its own
+the app (sentiment-clf/sentiment_clf/config.py). Binding is explicit: gunicorn on its own
 would bind 0.0.0.0 whenever a PORT variable is set.
 """
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "sentiment-clf"))
-from config import Settings  # noqa: E402
+from sentiment_clf.config import Settings
 
 _settings = Settings()
 

@@ -1,6 +1,6 @@
 """Benchmark: one prediction in-process, and the service under load over HTTP.
 
-    .venv/bin/python bench/bench_predict.py            # or: make bench
+    .venv/bin/python -m bench.bench_predict            # or: make bench
 
 1. In-process: the time of one prediction on one phrase, through scikit-learn's
    ``NLPModel.predict_proba``, through the compact scorer the service uses, and
@@ -35,11 +35,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests")]
+from model import NLPModel
+from tests.live_server import LiveServer
 
-from live_server import LiveServer  # noqa: E402
-from model import NLPModel  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PHRASES = ["that movie was boring", "a gorgeous , witty , seductive movie",
            "it 's not a bad film , but it is n't a good one either",

@@ -33,13 +33,12 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "sentiment-clf"), str(ROOT / "tests"), str(ROOT / "bench")]
-
-from bench_predict import (in_process, in_process_batch, machine, post_script, run_wrk,  # noqa: E402
+from bench.bench_predict import (in_process, in_process_batch, machine, post_script, run_wrk,
                            run_wrk_batch)
-from live_server import free_port  # noqa: E402
-from soak import worker_rss_kib  # noqa: E402
+from tests.live_server import free_port
+from bench.soak import worker_rss_kib
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUERY = "that movie was boring"
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [QUERY],

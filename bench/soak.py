@@ -24,10 +24,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from tests.live_server import LiveServer
 
-from live_server import LiveServer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PHRASES = ["that movie was boring", "a gorgeous , witty , seductive movie", "what is the capital of peru ?",
            "RT @user: these hoes aint loyal", "it 's not a bad film , but it is n't a good one either",

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 import util
 from model import NLPModel
-from tasks import MODELS, ModelSpec
+from sentiment_clf.training.recipes import RECIPES, Recipe
 
 SPLIT_SEED = 20261122  # the held-out split of the "holdout" models
 
@@ -103,7 +103,7 @@ def load_splits(data_dir: Path, kaggle_tsv: Path | None) -> Splits:
     )
 
 
-def prior_params(prior: str, task: ModelSpec, train_roots) -> dict:
+def prior_params(prior: str, task: Recipe, train_roots) -> dict:
     if prior == "phrases":
         return {"fit_prior": True, "class_prior": None}
     if prior == "uniform":
@@ -112,7 +112,7 @@ def prior_params(prior: str, task: ModelSpec, train_roots) -> dict:
     return {"fit_prior": True, "class_prior": [float(shares.get(label, 0.0)) for label in task.labels]}
 
 
-def search_settings(task: ModelSpec, train, train_roots, dev, progress: bool) -> list[dict]:
+def search_settings(task: Recipe, train, train_roots, dev, progress: bool) -> list[dict]:
     """Fit every setting of ``SEARCH_GRID`` on ``train``; score it on the ``dev`` sentences."""
     results = []
     vector_settings = list(itertools.product(SEARCH_GRID["ngram_range"], SEARCH_GRID["sublinear_tf"]))
@@ -143,7 +143,7 @@ def search_settings(task: ModelSpec, train, train_roots, dev, progress: bool) ->
 SST_ALTERNATIVES = [("logreg", 1.0), ("logreg", 10.0), ("svm", 0.1), ("svm", 1.0)]
 
 
-def compare_classifiers(task: ModelSpec, model: NLPModel, train, dev, path: Path) -> list[dict]:
+def compare_classifiers(task: Recipe, model: NLPModel, train, dev, path: Path) -> list[dict]:
     """Dev accuracy and log-loss of other classifiers on ``model``'s features, next to it.
 
     ``mcnemar_p`` is the exact McNemar test of each against ``model`` on the dev
@@ -173,7 +173,7 @@ def compare_classifiers(task: ModelSpec, model: NLPModel, train, dev, path: Path
     return [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()} for row in rows]
 
 
-def evaluate(task: ModelSpec, model: NLPModel, test, report_dir: Path) -> dict:
+def evaluate(task: Recipe, model: NLPModel, test, report_dir: Path) -> dict:
     """Root-level test metrics, and the task's plot saved in ``report_dir``."""
     y_true = model._label_indices(test["target"])
     proba = model.predict_proba(test["phrase" if "phrase" in test else "text"].to_numpy())
@@ -197,7 +197,7 @@ def evaluate(task: ModelSpec, model: NLPModel, test, report_dir: Path) -> dict:
     return metrics
 
 
-def build(task: ModelSpec, splits, models_dir: Path, progress: bool = True) -> dict:
+def build(task: Recipe, splits, models_dir: Path, progress: bool = True) -> dict:
     """Search settings on dev, fit the chosen model, evaluate it on test and save it.
 
     Returns the saved manifest.
@@ -242,17 +242,17 @@ def build(task: ModelSpec, splits, models_dir: Path, progress: bool = True) -> d
                       metrics={k: v for k, v in metrics.items() if k != "build_seconds"})
 
 
-def holdout_split(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def holdout_split(spec: Recipe, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The choosing part and the held-out part: stratified by label, fixed seed."""
     return train_test_split(frame, test_size=spec.test_size, stratify=frame["target"], random_state=SPLIT_SEED)
 
 
-def describe_data(spec: ModelSpec, data_root: Path) -> dict:
+def describe_data(spec: Recipe, data_root: Path) -> dict:
     files = [data_root / f for f in spec.data_files]
     return {"files": [f.name for f in files], "sha256": util.file_sha256(*files)}
 
 
-def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progress: bool = True,
+def build_holdout(spec: Recipe, data_root: Path, models_dir: Path, *, progress: bool = True,
                   sample: int | None = None, n_jobs: int = 2) -> dict:
     """Compare ``spec.candidates`` by cross-validation, refit the best, evaluate on held-out texts.
 
@@ -311,7 +311,7 @@ def build_holdout(spec: ModelSpec, data_root: Path, models_dir: Path, *, progres
     return model.save(target_dir, name=spec.name, training_data=training_data, metrics=metrics)
 
 
-def comparison_summary(spec: ModelSpec, rows: list[dict]) -> str:
+def comparison_summary(spec: Recipe, rows: list[dict]) -> str:
     """The best candidate of each classifier, as printed after a comparison."""
     lines = [f"{spec.name}: best of each classifier by {spec.cv_folds}-fold CV {spec.metric}"]
     for classifier in ("nb", "logreg", "svm"):
@@ -366,7 +366,7 @@ def summary(manifests: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def base_data(task: ModelSpec, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):
+def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):
     """The data a model was built from: ``(train texts, train targets, test frame, description)``.
 
     The test frame has ``text`` and ``target``: the SST test sentences, or the
@@ -381,13 +381,13 @@ def base_data(task: ModelSpec, data_dir: Path, data_root: Path, kaggle_tsv: Path
     return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
 
 
-def retrain(task: ModelSpec, data, storage, base: NLPModel, tolerance: float,
+def retrain(task: Recipe, data, storage, base: NLPModel, tolerance: float,
             report_root: Path) -> tuple[bool, dict]:
     """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
 
     ``data`` is what :func:`base_data` returns. Returns ``(published, summary)``.
     """
-    from learning import ModelRegistry, learnable
+    from sentiment_clf.learning import ModelRegistry, learnable
 
     train_texts, train_targets, test, description = data
     serving = ModelRegistry({task.name: base}, storage, sync_interval=0).get(task.name)
@@ -433,8 +433,8 @@ def retrain(task: ModelSpec, data, storage, base: NLPModel, tolerance: float,
 
 
 def _storage(database_url: str | None):
-    from config import Settings
-    from storage import Storage
+    from sentiment_clf.config import Settings
+    from sentiment_clf.storage import Storage
 
     settings = Settings()
     return Storage(database_url or settings.database()), settings
@@ -443,7 +443,7 @@ def _storage(database_url: str | None):
 def retrain_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py retrain",
                                      description="Retrain with the stored feedback and publish if not worse.")
-    parser.add_argument("--model", choices=sorted(MODELS), action="append",
+    parser.add_argument("--model", choices=sorted(RECIPES), action="append",
                         help="retrain only this model (repeatable; default: all)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--data-root", type=Path, default=None,
@@ -457,14 +457,14 @@ def retrain_main(argv) -> int:
     args = parser.parse_args(argv)
     storage, settings = _storage(args.database_url)
     status = 0
-    for name in args.model or list(MODELS):
+    for name in args.model or list(RECIPES):
         try:
-            data = base_data(MODELS[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
+            data = base_data(RECIPES[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
         except (FileNotFoundError, util.DataFormatError) as exc:
             logger.error("%s", exc)
             return 2
         base = NLPModel.load(args.models_dir / name)
-        published, summary = retrain(MODELS[name], data, storage, base, args.tolerance,
+        published, summary = retrain(RECIPES[name], data, storage, base, args.tolerance,
                                      settings.data_dir / "reports")
         line = (f"{name}: serving {summary['serving_version']} {summary['serving_accuracy']:.2%}, "
                 f"retrained with {summary['feedback_learned']} answers {summary['candidate_accuracy']:.2%}")
@@ -479,7 +479,7 @@ def retrain_main(argv) -> int:
 def rollback_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py rollback",
                                      description="Serve the version served before the current one.")
-    parser.add_argument("--model", choices=sorted(MODELS), required=True)
+    parser.add_argument("--model", choices=sorted(RECIPES), required=True)
     parser.add_argument("--database-url", default=None, help="default: the service's database")
     args = parser.parse_args(argv)
     storage, _ = _storage(args.database_url)
@@ -495,11 +495,11 @@ def rollback_main(argv) -> int:
 def versions_main(argv) -> int:
     parser = argparse.ArgumentParser(prog="build_model.py versions",
                                      description="List the published versions.")
-    parser.add_argument("--model", choices=sorted(MODELS), action="append")
+    parser.add_argument("--model", choices=sorted(RECIPES), action="append")
     parser.add_argument("--database-url", default=None, help="default: the service's database")
     args = parser.parse_args(argv)
     storage, _ = _storage(args.database_url)
-    for name in args.model or list(MODELS):
+    for name in args.model or list(RECIPES):
         rows = storage.versions(name)
         active = any(row["active"] for row in rows)
         print(f"{name}: {'' if active else '* '}base model from lib/models")
@@ -525,7 +525,7 @@ def parse_args(argv=None):
                         help="where to write the models (default: %(default)s)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="folder with hatespeech/ and questions/ (default: the parent of --data-dir)")
-    parser.add_argument("--model", choices=sorted(MODELS), action="append",
+    parser.add_argument("--model", choices=sorted(RECIPES), action="append",
                         help="build only this model (repeatable; default: all)")
     parser.add_argument("--sample", type=int, default=None,
                         help="held-out models: use only this many texts (a quick run)")
@@ -540,12 +540,12 @@ def main(argv=None) -> int:
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
-    names = args.model or list(MODELS)
+    names = args.model or list(RECIPES)
     data_root = args.data_root or args.data_dir.parent
     manifests, splits = [], None
     try:
         for name in names:
-            spec = MODELS[name]
+            spec = RECIPES[name]
             if spec.protocol == "sst":
                 splits = splits or load_splits(args.data_dir, args.kaggle_tsv)
                 manifests.append(build(spec, splits, args.models_dir, progress=not args.no_progress))

@@ -20,13 +20,9 @@ import io
 import json
 import logging
 import platform
-import re
-import unicodedata
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-
-import html
 
 import numpy as np
 import scipy
@@ -39,72 +35,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.svm import LinearSVC
 
+from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "sentiment-clf/nlp-model"
 FORMAT_VERSION = 1
 ARRAYS_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
-TOKENIZER = "ptb-lower-v1"
-
-# The treebank writes brackets and quotes as PTB escapes; users type the characters.
-_PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{",
-                "-RCB-": "}", "``": '"', "''": '"'}
-_PTB_ESCAPE = re.compile("|".join(re.escape(k) for k in _PTB_ESCAPES))
-_CURLY_QUOTES = str.maketrans({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"'})
-_NEGATION = re.compile(r"(?<=\w)(n't)\b")
-_CLITIC = re.compile(r"(?<=\w)('(?:s|re|ve|ll|d|m))\b")
-_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-'.]\w+)*|\.\.\.|--|[^\w\s]")
-
-
 class ModelFileError(ValueError):
     """A saved model is missing, altered or not in a format this code reads."""
 
 
-def tokenize(text: str) -> list[str]:
-    """Split raw text into lower-case tokens the way the treebank is tokenized.
-
-    Users type ``isn't`` and ``it’s``; the treebank has ``is n't`` and ``it 's``.
-    Both give ``["is", "n't"]`` and ``["it", "'s"]`` here, so training phrases and
-    live queries meet in the same vocabulary.
-    """
-    text = unicodedata.normalize("NFKC", text)
-    text = _PTB_ESCAPE.sub(lambda m: _PTB_ESCAPES[m.group()], text)
-    text = text.translate(_CURLY_QUOTES).lower()
-    if "'" in text:  # both need one; most queries have none (this runs on every request)
-        text = _NEGATION.sub(r" \1", text)
-        text = _CLITIC.sub(r" \1", text)
-    return _TOKEN.findall(text)
-
-
-_RETWEET = re.compile(r"(?:^|\s)RT\s+@\w+\s*:?", re.IGNORECASE)
-_MENTION = re.compile(r"@\w+")
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-_HASHTAG = re.compile(r"#(\w+)")
-_SPACES = re.compile(r"\s+")
-
-
-def clean_tweet(text: str) -> str:
-    """Raw tweet -> plain text: HTML entities decoded, retweet markers dropped,
-    @mentions and URLs replaced by the placeholders ``@user`` and ``url``, ``#`` dropped
-    from hashtags, runs of white space collapsed.
-
-    ``clean_tweet("RT @bob: I &lt;3 it http://t.co/x #fun")`` gives ``"I <3 it url fun"``.
-    """
-    text = html.unescape(html.unescape(text))  # some tweets are escaped twice: &amp;amp;
-    text = _RETWEET.sub(" ", text)
-    text = _URL.sub(" url ", text)
-    text = _MENTION.sub(" @user ", text)
-    text = _HASHTAG.sub(r"\1", text)
-    return _SPACES.sub(" ", text).strip()
-
-
-def tokenize_tweet(text: str) -> list[str]:
-    """:func:`clean_tweet`, then :func:`tokenize`."""
-    return tokenize(clean_tweet(text))
-
-
-_TOKENIZERS = {TOKENIZER: tokenize, "tweet-v1": tokenize_tweet}
+_TOKENIZERS = TOKENIZERS
 CLASSIFIERS = ("nb", "logreg", "svm")
 
 
@@ -281,10 +224,14 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         self._scorer = None  # its weights changed
         return self
 
+    def predict_one(self, text: str) -> np.ndarray:
+        """Probabilities for one text, by the compact scorer (the serving fast path)."""
+        return self.scorer().predict_proba(text)
+
     def scorer(self):
         """A :class:`scorer.Scorer` for this model: the fast path for one text."""
         if getattr(self, "_scorer", None) is None:
-            from scorer import Scorer
+            from sentiment_clf.scorer import Scorer
 
             self._scorer = Scorer(self)
         return self._scorer

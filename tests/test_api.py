@@ -201,7 +201,7 @@ def test_a_prediction_rate_limit_can_be_set(sqlite_url):
 
 
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):
-    from config import Settings
+    from sentiment_clf.config import Settings
 
     assert (Settings().host, Settings().port) == ("127.0.0.1", 5000)
     monkeypatch.setenv("SENTIMENT_CLF_MAX_QUERY_CHARS", "7")

@@ -7,7 +7,7 @@ import requests
 
 from conftest import ARTIFACTS, need
 from live_server import LiveServer
-from storage import Storage
+from sentiment_clf.storage import Storage
 
 TEXT = "that movie was boring and far too long"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import make_app
-from storage import Storage
+from sentiment_clf.storage import Storage
 
 TEXT = "an utterly forgettable , bland film"
 

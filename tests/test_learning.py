@@ -4,9 +4,9 @@ import pytest
 
 import util
 from conftest import MODELS_DIR
-from learning import ModelRegistry, feedback_key, learnable
+from sentiment_clf.learning import ModelRegistry, feedback_key, learnable
 from model import NLPModel
-from storage import Storage
+from sentiment_clf.storage import Storage
 
 LABELS = ["Negative", "Positive"]
 BASE_TEXTS = ["a great , moving film", "great fun", "wonderful acting", "a boring , dull mess",
@@ -56,7 +56,7 @@ def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
 
 @pytest.mark.slow
 def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
-    from tasks import MODELS
+    from sentiment_clf.training.recipes import RECIPES as MODELS
 
     base = NLPModel.load(MODELS_DIR / "sentiment")
     train = MODELS["sentiment"].relabel(util.load_sst(sst_dir / "train.txt").drop_duplicates(["phrase", "label"]))

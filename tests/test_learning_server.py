@@ -13,7 +13,7 @@ import requests
 from conftest import MODELS_DIR
 from live_server import LiveServer
 from model import NLPModel
-from storage import Storage
+from sentiment_clf.storage import Storage
 
 TEXT = "an utterly forgettable , bland film"
 

@@ -9,7 +9,7 @@ from sklearn.svm import LinearSVC
 import build_model
 from conftest import MODELS_DIR, SHARED_DATA, need
 from model import CalibratedLinear, NLPModel, clean_tweet, tokenize_tweet
-from tasks import MODELS
+from sentiment_clf.training.recipes import RECIPES as MODELS
 
 TEXTS = ["a great , moving film", "great fun", "wonderful acting", "I loved it", "a joy",
          "a boring , dull mess", "dull and tedious", "terrible acting", "I hated it", "a bore",
@@ -108,7 +108,7 @@ def test_selection_on_a_small_slice_picks_a_model_and_reports(data_root, tmp_pat
     assert manifest["params"]["classifier"] in ("nb", "logreg", "svm")
     report = tmp_path / name / "report"
     rows = (report / "selection.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2 * (4 + 4 + 4)  # header + every candidate of tasks.LINEAR_CANDIDATES
+    assert len(rows) == 1 + 2 * 2 * (4 + 4 + 4)  # header + every candidate of recipes.LINEAR_CANDIDATES
     assert rows[0].endswith(f"cv_{spec.metric}_mean,cv_{spec.metric}_std")
     assert (report / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((report / "metrics.json").read_text())
@@ -148,7 +148,8 @@ def test_the_committed_models_load_and_answer(name):
 
 
 def test_a_new_classifier_needs_only_a_description_and_a_loader(tmp_path):
-    from tasks import LINEAR_CANDIDATES, ModelSpec
+    from sentiment_clf.tasks import ModelSpec
+    from sentiment_clf.training.recipes import LINEAR_CANDIDATES, Recipe
 
     spam = [f"win money now offer {i}" for i in range(30)] + [f"free prize click here {i}" for i in range(30)]
     ham = [f"see you at lunch {i}" for i in range(30)] + [f"the meeting moved to friday {i}" for i in range(30)]
@@ -156,7 +157,7 @@ def test_a_new_classifier_needs_only_a_description_and_a_loader(tmp_path):
     import pandas as pd
 
     pd.DataFrame({"text": spam + ham, "label": ["spam"] * 60 + ["ham"] * 60}).to_csv(tmp_path / "spam" / "spam.csv")
-    spec = ModelSpec("spam", "/spam", ("spam", "ham"), protocol="holdout",
+    spec = Recipe(ModelSpec("spam", "/spam", ("spam", "ham")), protocol="holdout",
                      load=lambda root: pd.read_csv(root / "spam" / "spam.csv").assign(target=lambda f: f["label"]),
                      data_files=("spam/spam.csv",), candidates=LINEAR_CANDIDATES, metric="f1_macro", cv_folds=3)
     manifest = build_model.build_holdout(spec, tmp_path, tmp_path / "models", progress=False, n_jobs=1)

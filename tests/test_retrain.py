@@ -13,7 +13,7 @@ import build_model
 from conftest import ROOT
 from live_server import LiveServer
 from model import NLPModel
-from storage import Storage
+from sentiment_clf.storage import Storage
 
 TEXT = "that movie was boring"
 

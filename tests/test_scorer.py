@@ -6,8 +6,8 @@ import build_model
 import util
 from conftest import MODELS_DIR, SHARED_DATA, need
 from model import NLPModel
-from scorer import PYTHON_LIMIT, Scorer
-from tasks import MODELS
+from sentiment_clf.scorer import PYTHON_LIMIT, Scorer
+from sentiment_clf.training.recipes import RECIPES as MODELS
 
 
 def split_texts(name, sst_dir):

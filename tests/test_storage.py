@@ -4,7 +4,7 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from storage import SCHEMA_VERSION, Storage
+from sentiment_clf.storage import SCHEMA_VERSION, Storage
 
 
 @pytest.fixture()

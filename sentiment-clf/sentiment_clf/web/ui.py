@@ -9,7 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from app import predict_one, registry, store_feedback, validate_query
+from sentiment_clf.web.answers import predict_one, services, store_feedback
+from sentiment_clf.web.inputs import validate_query
 
 blueprint = Blueprint("ui", __name__, url_prefix="/ui")
 
@@ -33,7 +34,7 @@ def review_problem(review: str) -> str | None:
 
 
 def predictions(review: str) -> dict[str, dict]:
-    return {name: predict_one(registry().get(name).model, review) for name in served_names()}
+    return {name: predict_one(services().registry.get(name).model, review) for name in served_names()}
 
 
 @blueprint.get("")
@@ -49,7 +50,7 @@ def classify():
         return render_template("index.html", review=review, message=problem, titles=MODEL_TITLES)
     review = review.strip()
     return render_template("index.html", review=review, results=predictions(review),
-                           labels={n: registry().get(n).model.labels for n in served_names()},
+                           labels={n: services().registry.get(n).model.labels for n in served_names()},
                            titles=MODEL_TITLES)
 
 
@@ -60,7 +61,7 @@ def feedback():
     if name not in served_names() or review_problem(review):
         raise BadRequest("This answer is incomplete; please classify the review again.")
     review = validate_query(review)
-    labels = registry().get(name).model.labels
+    labels = services().registry.get(name).model.labels
     predicted = form.get("prediction", "")
     if form.get("verdict") == "correct" and predicted in labels:
         label = predicted
@@ -70,9 +71,9 @@ def feedback():
         label = form["label"]
     else:
         raise BadRequest("Please choose the right answer.")
-    feedback_id = store_feedback(name, review, label)
+    feedback_id = store_feedback(services().registry, services().storage, name, review, label)
     return render_template("thanks.html", review=review, model=name, label=label, feedback_id=feedback_id,
-                           before=predicted, now=predict_one(registry().get(name).model, review),
+                           before=predicted, now=predict_one(services().registry.get(name).model, review),
                            titles=MODEL_TITLES)
 
 

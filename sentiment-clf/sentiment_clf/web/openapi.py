@@ -6,7 +6,7 @@ server from it.
 """
 from __future__ import annotations
 
-from tasks import MODELS
+from sentiment_clf.tasks import MODELS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # A query must hold something besides white space (surrounding space is stripped).

@@ -32,7 +32,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-HERE = Path(__file__).resolve().parent
+# The folder holding app.py, lib/models/ and instance/.
+APP_DIR = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
@@ -41,13 +42,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)
-    model_dir: Path = HERE / "lib" / "models"
+    model_dir: Path = APP_DIR / "lib" / "models"
     max_query_chars: int = Field(10_000, ge=1)
     max_batch: int = Field(1_000, ge=1)
     max_batch_bytes: int = Field(8 * 2**20, ge=1024)
     log_level: str = "INFO"
     access_log: bool = True
-    data_dir: Path = HERE / "instance"
+    data_dir: Path = APP_DIR / "instance"
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"))
     sync_interval: float = Field(0.5, ge=0)
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     ratelimit_storage_uri: str = "memory://"
 
     def database(self) -> str:
-        from storage import default_url
+        from sentiment_clf.storage import default_url
 
         return self.database_url or default_url(self.data_dir)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.exc import SQLAlchemyError
 
 from model import ModelFileError, NLPModel, tokenize
-from storage import FeedbackRow, Storage
+from sentiment_clf.storage import FeedbackRow, Storage
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,90 @@
+"""How each served model (tasks.py) is trained: its data, protocol and candidates.
+
+The ``"sst"`` protocol is the treebank's own train/dev/test split (see
+``training/sst.py``) and uses ``from_sst`` to map the treebank's 0..4 labels to
+the model's. The ``"holdout"`` protocol (``training/holdout.py``) loads a frame
+with ``text`` and ``target`` (label names), draws a stratified held-out split
+that is never seen while ``candidates`` are compared by ``metric`` with
+stratified ``cv_folds``-fold cross-validation.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import util
+from sentiment_clf.tasks import COARSE, HATE_LABELS, MODELS, RATING_LABELS, ModelSpec
+
+# The features every candidate classifier is compared on: n-grams and tf weighting.
+_VECTOR_GRID = {"ngram_range": [(1, 1), (1, 2)], "sublinear_tf": [True, False]}
+LINEAR_CANDIDATES = [
+    {**_VECTOR_GRID, "classifier": ["nb"], "alpha": [0.03, 0.3], "fit_prior": [True, False]},
+    {**_VECTOR_GRID, "classifier": ["logreg"], "C": [1.0, 10.0], "class_weight": [None, "balanced"]},
+    {**_VECTOR_GRID, "classifier": ["svm"], "C": [0.1, 1.0], "class_weight": [None, "balanced"]},
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train one model. ``spec`` is what the service knows of it."""
+
+    spec: ModelSpec
+    protocol: str  # "sst" or "holdout"
+    plot: str = "confusion"  # "roc" or "confusion"
+    load: Callable[[Path], pd.DataFrame] | None = None
+    data_files: tuple[str, ...] = ()
+    candidates: list = field(default_factory=list)
+    metric: str = "accuracy"  # a scikit-learn scoring name
+    cv_folds: int = 5
+    test_size: float = 0.2
+    from_sst: tuple = ()  # SST label 0..4 -> label name, None drops the phrase
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+    @property
+    def tokenizer(self) -> str:
+        return self.spec.tokenizer
+
+    def relabel(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """SST rows this model keeps, with a ``target`` column of label names."""
+        names = frame["label"].map(lambda i: self.from_sst[i])
+        return frame.assign(target=names)[names.notna()]
+
+
+def _hatespeech(root: Path) -> pd.DataFrame:
+    frame = util.load_hatespeech(root / "hatespeech" / "labeled_data.csv")
+    return frame.assign(target=frame["label"].map(dict(enumerate(HATE_LABELS))))
+
+
+def _questions_coarse(root: Path) -> pd.DataFrame:
+    frame = util.load_questions(root / "questions" / "dataset.csv")
+    return frame.assign(target=frame["coarse"].map(COARSE))
+
+
+def _questions_fine(root: Path) -> pd.DataFrame:
+    frame = util.load_questions(root / "questions" / "dataset.csv")
+    return frame.assign(target=frame["fine"])
+
+
+_SST_FILES = ("sst/train.txt", "sst/dev.txt", "sst/test.txt")
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in [
+    Recipe(MODELS["sentiment"], protocol="sst", plot="roc", data_files=_SST_FILES,
+           from_sst=("Negative", "Negative", None, "Positive", "Positive")),
+    Recipe(MODELS["ratings"], protocol="sst", data_files=_SST_FILES, from_sst=RATING_LABELS),
+    Recipe(MODELS["hatespeech"], protocol="holdout", load=_hatespeech,
+           data_files=("hatespeech/labeled_data.csv",), candidates=LINEAR_CANDIDATES, metric="f1_macro"),
+    Recipe(MODELS["questions"], protocol="holdout", load=_questions_coarse,
+           data_files=("questions/dataset.csv",), candidates=LINEAR_CANDIDATES, metric="accuracy", cv_folds=3),
+    Recipe(MODELS["questions-fine"], protocol="holdout", load=_questions_fine,
+           data_files=("questions/dataset.csv",), candidates=LINEAR_CANDIDATES, metric="accuracy", cv_folds=3),
+]}

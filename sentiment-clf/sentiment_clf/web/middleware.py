@@ -1,0 +1,76 @@
+"""What every request goes through: a request id, one JSON log line, metrics,
+security headers, and JSON for every error."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from flask import current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from sentiment_clf import metrics
+from sentiment_clf.web.answers import services
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+access_log = logging.getLogger("sentiment_clf.access")
+
+
+def start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def log_request(response):
+    """One JSON line per request: no query text, no body, nothing a user typed but the path.
+
+    Also counts the request in the metrics, by URL rule (an unknown path is one
+    ``<unmatched>`` endpoint, so stray paths cannot grow the metrics).
+    """
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    metrics.LATENCY.labels(request.method, endpoint).observe(seconds)
+    if current_app.config["ACCESS_LOG"] and access_log.isEnabledFor(logging.INFO):
+        access_log.info(json.dumps({
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": g.get("request_id")}))
+    return response
+
+
+def security_headers(response):
+    """No sniffing anywhere; pages may not be framed, run other sites' code or post elsewhere."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        # Only /docs runs scripts (Swagger UI, served from here); the other pages none.
+        scripts = "script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:" \
+            if request.path == "/docs" else "script-src 'none'"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; {scripts}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def json_error(error: HTTPException):
+    """Errors raised outside the API's routes answer JSON too (keeping headers such as Allow)."""
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return {"message": error.description}, error.code, headers
+
+
+def metrics_page():
+    metrics.record_versions(services().registry.served())
+    body, content_type = metrics.exposition()
+    return current_app.response_class(body, mimetype=None, content_type=content_type)
+
+
+def configure_logging(level: str) -> None:
+    # Under gunicorn the root logger has no handler yet; give the app's log one.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level.upper())
