@@ -25,9 +25,8 @@ from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.loading import load_models
 from sentiment_clf.storage import Storage
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web import middleware, openapi, ratelimit, ui
+from sentiment_clf.web import middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services
-from sentiment_clf.web.inputs import query_validator
 from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, Models, Prediction, Ready
 
 
@@ -67,7 +66,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     middleware.configure_logging(app.config["LOG_LEVEL"])
 
-    app.extensions["query_validator"] = query_validator(app.config["MAX_QUERY_CHARS"])
+    # What requests take and answers hold, for this app's limits: validation and the document.
+    app.extensions["schemas"] = schemas.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"],
+                                              ui.served_names())
     storage = Storage(app.config["DATABASE_URL"])
     registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
                              app.config["SYNC_INTERVAL"])

@@ -1,26 +1,32 @@
 """Reading a request's input: the ``query``, yes/no flags and JSON bodies.
 
 A query may come in the URL (``?query=...``), a JSON body or a form body, on GET
-or POST; bad input raises a werkzeug HTTPException with a clear message, which
-the app answers as JSON.
+or POST. Everything is validated by the app's types (``schemas.py``); bad input
+raises a werkzeug HTTPException whose message this module words, in one place
+(:func:`input_error`, :func:`query_error`), and the app answers it as JSON.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 from flask import current_app, request
-from pydantic import Strict, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+
+from sentiment_clf.tasks import MODELS
+from sentiment_clf.web.schemas import FLAG_WORDS, Schemas, first_problem
 
 QUERY_HELP = ("send the text as 'query': in the URL (?query=...), as a form field, "
               "or as a JSON body {\"query\": \"...\"}")
-_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+# What a missing 'query' means, by the body it is missing from.
+_MISSING_QUERY = {"prediction": f"missing 'query' in the JSON body: {QUERY_HELP}",
+                  "feedback": "missing 'query': the text the answer is about"}
 
 
-def query_validator(max_chars: int) -> TypeAdapter:
-    """A query is a string of 1..max_chars characters once surrounding space is stripped."""
-    return TypeAdapter(Annotated[str, Strict(), StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=max_chars)])
+def schemas() -> Schemas:
+    """The current app's request and answer types (``create_app`` builds them once)."""
+    return current_app.extensions["schemas"]
 
 
 def read_query() -> str:
@@ -35,10 +41,7 @@ def read_query() -> str:
     elif not _may_have_body():
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
     elif request.is_json and request.get_data(cache=True):
-        body = json_body()
-        if "query" not in body:
-            raise BadRequest(f"missing 'query' in the JSON body: {QUERY_HELP}")
-        value = body["query"]
+        return validated(schemas().prediction_body, json_body(), "prediction").query
     elif request.form.get("query") is not None:
         value = request.form["query"]
     else:
@@ -52,17 +55,39 @@ def read_flag(name: str) -> bool:
     has_body = _may_have_body()
     if has_body and request.is_json and request.get_data(cache=True) and name in json_body():
         value = json_body()[name]
-        if value is None or isinstance(value, bool):
-            return bool(value)
-        raise BadRequest(f"'{name}' must be true or false in a JSON body, not {value!r}")
+        try:
+            return bool(schemas().json_flag.validate_python(value))
+        except ValidationError:
+            raise BadRequest(_json_flag_message(name, value)) from None
     value = request.args.get(name)
     if value is None and has_body:
         value = request.form.get(name)
     if value is None:
         return False
-    if value in _FLAGS:
-        return _FLAGS[value]
-    raise BadRequest(f"'{name}' must be 1 or 0 (or true/false), not {value!r}")
+    try:
+        return FLAG_WORDS[schemas().flag.validate_python(value)]
+    except ValidationError:
+        raise BadRequest(f"'{name}' must be 1 or 0 (or true/false), not {value!r}") from None
+
+
+def read_batch() -> tuple[list[str], bool]:
+    """A batch request's texts (validated, in order) and its ``explain`` flag."""
+    body = json_body()
+    batch = validated(schemas().batch, body, "batch")
+    # A flag in the URL (?explain=1) counts when the body has none, as for one query.
+    return batch.queries, bool(batch.explain) if "explain" in body else read_flag("explain")
+
+
+def read_feedback() -> tuple[BaseModel, str | None]:
+    """A feedback body (``model``, ``query``, ``label``), validated, and its Idempotency-Key."""
+    answer = validated(schemas().feedback, json_body(), "feedback")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            schemas().idempotency_key.validate_python(key)
+        except ValidationError:
+            raise BadRequest("Idempotency-Key must be 1 to 200 letters, digits or . _ : -") from None
+    return answer, key
 
 
 def _may_have_body() -> bool:
@@ -72,12 +97,21 @@ def _may_have_body() -> bool:
     return "CONTENT_TYPE" in request.environ
 
 
-def validate_query(value) -> str:
+def validate_query(value: Any) -> str:
     """``value`` as a query (surrounding space stripped), or a 400/413 HTTPException."""
     try:
-        return current_app.extensions["query_validator"].validate_python(value)
+        return schemas().query.validate_python(value)
     except ValidationError as exc:
-        raise _query_error(exc.errors()[0], value) from None
+        raise query_error(exc.errors()[0], value) from None
+
+
+def validated(schema: TypeAdapter, body: dict, kind: str) -> Any:
+    """``body`` validated by ``schema``, or the HTTPException for its first problem;
+    ``kind`` ("prediction", "batch" or "feedback") words it."""
+    try:
+        return schema.validate_python(body)
+    except ValidationError as exc:
+        raise input_error(exc, body, kind) from None
 
 
 def json_body() -> dict:
@@ -91,11 +125,41 @@ def json_body() -> dict:
     return body
 
 
-def _query_error(error, value) -> HTTPException:
-    limit = current_app.config["MAX_QUERY_CHARS"]
+def input_error(exc: ValidationError, body: dict, kind: str) -> HTTPException:
+    """The HTTP error for the first problem of a JSON ``body`` of this ``kind``."""
+    where, error = first_problem(exc, body)
+    field = where[0] if where else "model"  # a tagged union's tag is the model's name
+    if field == "queries" and len(where) > 1:
+        problem = query_error(error, body["queries"][where[1]])
+        problem.description = f"queries[{where[1]}]: {problem.description}"
+        return problem
+    if field == "queries":
+        if error["type"] == "too_long":
+            return RequestEntityTooLarge(f"too many texts: {len(body['queries'])}, "
+                                         f"the limit is {current_app.config['MAX_BATCH']} per request")
+        return BadRequest("send a JSON body {\"queries\": [\"...\", ...]} with at least one text")
+    if field == "query":
+        if error["type"] == "missing":
+            return BadRequest(_MISSING_QUERY[kind])
+        problem = query_error(error, body["query"])
+        # Feedback answers 400 for any bad text: the text is not too large to send.
+        return BadRequest(problem.description) if kind == "feedback" else problem
+    if field == "explain":
+        return BadRequest(_json_flag_message("explain", body["explain"]))
+    if field == "model":
+        return BadRequest(f"unknown model {body.get('model')!r}: choose one of {sorted(MODELS)}")
+    if field == "label":
+        name = body["model"]
+        return BadRequest(f"unknown label {body.get('label')!r} for {name}: "
+                          f"choose one of {list(MODELS[name].labels)}")
+    return BadRequest(f"{field!r} is not valid: {error['msg']}")
+
+
+def query_error(error: ErrorDetails, value: Any) -> HTTPException:
+    """The HTTP error for a pydantic ``error`` about one query, ``value``."""
     if error["type"] == "string_too_long":
-        return RequestEntityTooLarge(
-            f"'query' is too long: {len(value)} characters, the limit is {limit}")
+        return RequestEntityTooLarge(f"'query' is too long: {len(value)} characters, "
+                                     f"the limit is {current_app.config['MAX_QUERY_CHARS']}")
     if error["type"] == "string_too_short":
         return BadRequest("'query' is empty: send some text to classify")
     if error["type"] == "string_type":
@@ -103,3 +167,7 @@ def _query_error(error, value) -> HTTPException:
     if error["type"] == "string_unicode":
         return BadRequest("'query' is not valid Unicode text (it holds a lone surrogate)")
     return BadRequest(f"'query' is not valid: {error['msg']}")
+
+
+def _json_flag_message(name: str, value: Any) -> str:
+    return f"'{name}' must be true or false in a JSON body, not {value!r}"

@@ -7,21 +7,18 @@ model's :class:`~sentiment_clf.tasks.ModelSpec`.
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, ServiceUnavailable
+from werkzeug.exceptions import ServiceUnavailable
 
 from sentiment_clf import metrics
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.web.answers import Services, answer, json_response, predict_one, store_feedback
-from sentiment_clf.web.inputs import json_body, read_flag, read_query, validate_query
+from sentiment_clf.web.inputs import read_batch, read_feedback, read_flag, read_query
 
 logger = logging.getLogger(__name__)
-
-_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 class _ServiceResource(Resource):
@@ -67,21 +64,7 @@ class BatchPrediction(_ServiceResource):
     def post(self):
         # A batch may be larger than one query's body; the bound is still set before reading.
         request.max_content_length = current_app.config["MAX_BATCH_BYTES"]
-        body = json_body()
-        queries = body.get("queries")
-        if not isinstance(queries, list) or not queries:
-            raise BadRequest("send a JSON body {\"queries\": [\"...\", ...]} with at least one text")
-        limit = current_app.config["MAX_BATCH"]
-        if len(queries) > limit:
-            raise RequestEntityTooLarge(f"too many texts: {len(queries)}, the limit is {limit} per request")
-        explain = read_flag("explain")
-        texts = []
-        for i, value in enumerate(queries):
-            try:
-                texts.append(validate_query(value))
-            except HTTPException as exc:
-                exc.description = f"queries[{i}]: {exc.description}"
-                raise
+        texts, explain = read_batch()
         model = self.registry.get(self.spec.name).model
         results = [answer(model, row, text, explain) for row, text in zip(model.predict_proba(texts), texts)]
         for key, other in self.spec.levels.items():
@@ -125,24 +108,8 @@ class Feedback(_ServiceResource):
     """
 
     def post(self):
-        body = json_body()
-        name, label = body.get("model"), body.get("label")
-        served = self.registry.served()
-        if not isinstance(name, str) or name not in served:
-            raise BadRequest(f"unknown model {name!r}: choose one of {sorted(served)}")
-        labels = list(served[name].model.labels)
-        if not isinstance(label, str) or label not in labels:
-            raise BadRequest(f"unknown label {label!r} for {name}: choose one of {labels}")
-        if "query" not in body:
-            raise BadRequest("missing 'query': the text the answer is about")
-        try:
-            query = validate_query(body["query"])
-        except RequestEntityTooLarge as exc:  # feedback answers 400 for any bad text
-            raise BadRequest(exc.description) from None
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
-            raise BadRequest("Idempotency-Key must be 1 to 200 letters, digits or . _ : -")
-        feedback_id = store_feedback(self.registry, self.storage, name, query, label, key)
+        given, key = read_feedback()
+        feedback_id = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key)
         return {"id": feedback_id}, 201
 
 

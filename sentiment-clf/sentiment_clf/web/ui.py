@@ -7,14 +7,15 @@ says now.
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
+from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from sentiment_clf.web.answers import predict_one, services, store_feedback
-from sentiment_clf.web.inputs import validate_query
+from sentiment_clf.web.inputs import schemas
+from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 
 blueprint = Blueprint("ui", __name__, url_prefix="/ui")
 
-MIN_CHARS = 3
 MODEL_TITLES = {"sentiment": "Sentiment", "ratings": "Rating"}
 
 
@@ -25,11 +26,13 @@ def served_names() -> list[str]:
 
 def review_problem(review: str) -> str | None:
     """Why ``review`` cannot be classified, in words for the page, or None."""
-    limit = current_app.config["MAX_QUERY_CHARS"]
-    if len(review.strip()) < MIN_CHARS:
-        return f"Please type a review of at least {MIN_CHARS} characters."
-    if len(review) > limit:
-        return f"That review is {len(review):,} characters long; the limit is {limit:,}."
+    try:
+        schemas().review.validate_python(review)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "string_too_long":
+            limit = current_app.config["MAX_QUERY_CHARS"]
+            return f"That review is {len(review):,} characters long; the limit is {limit:,}."
+        return f"Please type a review of at least {MIN_REVIEW_CHARS} characters."
     return None
 
 
@@ -56,24 +59,19 @@ def classify():
 
 @blueprint.post("/feedback")
 def feedback():
-    form = request.form
-    name, review = form.get("model", ""), form.get("review", "")
-    if name not in served_names() or review_problem(review):
-        raise BadRequest("This answer is incomplete; please classify the review again.")
-    review = validate_query(review)
-    labels = services().registry.get(name).model.labels
-    predicted = form.get("prediction", "")
-    if form.get("verdict") == "correct" and predicted in labels:
-        label = predicted
-    elif form.get("verdict") == "incorrect" and predicted in labels and len(labels) == 2:
-        label = next(other for other in labels if other != predicted)
-    elif form.get("label") in labels:
-        label = form["label"]
-    else:
-        raise BadRequest("Please choose the right answer.")
+    form = request.form.to_dict()  # the first value of each field
+    try:
+        given = schemas().answer_form.validate_python(form)
+    except ValidationError as exc:
+        where, _ = first_problem(exc, form)
+        if where[:1] in ((), ("model",), ("review",)):  # not a form this page made
+            raise BadRequest("This answer is incomplete; please classify the review again.") from None
+        raise BadRequest("Please choose the right answer.") from None
+    name, review = given.model, given.review
+    label = given.right_label()
     feedback_id = store_feedback(services().registry, services().storage, name, review, label)
     return render_template("thanks.html", review=review, model=name, label=label, feedback_id=feedback_id,
-                           before=predicted, now=predict_one(services().registry.get(name).model, review),
+                           before=given.prediction, now=predict_one(services().registry.get(name).model, review),
                            titles=MODEL_TITLES)
 
 

@@ -1,0 +1,231 @@
+"""What the API takes and answers, declared once as pydantic types.
+
+:func:`build` makes one app's types from its limits (the settings
+``SENTIMENT_CLF_MAX_QUERY_CHARS`` and ``SENTIMENT_CLF_MAX_BATCH``), with the model
+names and label sets of :data:`sentiment_clf.tasks.MODELS`. The same objects
+validate the input (``inputs.py``, ``ui.py``) and make the OpenAPI document
+(``openapi.py``); nothing else restates a limit, a name or a label.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StringConstraints, TypeAdapter, \
+    ValidationError, create_model, with_config
+from pydantic_core import ErrorDetails
+from typing_extensions import NotRequired, TypedDict
+
+from sentiment_clf.tasks import MODELS, endpoint_models
+
+# The yes/no words of a flag in the URL or a form (absent is no).
+FLAG_WORDS = {"1": True, "true": True, "0": False, "false": False}
+# The page classifies reviews of at least this many characters (surrounding space aside).
+MIN_REVIEW_CHARS = 3
+VERDICTS = ("correct", "incorrect")
+# The field that says which model a feedback body or a page's answer is about.
+TAG = "model"
+
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$"), Field(
+    description="a retry with the same key returns the first id")]
+_CLOSED = ConfigDict(extra="forbid")  # an answer holds these keys and no others
+_Unit = Annotated[float, Field(ge=0, le=1)]
+
+
+# -- answers that do not depend on the limits ----------------------------------
+
+class Term(TypedDict):
+    term: str
+    weight: float
+
+
+class Explanation(TypedDict):
+    """Which terms pushed the answer toward its label and away from ``versus``."""
+
+    versus: str
+    margin: float
+    bias: float
+    toward: list[Term]
+    away: list[Term]
+
+
+@with_config(_CLOSED)
+class Error(TypedDict):
+    message: str
+
+
+@with_config(_CLOSED)
+class FeedbackId(TypedDict):
+    id: Annotated[int, Field(ge=1)]
+
+
+ModelName = Literal[tuple(MODELS)]
+
+
+class ModelVersion(TypedDict):
+    version: str
+    labels: list[str]
+
+
+class Health(TypedDict):
+    status: Literal["ok"]
+    models: dict[str, ModelVersion]
+
+
+class Ready(TypedDict):
+    status: Literal["ready"]
+    models: list[ModelName]
+
+
+class TrainingData(TypedDict):
+    phrases: int | None
+    feedback_learned: int
+
+
+class ModelEntry(TypedDict):
+    name: ModelName
+    endpoint: str
+    classifier: str
+    learns_online: bool
+    version: str
+    base_version: str
+    labels: list[str]
+    training_data: TrainingData
+    feedback_stored: Annotated[int, Field(ge=0)]
+    metrics: dict[str, Any]
+
+
+class ModelList(TypedDict):
+    models: list[ModelEntry]
+
+
+def _title(name: str) -> str:
+    """``questions-fine`` -> ``QuestionsFine``: a model's part of a schema name."""
+    return "".join(part.title() for part in name.split("-"))
+
+
+def _prediction(name: str) -> type:
+    """The answer of model ``name``: its labels as keys, and its ``levels`` under theirs."""
+    labels = MODELS[name].labels
+    fields: dict[str, Any] = {
+        "prediction": Literal[labels],
+        "confidence": Annotated[_Unit, Field(description="the probability of the predicted label")],
+        "probabilities": with_config(_CLOSED)(TypedDict(f"{_title(name)}Probabilities",
+                                                        {label: _Unit for label in labels})),
+        "explanation": NotRequired[Explanation],  # with explain=1
+    }
+    fields.update({key: _prediction(other) for key, other in MODELS[name].levels.items()})
+    return with_config(_CLOSED)(TypedDict(f"{_title(name)}Prediction", fields))
+
+
+# -- the page's answer forms -----------------------------------------------------
+
+class VerdictForm(BaseModel):
+    """The page's answer about a two-label model: its prediction was correct, or not."""
+
+    model: str
+    review: str
+    prediction: str
+    verdict: str
+
+    def right_label(self) -> str:
+        """The prediction, or the other label."""
+        if self.verdict == "correct":
+            return self.prediction
+        return next(label for label in MODELS[self.model].labels if label != self.prediction)
+
+
+class LabelForm(BaseModel):
+    """The page's answer about a model of more labels: the right one, chosen from a list."""
+
+    model: str
+    review: str
+    prediction: str = ""  # what the model said, shown on the thank-you page
+    label: str
+
+    def right_label(self) -> str:
+        return self.label
+
+
+def _answer_form(name: str, review: Any) -> type[BaseModel]:
+    labels = MODELS[name].labels
+    if len(labels) == 2:
+        return create_model(f"{_title(name)}AnswerForm", __base__=VerdictForm, model=(Literal[name], ...),
+                            review=(review, ...), prediction=(Literal[labels], ...),
+                            verdict=(Literal[VERDICTS], ...))
+    return create_model(f"{_title(name)}AnswerForm", __base__=LabelForm, model=(Literal[name], ...),
+                        review=(review, ...), label=(Literal[labels], ...))
+
+
+def _tagged(members: list[type[BaseModel]]) -> TypeAdapter:
+    """One of ``members``, chosen by the value of their TAG field."""
+    return TypeAdapter(Annotated[Union[tuple(members)], Field(discriminator=TAG)])
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """One app's request and answer types; :func:`build` makes them."""
+
+    query: TypeAdapter  # one query, validated alone on the fast path (GET /?query=...)
+    flag: TypeAdapter  # a flag's word in the URL or a form
+    json_flag: TypeAdapter  # a flag in a JSON body: true, false or null
+    prediction_args: TypeAdapter  # a prediction's URL or form fields (query, flag)
+    prediction_body: TypeAdapter  # a prediction's JSON body
+    batch: TypeAdapter
+    feedback: TypeAdapter  # one body per model (TAG), with that model's labels
+    idempotency_key: TypeAdapter
+    review: TypeAdapter  # a review on the page
+    review_form: TypeAdapter
+    answer_form: TypeAdapter  # one form per model on the page (TAG)
+    predictions: dict[str, type]  # answers by model name, for the models with an endpoint
+    batch_results: dict[str, type]
+
+
+def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> Schemas:
+    """The types for an app that takes queries of up to ``max_query_chars`` characters,
+    batches of up to ``max_batch`` texts, and answers on the page about ``page_models``."""
+    query = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1,
+                                                       max_length=max_query_chars), Field(
+        description=f"the text to classify, 1 to {max_query_chars:,} characters; surrounding space is "
+                    "stripped", json_schema_extra={"pattern": r"\S"})]  # more than white space
+    flag = Annotated[Literal[tuple(FLAG_WORDS)], Field(description="1: also give the terms behind the answer")]
+    json_flag = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
+    review = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
+                                              max_length=max_query_chars),
+                       Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
+    # Request bodies may carry other fields: they are ignored (clients can evolve).
+    prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"))
+    prediction_body = create_model("PredictionBody", query=(query, ...), explain=(json_flag, None))
+    batch = create_model("BatchBody", queries=(Annotated[list[query], Field(min_length=1, max_length=max_batch)], ...),
+                         explain=(json_flag, None))
+    feedback = [create_model(f"{_title(name)}Feedback", model=(Literal[name], ...),
+                             label=(Literal[spec.labels], ...), query=(query, ...)) for name, spec in MODELS.items()]
+    predictions = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
+    return Schemas(
+        query=TypeAdapter(query), flag=TypeAdapter(flag), json_flag=TypeAdapter(json_flag),
+        prediction_args=TypeAdapter(prediction_args), prediction_body=TypeAdapter(prediction_body),
+        batch=TypeAdapter(batch), feedback=_tagged(feedback), idempotency_key=TypeAdapter(IdempotencyKey),
+        review=TypeAdapter(review), review_form=TypeAdapter(create_model("ReviewForm", review=(str, ""))),
+        answer_form=_tagged([_answer_form(name, review) for name in page_models]),
+        predictions=predictions,
+        batch_results={name: TypedDict(f"{_title(name)}BatchResults", {"results": list[answer]})
+                       for name, answer in predictions.items()},
+    )
+
+
+def first_problem(exc: ValidationError, data: Any) -> tuple[tuple[str | int, ...], ErrorDetails]:
+    """The problem of ``exc`` (raised for ``data``) to report, and where it is: field names and
+    item indexes, without the tag pydantic puts first for a member of a tagged union.
+
+    Pydantic lists problems field by field; a problem with a whole field comes before one
+    inside it (a batch's ``explain`` before its texts), as a reader goes through a request.
+    """
+    tag = data.get(TAG) if isinstance(data, dict) else None
+    located = []
+    for error in exc.errors():
+        where = error["loc"]
+        if len(where) > 1 and where[0] == tag:
+            where = where[1:]
+        located.append((where, error))
+    return min(located, key=lambda item: len(item[0]))  # min keeps the first of equals
