@@ -50,7 +50,7 @@ def add_routes(api: Api, services: Services) -> list[str]:
 def add_pages(app: Flask) -> None:
     """Metrics, the OpenAPI document, Swagger UI and the web page (/ui)."""
     app.add_url_rule("/metrics", "metrics", middleware.metrics_page)
-    document = openapi.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"])
+    document = openapi.build(app.extensions["schemas"])
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     app.add_url_rule("/docs", "docs", lambda: render_template("docs.html"))
     app.add_url_rule("/docs/assets/<path:filename>", "docs_asset",

@@ -1,190 +1,138 @@
-"""The OpenAPI 3 document of the service, built from the model descriptions (tasks.py).
+"""The OpenAPI 3.0 document of the service, generated from the request and answer
+types (``schemas.py``) and the routes listed here.
 
-``GET /openapi.json`` serves it; ``GET /docs`` shows it with Swagger UI. A test
-checks it against the app's real routes and schemathesis fuzzes the running
-server from it.
+``GET /openapi.json`` serves it; ``GET /docs`` shows it with Swagger UI (4.x, which
+reads OpenAPI 3.0, not 3.1). A test checks it against the app's real routes and
+schemathesis fuzzes the running server from it. Limits, model names and labels
+come from the types; none is written here.
 """
 from __future__ import annotations
 
-from sentiment_clf.tasks import MODELS
+from typing import Any
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-# A query must hold something besides white space (surrounding space is stripped).
-QUERY_PATTERN = r"\S"
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
 
+from sentiment_clf.tasks import endpoint_models
+from sentiment_clf.web.schemas import Error, FeedbackId, Health, ModelList, Ready, Schemas
 
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict:
-    texts = {400: "Bad input: the message says what is wrong", 404: "No such thing",
-             409: "Conflict", 413: "Too large: the message gives the limit",
-             429: "Too many requests from this client (Retry-After says when to try again)",
-             503: "The database does not answer; nothing was stored"}
-    return {str(code): _json(ERROR, texts[code]) for code in codes}
+_ERRORS = {400: "Bad input: the message says what is wrong", 409: "Conflict",
+           413: "Too large: the message gives the limit",
+           429: "Too many requests from this client (Retry-After says when to try again)",
+           503: "The database does not answer; nothing was stored"}
+_HTML = {"type": "string"}
 
 
-def _prediction_schema(name: str) -> dict:
-    labels = list(MODELS[name].labels)
-    schema = {
-        "type": "object",
-        "required": ["prediction", "confidence", "probabilities"],
-        "properties": {
-            "prediction": {"type": "string", "enum": labels},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                           "description": "the probability of the predicted label"},
-            "probabilities": {"type": "object", "required": labels, "additionalProperties": False,
-                              "properties": {label: {"type": "number", "minimum": 0, "maximum": 1}
-                                             for label in labels}},
-            "explanation": {"$ref": "#/components/schemas/Explanation"},
-        },
-        "additionalProperties": False,
-    }
-    for key, other in MODELS[name].levels.items():
-        schema["properties"][key] = _prediction_schema(other)
-        schema["required"].append(key)
-    return schema
+class OpenAPI30(GenerateJsonSchema):
+    """Pydantic's JSON Schema as OpenAPI 3.0 spells it: ``enum`` for one literal,
+    ``nullable`` for ``X | None``; and no title on every property."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def literal_schema(self, schema: Any) -> dict:
+        result = super().literal_schema(schema)
+        if "const" in result:
+            result["enum"] = [result.pop("const")]
+        return result
+
+    def nullable_schema(self, schema: Any) -> dict:
+        inner = self.generate_inner(schema["schema"])
+        return {"allOf": [inner], "nullable": True} if "$ref" in inner else {**inner, "nullable": True}
 
 
-def build(max_query_chars: int, max_batch: int, version: str = "1") -> dict:
-    """The document, for the limits the app is configured with."""
-    query = {"type": "string", "minLength": 1, "maxLength": max_query_chars, "pattern": QUERY_PATTERN,
-             "description": f"the text to classify, 1 to {max_query_chars:,} characters"}
-    explain = {"type": "string", "enum": ["0", "1", "true", "false"],
-               "description": "1: also give the terms behind the answer"}
-    paths: dict = {}
-    for spec in MODELS.values():
-        if not spec.endpoint:
-            continue
-        answer = _prediction_schema(spec.name)
-        # Request bodies may carry other properties: they are ignored (clients can evolve).
-        body = {"type": "object", "required": ["query"],
-                "properties": {"query": query, "explain": {"type": "boolean", "nullable": True}}}
-        form = {"type": "object", "required": ["query"],
-                "properties": {"query": query, "explain": explain}}
+def _reply(schema: dict, description: str, media: str = "application/json") -> dict:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _operation(operation_id: str, summary: str, responses: dict, body: dict | None = None,
+               parameters: list | None = None, body_required: bool = True) -> dict:
+    """An operation; ``body`` maps media types to schemas."""
+    operation = {"summary": summary, "operationId": operation_id, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = {"required": body_required,
+                                    "content": {media: {"schema": s} for media, s in body.items()}}
+    return operation
+
+
+def build(types: Schemas, version: str = "1") -> dict:
+    """The document of an app whose requests and answers are ``types``."""
+    named: dict[Any, Any] = {
+        "args": types.prediction_args, "body": types.prediction_body, "batch": types.batch,
+        "feedback": types.feedback, "key": types.idempotency_key, "review_form": types.review_form,
+        "answer_form": types.answer_form, "error": Error, "id": FeedbackId, "health": Health,
+        "ready": Ready, "models": ModelList,
+        **{("answer", name): answer for name, answer in types.predictions.items()},
+        **{("results", name): results for name, results in types.batch_results.items()}}
+    refs, definitions = TypeAdapter.json_schemas(
+        [(key, "validation", t if isinstance(t, TypeAdapter) else TypeAdapter(t)) for key, t in named.items()],
+        ref_template="#/components/schemas/{model}", schema_generator=OpenAPI30)
+    components = definitions.get("$defs", {})
+
+    def schema(key: Any) -> dict:
+        return refs[(key, "validation")]
+
+    def errors(*codes: int) -> dict:
+        return {str(code): _reply(schema("error"), _ERRORS[code]) for code in codes}
+
+    def html(description: str) -> dict:
+        return _reply(_HTML, description, "text/html")
+
+    # The URL parameters of a prediction are the fields of its form.
+    args = components[schema("args")["$ref"].rsplit("/", 1)[1]]
+    url_parameters = [{"name": name, "in": "query", "required": name in args.get("required", []),
+                       "description": field.get("description", ""), "schema": field}
+                      for name, field in args["properties"].items()]
+    key = schema("key")
+    paths: dict[str, dict] = {}
+    for spec in endpoint_models():
+        answers = {"200": _reply(schema(("answer", spec.name)), "The answer"), **errors(400, 413, 429)}
         paths[spec.endpoint] = {
-            "get": {"summary": f"Predict with the {spec.name} model", "operationId": f"get_{spec.name}",
-                    "parameters": [{"name": "query", "in": "query", "required": True, "schema": query},
-                                   {"name": "explain", "in": "query", "required": False, "schema": explain}],
-                    "responses": {"200": _json(answer, "The answer"), **_errors(400, 413, 429)}},
-            "post": {"summary": f"Predict with the {spec.name} model (text in the body)",
-                     "operationId": f"post_{spec.name}",
-                     "requestBody": {"required": True, "content": {
-                         "application/json": {"schema": body},
-                         "application/x-www-form-urlencoded": {"schema": form}}},
-                     "responses": {"200": _json(answer, "The answer"), **_errors(400, 413, 429)}},
-        }
-        paths[spec.endpoint.rstrip("/") + "/batch"] = {
-            "post": {"summary": f"Predict up to {max_batch:,} texts with the {spec.name} model",
-                     "operationId": f"batch_{spec.name}",
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["queries"],
-                         "properties": {"queries": {"type": "array", "items": query, "minItems": 1,
-                                                    "maxItems": max_batch},
-                                        "explain": {"type": "boolean", "nullable": True}}}}}},
-                     "responses": {"200": _json({"type": "object", "required": ["results"],
-                                                 "additionalProperties": False,
-                                                 "properties": {"results": {"type": "array", "items": answer}}},
-                                                "One answer per text, in order"),
-                                   **_errors(400, 413, 429)}},
-        }
-    served = sorted(MODELS)
-    feedback_body = {"oneOf": [
-        {"type": "object", "required": ["model", "query", "label"],
-         "properties": {"model": {"type": "string", "enum": [name]}, "query": query,
-                        "label": {"type": "string", "enum": list(MODELS[name].labels)}}}
-        for name in served]}
-    paths["/feedback"] = {"post": {
-        "summary": "A user's answer: the right label for a text", "operationId": "post_feedback",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,200}$"},
-                        "description": "a retry with the same key returns the first id"}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": feedback_body}}},
-        "responses": {"201": _json({"type": "object", "required": ["id"], "additionalProperties": False,
-                                    "properties": {"id": {"type": "integer", "minimum": 1}}},
-                                   "Stored durably; the id of the record"),
-                      **_errors(400, 409, 413, 429, 503)}}}
-    model_entry = {"type": "object", "required": ["name", "endpoint", "version", "labels", "metrics"],
-                   "properties": {"name": {"type": "string", "enum": served}, "endpoint": {"type": "string"},
-                                  "version": {"type": "string"}, "base_version": {"type": "string"},
-                                  "classifier": {"type": "string", "enum": ["nb", "logreg", "svm"]},
-                                  "learns_online": {"type": "boolean"},
-                                  "labels": {"type": "array", "items": {"type": "string"}},
-                                  "training_data": {"type": "object"},
-                                  "feedback_stored": {"type": "integer", "minimum": 0},
-                                  "metrics": {"type": "object"}}}
-    paths["/models"] = {"get": {"summary": "The models served", "operationId": "get_models",
-                                "responses": {"200": _json({"type": "object", "required": ["models"],
-                                                            "properties": {"models": {"type": "array",
-                                                                                      "items": model_entry}}},
-                                                           "Every model with its version, labels and metrics")}}}
-    paths["/health"] = {"get": {"summary": "Alive", "operationId": "get_health", "responses": {"200": _json(
-        {"type": "object", "required": ["status", "models"],
-         "properties": {"status": {"type": "string", "enum": ["ok"]}, "models": {"type": "object"}}},
-        "The service is up, with each model's version")}}}
-    paths["/ready"] = {"get": {"summary": "Ready for traffic", "operationId": "get_ready", "responses": {
-        "200": _json({"type": "object", "required": ["status", "models"],
-                      "properties": {"status": {"type": "string", "enum": ["ready"]},
-                                     "models": {"type": "array", "items": {"type": "string"}}}},
-                     "The models are loaded and the database answers"),
-        **_errors(503)}}}
-    paths["/metrics"] = {"get": {"summary": "Prometheus metrics of all workers", "operationId": "get_metrics",
-                                 "responses": {"200": {"description": "Prometheus text format",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
-    paths["/openapi.json"] = {"get": {"summary": "This document", "operationId": "get_openapi",
-                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}}}
-    html = {"text/html": {"schema": {"type": "string"}}}
-    review_form = {"type": "object", "properties": {"review": {"type": "string"}}}
-    paths["/docs"] = {"get": {"summary": "This document, to read and try", "operationId": "get_docs",
-                              "responses": {"200": {"description": "Swagger UI", "content": html}}}}
+            "get": _operation(f"get_{spec.name}", f"Predict with the {spec.name} model", answers,
+                              parameters=url_parameters),
+            "post": _operation(f"post_{spec.name}", f"Predict with the {spec.name} model (text in the body)",
+                               answers, body={"application/json": schema("body"),
+                                              "application/x-www-form-urlencoded": schema("args")})}
+        paths[spec.batch_endpoint] = {"post": _operation(
+            f"batch_{spec.name}", f"Predict many texts with the {spec.name} model",
+            {"200": _reply(schema(("results", spec.name)), "One answer per text, in order"),
+             **errors(400, 413, 429)}, body={"application/json": schema("batch")})}
+    paths["/feedback"] = {"post": _operation(
+        "post_feedback", "A user's answer: the right label for a text",
+        {"201": _reply(schema("id"), "Stored durably; the id of the record"), **errors(400, 409, 413, 429, 503)},
+        body={"application/json": schema("feedback")},
+        parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                     "description": key.get("description", ""), "schema": key}])}
+    paths["/models"] = {"get": _operation("get_models", "The models served", {"200": _reply(
+        schema("models"), "Every model with its version, labels and metrics")})}
+    paths["/health"] = {"get": _operation("get_health", "Alive", {"200": _reply(
+        schema("health"), "The service is up, with each model's version")})}
+    paths["/ready"] = {"get": _operation("get_ready", "Ready for traffic", {"200": _reply(
+        schema("ready"), "The models are loaded and the database answers"), **errors(503)})}
+    paths["/metrics"] = {"get": _operation("get_metrics", "Prometheus metrics of all workers", {
+        "200": _reply({"type": "string"}, "Prometheus text format", "text/plain")})}
+    paths["/openapi.json"] = {"get": _operation("get_openapi", "This document", {
+        "200": _reply({"type": "object"}, "OpenAPI 3")})}
+    paths["/docs"] = {"get": _operation("get_docs", "This document, to read and try", {
+        "200": html("Swagger UI")})}
     paths["/ui"] = {
-        "get": {"summary": "The web page", "operationId": "get_ui",
-                "responses": {"200": {"description": "The form", "content": html}}},
-        "post": {"summary": "Classify a review on the page", "operationId": "post_ui",
-                 "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {
-                     "schema": review_form}}},
-                 "responses": {"200": {"description": "The answers, or a message about the review",
-                                       "content": html},
-                               "413": {"description": "The form is too large", "content": html}}}}
-    # The page's answer form: Correct/Incorrect for the two-label sentiment, a chosen
-    # rating for ratings; the review as the page sent it (3 characters or more).
-    review = {"type": "string", "maxLength": max_query_chars, "pattern": r"\S[\s\S]+\S"}
-    answer_forms = {"oneOf": [
-        {"type": "object", "required": ["model", "review", "prediction", "verdict"],
-         "properties": {"model": {"type": "string", "enum": ["sentiment"]}, "review": review,
-                        "prediction": {"type": "string", "enum": list(MODELS["sentiment"].labels)},
-                        "verdict": {"type": "string", "enum": ["correct", "incorrect"]}}},
-        {"type": "object", "required": ["model", "review", "label"],
-         "properties": {"model": {"type": "string", "enum": ["ratings"]}, "review": review,
-                        "prediction": {"type": "string"},
-                        "label": {"type": "string", "enum": list(MODELS["ratings"].labels)}}},
-    ]}
-    paths["/ui/feedback"] = {"post": {
-        "summary": "An answer given on the page", "operationId": "post_ui_feedback",
-        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-            "schema": answer_forms}}},
-        "responses": {"200": {"description": "Thank you", "content": html},
-                      "400": {"description": "The answer is incomplete", "content": html},
-                      "413": {"description": "The form is too large", "content": html},
-                      "429": {"description": "Too many answers from this client", "content": html},
-                      "503": {"description": "The database does not answer", "content": html}}}}
+        "get": _operation("get_ui", "The web page", {"200": html("The form")}),
+        "post": _operation("post_ui", "Classify a review on the page", {
+            "200": html("The answers, or a message about the review"), "413": html("The form is too large")},
+            body={"application/x-www-form-urlencoded": schema("review_form")}, body_required=False)}
+    paths["/ui/feedback"] = {"post": _operation(
+        "post_ui_feedback", "An answer given on the page (Correct/Incorrect, or the right label)", {
+            "200": html("Thank you"), "400": html("The answer is incomplete"),
+            "413": html("The form is too large"), "429": html("Too many answers from this client"),
+            "503": html("The database does not answer")},
+        body={"application/x-www-form-urlencoded": schema("answer_form")})}
     return {
         "openapi": "3.0.3",
         "info": {"title": "sentiment-clf", "version": version,
-                 "description": "Text classifiers over JSON: sentiment, ratings, hate speech and question "
-                                "types, with feedback that the models learn from. Every error is "
-                                "{\"message\": \"...\"}."},
+                 "description": f"Text classifiers over JSON ({', '.join(spec.name for spec in endpoint_models())}), "
+                                "with feedback that the models learn from. Every error is {\"message\": \"...\"}."},
         "paths": paths,
-        "components": {"schemas": {
-            "Error": {"type": "object", "required": ["message"], "additionalProperties": False,
-                      "properties": {"message": {"type": "string"}}},
-            "Explanation": {"type": "object", "required": ["versus", "margin", "bias", "toward", "away"],
-                            "properties": {"versus": {"type": "string"}, "margin": {"type": "number"},
-                                           "bias": {"type": "number"},
-                                           "toward": {"type": "array", "items": {"$ref": "#/components/schemas/Term"}},
-                                           "away": {"type": "array", "items": {"$ref": "#/components/schemas/Term"}}}},
-            "Term": {"type": "object", "required": ["term", "weight"],
-                     "properties": {"term": {"type": "string"}, "weight": {"type": "number"}}},
-        }},
+        "components": {"schemas": components},
     }
