@@ -6,7 +6,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from conftest import ROOT, venv_tool, need
+from conftest import APP_DIR, ROOT, make_app, need, venv_tool
 from live_server import LiveServer
 
 
@@ -30,6 +30,56 @@ def test_the_document_is_valid_openapi_3(client):
 def test_the_document_describes_every_route_and_method(client, app):
     documented = {path: set(item) for path, item in client.get("/openapi.json").json["paths"].items()}
     assert documented == flask_paths(app)
+
+
+def test_the_document_takes_limits_from_the_settings_and_labels_from_the_models(sqlite_url):
+    from sentiment_clf.tasks import MODELS
+
+    document = make_app(sqlite_url, MAX_QUERY_CHARS=7, MAX_BATCH=3).test_client().get("/openapi.json").json
+    validate(document)
+    schemas = document["components"]["schemas"]
+    assert schemas["PredictionArgs"]["properties"]["query"]["maxLength"] == 7
+    assert schemas["BatchBody"]["properties"]["queries"]["maxItems"] == 3
+    assert schemas["BatchBody"]["properties"]["queries"]["items"]["maxLength"] == 7
+    assert schemas["SentimentPrediction"]["properties"]["prediction"]["enum"] == list(MODELS["sentiment"].labels)
+    assert schemas["QuestionsFineProbabilities"]["required"] == list(MODELS["questions-fine"].labels)
+    feedback = document["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(feedback["discriminator"]["mapping"]) == set(MODELS)
+    for name, spec in MODELS.items():
+        member = schemas[feedback["discriminator"]["mapping"][name].rsplit("/", 1)[1]]
+        assert member["properties"]["label"]["enum"] == list(spec.labels)
+
+
+def test_openapi_py_writes_no_limit_model_name_or_label():
+    from sentiment_clf.tasks import MODELS
+
+    source = (APP_DIR / "sentiment_clf" / "web" / "openapi.py").read_text()
+    words = set(MODELS) | {label for spec in MODELS.values() for label in spec.labels}
+    words -= {"description", "title"}  # fine question types that are also OpenAPI's words
+    assert not [w for w in words if f'"{w}"' in source or f"'{w}'" in source]
+    assert not re.search(r"\b(10_?000|1_?000)\b", source)
+
+
+def test_every_answer_fits_the_type_that_documents_it(client, app):
+    """The types behind the document validate what the endpoints really answer (extra keys refused)."""
+    from pydantic import TypeAdapter
+
+    from sentiment_clf.tasks import endpoint_models
+    from sentiment_clf.web import schemas
+
+    types = app.extensions["schemas"]
+    for spec in endpoint_models():
+        answer = TypeAdapter(types.predictions[spec.name])
+        for explain in ("0", "1"):
+            answer.validate_python(client.get(spec.endpoint, query_string={"query": "a dull film",
+                                                                            "explain": explain}).json, strict=True)
+        results = client.post(spec.batch_endpoint, json={"queries": ["a dull film", "fine"], "explain": True}).json
+        TypeAdapter(types.batch_results[spec.name]).validate_python(results, strict=True)
+    feedback = client.post("/feedback", json={"model": "sentiment", "query": "a dull film", "label": "Negative"})
+    TypeAdapter(schemas.FeedbackId).validate_python(feedback.json, strict=True)
+    for path, documented in [("/health", schemas.Health), ("/ready", schemas.Ready), ("/models", schemas.ModelList),
+                             ("/nope", schemas.Error)]:
+        TypeAdapter(documented).validate_python(client.get(path).json, strict=True)
 
 
 def test_the_docs_page_serves_swagger_ui_from_here(client):

@@ -60,7 +60,7 @@ def _operation(operation_id: str, summary: str, responses: dict, body: dict | No
 def build(types: Schemas, version: str = "1") -> dict:
     """The document of an app whose requests and answers are ``types``."""
     named: dict[Any, Any] = {
-        "args": types.prediction_args, "body": types.prediction_body, "batch": types.batch,
+        "args": types.prediction_args, "json_body": types.prediction_body, "batch": types.batch,
         "feedback": types.feedback, "key": types.idempotency_key, "review_form": types.review_form,
         "answer_form": types.answer_form, "error": Error, "id": FeedbackId, "health": Health,
         "ready": Ready, "models": ModelList,
@@ -93,7 +93,7 @@ def build(types: Schemas, version: str = "1") -> dict:
             "get": _operation(f"get_{spec.name}", f"Predict with the {spec.name} model", answers,
                               parameters=url_parameters),
             "post": _operation(f"post_{spec.name}", f"Predict with the {spec.name} model (text in the body)",
-                               answers, body={"application/json": schema("body"),
+                               answers, body={"application/json": schema("json_body"),
                                               "application/x-www-form-urlencoded": schema("args")})}
         paths[spec.batch_endpoint] = {"post": _operation(
             f"batch_{spec.name}", f"Predict many texts with the {spec.name} model",
