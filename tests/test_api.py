@@ -150,6 +150,36 @@ def test_explain_reads_every_location(client):
     assert_error(client.post("/", json={"query": "boring", "explain": "1"}), 400, "must be true or false")
 
 
+@pytest.mark.parametrize("send, status, message", [
+    (lambda c: c.get("/"), 400, "missing 'query': send the text as 'query': in the URL (?query=...), as a form "
+                                "field, or as a JSON body {\"query\": \"...\"}"),
+    (lambda c: c.post("/", json={"text": "x"}), 400,
+     "missing 'query' in the JSON body: send the text as 'query': in the URL (?query=...), as a form field, "
+     "or as a JSON body {\"query\": \"...\"}"),
+    (lambda c: c.post("/", data={"query": " "}), 400, "'query' is empty: send some text to classify"),
+    (lambda c: c.post("/", json={"query": 42}), 400, "'query' must be a string"),
+    (lambda c: c.get("/", query_string={"query": "a" * 10_001}), 413,
+     "'query' is too long: 10001 characters, the limit is 10000"),
+    (lambda c: c.get("/", query_string={"query": "x", "explain": "yes"}), 400,
+     "'explain' must be 1 or 0 (or true/false), not 'yes'"),
+    (lambda c: c.post("/", data={"query": "x", "explain": "2"}), 400, "'explain' must be 1 or 0 (or true/false), not '2'"),
+    (lambda c: c.post("/", json={"query": "x", "explain": 1}), 400, "'explain' must be true or false in a JSON body, not 1"),
+    # The query's problem is reported before the flag's, wherever they are.
+    (lambda c: c.post("/", json={"query": "", "explain": 1}), 400, "'query' is empty: send some text to classify"),
+    (lambda c: c.get("/", query_string={"query": "x"}, json={"explain": "1"}), 400,
+     "'explain' must be true or false in a JSON body, not '1'"),
+], ids=["none", "json-none", "form-blank", "json-number", "too-long", "url-flag", "form-flag", "json-flag",
+        "query-before-flag", "url-query-json-flag"])
+def test_error_messages_are_exact(client, send, status, message):
+    response = send(client)
+    assert (response.status_code, response.json) == (status, {"message": message})
+
+
+def test_the_json_flag_is_read_with_a_query_in_the_url(client):
+    response = client.get("/", query_string={"query": "boring"}, json={"explain": True})
+    assert response.status_code == 200 and "explanation" in response.json
+
+
 def test_a_query_at_the_limit_is_accepted(client):
     assert client.post("/", json={"query": "good " * 2000}).status_code == 200  # 10,000 characters
 

@@ -54,6 +54,31 @@ def test_bad_batches_get_a_clear_error(client, body, status, fragment):
     assert response.status_code == status and fragment in response.json["message"]
 
 
+@pytest.mark.parametrize("body, status, message", [
+    ({"queries": ["fine"] * 1001, "explain": "1"}, 413, "too many texts: 1001, the limit is 1000 per request"),
+    ({"queries": ["fine", 3], "explain": "1"}, 400, "'explain' must be true or false in a JSON body, not '1'"),
+    ({"queries": ["fine", "", 3]}, 400, "queries[1]: 'query' is empty: send some text to classify"),
+    ({"queries": None}, 400, "send a JSON body {\"queries\": [\"...\", ...]} with at least one text"),
+], ids=["count-before-flag", "flag-before-texts", "first-bad-text", "null"])
+def test_a_batch_reports_its_first_problem_in_reading_order(client, body, status, message):
+    response = client.post("/batch", json=body)
+    assert (response.status_code, response.json) == (status, {"message": message})
+
+
+def test_a_batch_reads_explain_from_the_url_when_the_body_has_none(client):
+    results = client.post("/batch?explain=1", json={"queries": TEXTS[:2]}).json["results"]
+    assert all("explanation" in r for r in results)
+    plain = client.post("/batch?explain=1", json={"queries": TEXTS[:2], "explain": False}).json["results"]
+    assert not any("explanation" in r for r in plain)
+
+
+def test_the_batch_limit_is_configurable(sqlite_url):
+    client = make_app(sqlite_url, MAX_BATCH=3).test_client()
+    assert client.post("/batch", json={"queries": ["a", "b", "c"]}).status_code == 200
+    response = client.post("/batch", json={"queries": ["a", "b", "c", "d"]})
+    assert (response.status_code, response.json["message"]) == (413, "too many texts: 4, the limit is 3 per request")
+
+
 def test_a_batch_body_has_its_own_size_limit(sqlite_url):
     client = make_app(sqlite_url, MAX_BATCH_BYTES=2048).test_client()
     assert client.post("/batch", json={"queries": ["fine"] * 10}).status_code == 200
@@ -76,7 +101,7 @@ def test_explain_in_a_batch(client):
 def test_ready_when_models_and_database_answer(client, app):
     assert client.get("/ready").json == {"status": "ready",
                                          "models": ["hatespeech", "questions", "questions-fine", "ratings", "sentiment"]}
-    with app.extensions["storage"].engine.begin() as conn:
+    with app.extensions["sentiment_clf"].storage.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE feedback")
     response = client.get("/ready")
     assert response.status_code == 503 and "database" in response.json["message"]

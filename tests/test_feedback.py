@@ -52,6 +52,34 @@ def test_bad_feedback_is_refused_and_nothing_is_stored(client, storage, body, fr
     assert storage.feedback_counts() == {}
 
 
+@pytest.mark.parametrize("body, message", [
+    ({"model": "nope", "label": "nope", "query": ""},
+     "unknown model 'nope': choose one of ['hatespeech', 'questions', 'questions-fine', 'ratings', 'sentiment']"),
+    ({"label": "positive", "query": ""},
+     "unknown label 'positive' for sentiment: choose one of ['Negative', 'Positive']"),
+    ({"label": None}, "unknown label None for sentiment: choose one of ['Negative', 'Positive']"),
+    ({"query": None}, "'query' must be a string"),
+    ({"query": "x" * 10_001}, "'query' is too long: 10001 characters, the limit is 10000"),
+], ids=["model-first", "label-before-query", "label-null", "query-null", "too-long-is-400"])
+def test_feedback_reports_its_first_problem_exactly(client, storage, body, message):
+    response = send(client, **body)
+    assert (response.status_code, response.json) == (400, {"message": message})
+    assert storage.feedback_counts() == {}
+
+
+def test_feedback_without_a_query_names_it(client):
+    response = client.post("/feedback", json={"model": "ratings", "label": "neutral"})
+    assert response.json == {"message": "missing 'query': the text the answer is about"}
+
+
+def test_every_model_takes_feedback_with_its_own_labels(client, storage):
+    from sentiment_clf.tasks import MODELS
+
+    for name, spec in MODELS.items():
+        assert client.post("/feedback", json={"model": name, "query": TEXT, "label": spec.labels[-1]}).status_code == 201
+    assert storage.feedback_counts() == {name: 1 for name in MODELS}
+
+
 @pytest.mark.parametrize("data, content_type, fragment", [
     ("{oops", "application/json", "not valid JSON"),
     ('["a"]', "application/json", "must be an object"),
@@ -163,6 +191,30 @@ def test_a_tampered_answer_form_gets_a_page_not_json(client, storage):
     page = client.post("/ui/feedback", data={"model": "nope", "review": TEXT, "verdict": "correct"})
     assert page.status_code == 400 and page.content_type.startswith("text/html")
     assert "classify the review again" in page.text
+    assert storage.feedback_counts() == {}
+
+
+def test_correct_on_the_page_stores_the_prediction(client, storage):
+    page = client.post("/ui/feedback", data={"model": "sentiment", "review": f"  {TEXT} ", "prediction": "Negative",
+                                             "verdict": "correct"})
+    assert page.status_code == 200 and "Thank you!" in page.text
+    [row] = storage.feedback_after(0)
+    assert (row.text, row.label) == (TEXT, "Negative")
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"model": "sentiment", "review": "ab", "prediction": "Negative", "verdict": "correct"}, "classify the review again"),
+    ({"model": "sentiment", "review": "x" * 10_001, "prediction": "Negative", "verdict": "correct"},
+     "classify the review again"),
+    ({"model": "sentiment", "review": TEXT, "prediction": "Negative", "verdict": "maybe"}, "Please choose the right answer."),
+    ({"model": "sentiment", "review": TEXT, "prediction": "Meh", "verdict": "correct"}, "Please choose the right answer."),
+    ({"model": "ratings", "review": TEXT, "prediction": "neutral"}, "Please choose the right answer."),
+    ({"model": "ratings", "review": TEXT, "label": "great"}, "Please choose the right answer."),
+], ids=["short-review", "long-review", "bad-verdict", "bad-prediction", "no-label", "bad-label"])
+def test_an_incomplete_answer_on_the_page_stores_nothing(client, storage, form, message):
+    page = client.post("/ui/feedback", data=form)
+    assert page.status_code == 400 and page.content_type.startswith("text/html")
+    assert message in page.text
     assert storage.feedback_counts() == {}
 
 
