@@ -1,26 +1,17 @@
-"""NLPModel: TF-IDF features and a linear classifier for short texts.
+"""NLPModel: TF-IDF features and a linear classifier for short texts (training).
 
 The classifier is multinomial naive Bayes (the default), logistic regression, or
-a linear SVM with sigmoid-calibrated probabilities. The model knows nothing about
-HTTP. It is saved as plain arrays plus JSON, never pickled, so loading a model
-file cannot run code:
-
-``<directory>/model.npz``
-    a zip of ``.npy`` arrays written with ``allow_pickle=False``: the vocabulary
-    (UTF-8 terms joined by newlines), the IDF weights and the classifier's
-    numbers (naive Bayes counts, or weights, intercepts and calibration);
-``<directory>/manifest.json``
-    the SHA-256 of ``model.npz``, the label names, the settings, the training
-    data's hash, the metrics, library versions and the creation time.
+a linear SVM with sigmoid-calibrated probabilities. ``NLPModel`` is the
+scikit-learn estimator that ``build_model.py`` fits, compares and saves; the
+service loads what it saved as a :class:`~sentiment_clf.linear_model.LinearTextModel`,
+which computes the same probabilities with numpy alone. The model knows nothing
+about HTTP. It is saved as plain arrays plus a JSON manifest, never pickled, so
+loading a model file cannot run code (format: ``sentiment_clf/model_files.py``).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import platform
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,19 +26,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.svm import LinearSVC
 
-from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401 (re-exported)
+from sentiment_clf import model_files, vocabulary
+from sentiment_clf.classifiers import arrays_from_format1
+from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.model_files import ModelFileError  # noqa: F401 (part of this module's API)
+from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "sentiment-clf/nlp-model"
-FORMAT_VERSION = 1
-ARRAYS_FILE = "model.npz"
-MANIFEST_FILE = "manifest.json"
-class ModelFileError(ValueError):
-    """A saved model is missing, altered or not in a format this code reads."""
-
-
-_TOKENIZERS = TOKENIZERS
 CLASSIFIERS = ("nb", "logreg", "svm")
 
 
@@ -151,9 +137,9 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         return values
 
     def _new_vectorizer(self) -> TfidfVectorizer:
-        if self.tokenizer not in _TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {self.tokenizer!r}; expected one of {sorted(_TOKENIZERS)}")
-        return TfidfVectorizer(tokenizer=_TOKENIZERS[self.tokenizer], lowercase=False, token_pattern=None,
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}; expected one of {sorted(TOKENIZERS)}")
+        return TfidfVectorizer(tokenizer=TOKENIZERS[self.tokenizer], lowercase=False, token_pattern=None,
                                ngram_range=tuple(self.ngram_range), sublinear_tf=self.sublinear_tf,
                                min_df=self.min_df, dtype=np.float64)
 
@@ -199,7 +185,6 @@ class NLPModel(ClassifierMixin, BaseEstimator):
                             if isinstance(classifier, CalibratedClassifierCV) else classifier)
         self.classes_ = np.asarray(self.labels, dtype=object)
         self.manifest_ = {}
-        self._scorer = None
         return self
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -221,20 +206,14 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
         features = self.vectorizer_.transform(texts)
         self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
-        self._scorer = None  # its weights changed
         return self
 
-    def predict_one(self, text: str) -> np.ndarray:
-        """Probabilities for one text, by the compact scorer (the serving fast path)."""
-        return self.scorer().predict_proba(text)
-
-    def scorer(self):
-        """A :class:`scorer.Scorer` for this model: the fast path for one text."""
-        if getattr(self, "_scorer", None) is None:
-            from sentiment_clf.scorer import Scorer
-
-            self._scorer = Scorer(self)
-        return self._scorer
+    def served(self) -> LinearTextModel:
+        """This model as the service runs it (numpy only, memory-mappable arrays)."""
+        manifest, payload = self.dumps(name=self.manifest_.get("name", "unsaved"))
+        served = LinearTextModel.loads(manifest, payload)
+        served.manifest_ = dict(self.manifest_)  # a model never saved has no version
+        return served
 
     @property
     def supports_partial_fit(self) -> bool:
@@ -270,37 +249,9 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         return weights, intercept
 
     def explain(self, text: str, top: int = 10) -> dict:
-        """Why ``text`` got its label rather than the runner-up (the next most probable).
-
-        Each term's weight is its share of ``score(predicted) - score(runner_up)``
-        (see :meth:`class_scores`), exactly: ``bias + sum(weight of every term)``
-        equals that ``margin``. Positive weights push toward the predicted label,
-        negative ones toward the runner-up. (For the calibrated SVM the probabilities
-        rank the labels, so its margin can be negative.) Returns ``{"versus": runner-up
-        label, "margin": ..., "bias": ..., "toward": [{"term", "weight"}...], "away": [...]}``,
-        each list largest first, at most ``top`` long.
-        """
-        features = self.vectorizer_.transform([text])
-        weights, bias = self.class_scores()
-        scores = np.asarray(features @ weights.T).ravel() + bias
-        order = np.argsort(-self.classifier_.predict_proba(features)[0], kind="stable")
-        predicted, runner_up = int(order[0]), int(order[1])
-        columns = features.indices
-        contributions = features.data * (weights[predicted, columns] - weights[runner_up, columns])
-        terms = self._terms()
-        ranked = sorted(zip(columns, contributions), key=lambda pair: -abs(pair[1]))
-        toward = [{"term": terms[j], "weight": float(w)} for j, w in ranked if w > 0][:top]
-        away = [{"term": terms[j], "weight": float(w)} for j, w in ranked if w < 0][:top]
-        return {"versus": self.labels[runner_up],
-                "margin": float(scores[predicted] - scores[runner_up]),
-                "bias": float(bias[predicted] - bias[runner_up]),
-                "toward": toward, "away": away}
-
-    def _terms(self) -> np.ndarray:
-        if getattr(self, "_terms_cache", None) is None:
-            vocabulary = self.vectorizer_.vocabulary_
-            self._terms_cache = np.asarray(sorted(vocabulary, key=vocabulary.get), dtype=object)
-        return self._terms_cache
+        """Why ``text`` got its label rather than the runner-up: see
+        :meth:`LinearTextModel.explain <sentiment_clf.linear_model.LinearTextModel.explain>`."""
+        return self.served().explain(text, top)
 
     # -- saving and loading ---------------------------------------------------
 
@@ -311,17 +262,20 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         The bytes are the same for the same fitted model, so their checksum (and
         the version derived from it) identifies the model.
         """
-        payload = _arrays_to_zip(self._to_arrays())
-        checksum = hashlib.sha256(payload).hexdigest()
+        terms = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.get)
+        arrays = {**arrays_from_format1(self._classifier_arrays(), self.settings(), len(self.labels)),
+                  **vocabulary.build_arrays(terms)}
+        payload = model_files.pack_arrays(arrays)
+        checksum = model_files.checksum(payload)
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format": model_files.FORMAT,
+            "format_version": model_files.FORMAT_VERSION,
             "name": name,
             "version": checksum[:12],
-            "labels": self.labels,
+            "labels": list(self.labels),
             "params": self.settings(),
-            "n_features": self.n_features_,
-            "arrays_file": ARRAYS_FILE,
+            "n_features": len(terms),
+            "arrays_file": model_files.ARRAYS_FILE,
             "arrays_sha256": checksum,
             "training_data": training_data or {},
             "metrics": metrics or {},
@@ -333,11 +287,8 @@ class NLPModel(ClassifierMixin, BaseEstimator):
     def save(self, directory, *, name: str, training_data: dict | None = None,
              metrics: dict | None = None) -> dict:
         """Write ``model.npz`` and ``manifest.json`` into ``directory``; return the manifest."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         manifest, payload = self.dumps(name=name, training_data=training_data, metrics=metrics)
-        (directory / ARRAYS_FILE).write_bytes(payload)
-        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        model_files.write(Path(directory), manifest, payload)
         self.manifest_ = manifest
         logger.info("saved model %s version %s to %s (%d bytes)", name, manifest["version"],
                     directory, len(payload))
@@ -350,55 +301,30 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         Raises :class:`ModelFileError` with a clear message when a file is missing,
         the checksum does not match, or the content is inconsistent.
         """
-        directory = Path(directory)
-        manifest_path = directory / MANIFEST_FILE
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelFileError(f"{manifest_path}: no model manifest here") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{manifest_path}: not a valid JSON manifest ({exc})") from None
-        if not isinstance(manifest, dict):
-            raise ModelFileError(f"{manifest_path}: not a {FORMAT} manifest")
-        arrays_path = directory / str(manifest.get("arrays_file", ARRAYS_FILE))
-        if arrays_path.parent != directory:
-            raise ModelFileError(f"{manifest_path}: arrays_file must be a file in the same folder")
-        try:
-            payload = arrays_path.read_bytes()
-        except FileNotFoundError:
-            raise ModelFileError(f"{arrays_path}: the model's arrays file is missing") from None
-        return cls.loads(manifest, payload, source=str(arrays_path))
+        manifest = model_files.read_manifest(Path(directory))
+        return cls._build(manifest, model_files.map_arrays_file(Path(directory), manifest),
+                          str(Path(directory) / model_files.ARRAYS_FILE))
 
     @classmethod
     def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> "NLPModel":
-        """Build a model from a manifest and arrays bytes (as :meth:`dumps` gives them).
+        """Build a model from a manifest and arrays bytes (as :meth:`dumps` gives them)."""
+        model_files.check(manifest, payload, source)
+        return cls._build(manifest, payload, source)
 
-        ``source`` names where they came from in error messages.
-        """
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{source}: not a {FORMAT} v{FORMAT_VERSION} model")
-        checksum = hashlib.sha256(payload).hexdigest()
-        if checksum != manifest.get("arrays_sha256"):
-            raise ModelFileError(
-                f"{source}: checksum mismatch, the file was altered or damaged "
-                f"(expected sha256 {manifest.get('arrays_sha256')}, found {checksum}); "
-                "rebuild it with build_model.py or restore it from version control")
+    @classmethod
+    def _build(cls, manifest: dict, payload, source: str) -> "NLPModel":
         try:
-            model = cls._from_arrays(manifest, _arrays_from_zip(payload))
-        except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+            arrays = {name: np.array(value) for name, value in model_files.unpack_arrays(payload).items()}
+            model = cls._from_arrays(manifest, arrays)
+        except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{source}: inconsistent model content ({exc})") from None
         model.manifest_ = manifest
         return model
 
-    def _to_arrays(self) -> dict[str, np.ndarray]:
-        terms = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.get)
-        if any("\n" in term for term in terms):
-            raise ValueError("a vocabulary term holds a newline; cannot save it")
-        arrays = {
-            "vocabulary": np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
-            "idf": self.vectorizer_.idf_,
-        }
+    def _classifier_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted classifier's own arrays (the format 1 names), and the IDF weights."""
         c = self.classifier_
+        arrays = {"idf": self.vectorizer_.idf_}
         if self.classifier == "nb":
             arrays.update(feature_count=c.feature_count_, class_count=c.class_count_)
         else:
@@ -410,14 +336,17 @@ class NLPModel(ClassifierMixin, BaseEstimator):
     @classmethod
     def _from_arrays(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> "NLPModel":
         params = dict(manifest["params"])
-        if params.get("tokenizer") not in _TOKENIZERS:
+        if params.get("tokenizer") not in TOKENIZERS:
             raise ValueError(f"unknown tokenizer {params.get('tokenizer')!r}")
         if params.get("classifier", "nb") not in CLASSIFIERS:
             raise ValueError(f"unknown classifier {params.get('classifier')!r}")
         params["ngram_range"] = tuple(params["ngram_range"])
         model = cls(list(manifest["labels"]), **params)
+        n_classes = len(model.labels)
+        if "weights" in arrays:  # format 2: back to the classifier's own arrays
+            arrays = _format1_arrays(arrays, model.classifier, n_classes)
         terms = arrays["vocabulary"].tobytes().decode("utf-8").split("\n")
-        n_classes, n_features = len(model.labels), len(terms)
+        n_features = len(terms)
         if arrays["idf"].shape != (n_features,):
             raise ValueError("array shapes do not match the labels and vocabulary")
         model.vectorizer_ = model._new_vectorizer()
@@ -426,6 +355,23 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         model.classifier_ = _CLASSIFIER_LOADERS[model.classifier](model, arrays, n_classes, n_features)
         model.classes_ = np.asarray(model.labels, dtype=object)
         return model
+
+
+def _format1_arrays(arrays: dict[str, np.ndarray], classifier: str, n_classes: int) -> dict[str, np.ndarray]:
+    """Format 2's served arrays back as the classifier's own (the inverse of
+    :func:`~sentiment_clf.classifiers.arrays_from_format1`)."""
+    converted = {"vocabulary": arrays["vocabulary"], "idf": arrays["idf"]}
+    if classifier == "nb":
+        converted.update(feature_count=np.ascontiguousarray(arrays["feature_count_by_term"].T),
+                         class_count=arrays["class_count"])
+        return converted
+    weights, bias = arrays["weights"], arrays["bias"]
+    if n_classes == 2:  # the first label's column of zeros was added when saving
+        weights, bias = weights[:, 1:], bias[1:]
+    converted.update(coef=np.ascontiguousarray(weights.T), intercept=bias)
+    if classifier == "svm":
+        converted.update(calibration_a=arrays["calibration_a"], calibration_b=arrays["calibration_b"])
+    return converted
 
 
 def _load_nb(model: NLPModel, arrays, n_classes: int, n_features: int) -> MultinomialNB:
@@ -482,21 +428,3 @@ _CLASSIFIER_LOADERS = {"nb": _load_nb, "logreg": _load_logreg, "svm": _load_svm}
 def library_versions() -> dict:
     return {"python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}
-
-
-def _arrays_to_zip(arrays: dict[str, np.ndarray]) -> bytes:
-    # Fixed timestamps and order: the same arrays always give the same bytes.
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.save(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
-
-
-def _arrays_from_zip(payload: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}

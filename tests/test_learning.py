@@ -43,7 +43,7 @@ def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
     for text, label in [("great film", "Negative"), ("dull film", "Positive"), ("GREAT  film", "Negative"),
                         ("brand new words here", "Positive"), ("great film", "Positive"), ("tedious", "Negative")]:
         answer(storage, text, label)
-    online = ModelRegistry({"toy": base}, storage, sync_interval=0).get("toy")
+    online = ModelRegistry({"toy": base.served()}, storage, sync_interval=0).get("toy")
     learned = learnable(storage.feedback_after(0), set())
     assert online.learned == len(learned) == 5  # "GREAT  film"/Negative repeats "great film"/Negative
     expected = refit_with_same_vectorizer(base, BASE_TEXTS, BASE_TARGETS, learned)
@@ -63,7 +63,7 @@ def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
     for text, label in [("that movie was boring", "Positive"), ("a triumph", "Negative"),
                         ("Ça me plaît 😀", "Positive"), ("that   movie was BORING", "Positive")]:
         answer(storage, text, label, model="sentiment")
-    online = ModelRegistry({"sentiment": base}, storage, sync_interval=0).get("sentiment")
+    online = ModelRegistry({"sentiment": base.served()}, storage, sync_interval=0).get("sentiment")
     expected = refit_with_same_vectorizer(base, train["phrase"], train["target"],
                                           learnable(storage.feedback_after(0), set()))
     probes = ["that movie was boring", "a triumph", "an ok film", "Ça me plaît"]
@@ -73,10 +73,10 @@ def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
 def test_a_flood_of_one_answer_counts_once(storage, tmp_path):
     base = NLPModel(LABELS, alpha=0.5).fit(BASE_TEXTS, BASE_TARGETS)
     answer(storage, "great fun", "Negative")
-    once = ModelRegistry({"toy": base}, storage, sync_interval=0).get("toy").model.predict_proba(["great fun"])
+    once = ModelRegistry({"toy": base.served()}, storage, sync_interval=0).get("toy").model.predict_proba(["great fun"])
     for _ in range(200):
         answer(storage, "Great fun", "Negative")
-    flooded = ModelRegistry({"toy": base}, storage, sync_interval=0).get("toy")
+    flooded = ModelRegistry({"toy": base.served()}, storage, sync_interval=0).get("toy")
     np.testing.assert_array_equal(flooded.model.predict_proba(["great fun"]), once)
     assert flooded.learned == 1
     assert storage.feedback_counts() == {"toy": 201}  # all stored, learned once
@@ -84,7 +84,7 @@ def test_a_flood_of_one_answer_counts_once(storage, tmp_path):
 
 def test_registry_follows_new_feedback_and_published_versions(storage):
     base = NLPModel(LABELS, alpha=0.5).fit(BASE_TEXTS, BASE_TARGETS)
-    registry = ModelRegistry({"toy": base}, storage, sync_interval=0)
+    registry = ModelRegistry({"toy": base.served()}, storage, sync_interval=0)
     assert registry.get("toy").version == "unsaved"  # fitted here, never saved
     first = answer(storage, "wonderful", "Negative")
     assert registry.get("toy").last_learned_id == first
@@ -108,7 +108,7 @@ def test_registry_follows_new_feedback_and_published_versions(storage):
 
 def test_a_broken_database_keeps_the_models_serving(storage, caplog):
     base = NLPModel(LABELS, alpha=0.5).fit(BASE_TEXTS, BASE_TARGETS)
-    registry = ModelRegistry({"toy": base}, storage, sync_interval=0)
+    registry = ModelRegistry({"toy": base.served()}, storage, sync_interval=0)
     with storage.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE feedback")
     assert registry.get("toy").model.predict(["great fun"]).tolist() == ["Positive"]

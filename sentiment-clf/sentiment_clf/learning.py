@@ -11,7 +11,7 @@ The learning rule, applied in feedback-id order:
 
 * an answer teaches the model one example: its text with the label the user gave,
   added to the naive Bayes counts with the fitted vocabulary (exact, see
-  :meth:`NLPModel.partial_fit`);
+  :meth:`LinearTextModel.learn <sentiment_clf.linear_model.LinearTextModel.learn>`);
 * a (text, label) pair is learned once per model, whatever the number of times it
   is sent: the text is compared after tokenizing, so case and spacing do not make
   a new one. A flood of the same answer cannot outweigh the training data.
@@ -22,7 +22,6 @@ feedback, with the base model's vectorizer.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -30,8 +29,10 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from model import ModelFileError, NLPModel, tokenize
+from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.storage import FeedbackRow, Storage
+from sentiment_clf.text import tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class OnlineModel:
     so a request that holds it keeps a consistent model."""
 
     name: str
-    model: NLPModel
+    model: LinearTextModel
     base_version: str  # the shipped or published version the feedback builds on
     published: str | None  # the published version serving, None for the shipped one
     applied_upto: int  # every feedback id up to this one has been considered
@@ -78,9 +79,7 @@ class OnlineModel:
         new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto], seen)
         if not new or not self.model.supports_partial_fit:  # the others learn by retraining
             return replace(self, applied_upto=max(upto, self.applied_upto))
-        updated = copy.copy(self.model)  # the vectorizer is shared, read-only
-        updated.classifier_ = copy.deepcopy(self.model.classifier_)
-        updated.partial_fit([r.text for r in new], [r.label for r in new])
+        updated = self.model.learn([r.text for r in new], [r.label for r in new])
         return replace(self, model=updated, applied_upto=max(upto, self.applied_upto),
                        learned=self.learned + len(new), last_learned_id=new[-1].id,
                        seen=frozenset(seen))
@@ -89,7 +88,7 @@ class OnlineModel:
 class ModelRegistry:
     """The models a process serves, kept in step with the database."""
 
-    def __init__(self, base_models: dict[str, NLPModel], storage: Storage, sync_interval: float = 0.5):
+    def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5):
         self.base_models = base_models
         self.storage = storage
         self.sync_interval = sync_interval
@@ -143,8 +142,8 @@ class ModelRegistry:
             base_version = model.manifest_.get("version", "unsaved")
         else:
             stored = self.storage.load_version(name, published)
-            model = NLPModel.loads(stored.manifest, stored.arrays,
-                                   source=f"{self.storage.url}: {name} version {published}")
+            model = LinearTextModel.loads(stored.manifest, stored.arrays,
+                                          source=f"{self.storage.url}: {name} version {published}")
             upto, base_version = stored.feedback_upto, published
         # Feedback folded into a published version counts as learned already.
         seen: set = set()

@@ -1,0 +1,250 @@
+"""The served model: TF-IDF features and a linear classifier's weights, in numpy only.
+
+:class:`LinearTextModel` computes what ``model.NLPModel`` (the scikit-learn
+estimator that training fits) computes, from the arrays it saved: the same
+probabilities to 1e-9 (tested on whole test splits and on recorded answers),
+without scikit-learn's per-call validation and sparse-matrix plumbing, and with
+the arrays read in place from a memory-mapped file (``model_files.py``).
+
+A text's probabilities are the classifier's per-label scores ``bias + x @ W``
+(``x`` the L2-normalised TF-IDF row, ``W`` one weight row per term), turned
+into probabilities by the classifier's link: a softmax for naive Bayes (its
+joint log likelihood) and logistic regression (its logits), per-label sigmoids
+for the calibrated SVM (:mod:`sentiment_clf.classifiers`).
+
+A short text touches a handful of rows, where numpy's per-call cost outweighs
+the arithmetic: such texts are summed in Python floats read through memoryviews
+of the arrays; longer ones and batches go through numpy. Both give the same
+numbers.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentiment_clf import model_files
+from sentiment_clf.classifiers import LINKS, NaiveBayesCounts, arrays_from_format1
+from sentiment_clf.text import TOKENIZERS
+from sentiment_clf.vocabulary import Vocabulary
+
+# Up to about this many (term, label) products a Python loop beats numpy (measured
+# on the sentiment, ratings and 47-label question models alike).
+PYTHON_LIMIT = 64
+
+
+class LinearTextModel:
+    """A saved model, ready to predict; read-only (learning returns a new one).
+
+    Attributes: ``labels`` (in answer order), ``classifier`` (``"nb"``, ``"logreg"``
+    or ``"svm"``), ``params`` (the vectorizer and classifier settings),
+    ``manifest_`` (as saved), ``vocabulary``.
+    """
+
+    def __init__(self, manifest: dict, arrays: dict[str, np.ndarray], python_limit: int = PYTHON_LIMIT):
+        params = manifest["params"]
+        self.manifest_ = manifest
+        self.params = params
+        self.labels = tuple(manifest["labels"])
+        self.classifier = params.get("classifier", "nb")
+        if params.get("tokenizer") not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {params.get('tokenizer')!r}")
+        if self.classifier not in LINKS:
+            raise ValueError(f"unknown classifier {self.classifier!r}")
+        if "weights" not in arrays:  # format 1: the classifier's own arrays
+            arrays = arrays_from_format1(arrays, params, len(self.labels))
+        self._tokenize = TOKENIZERS[params["tokenizer"]]
+        self.vocabulary = Vocabulary(arrays, tuple(params["ngram_range"]))
+        self.sublinear_tf = bool(params["sublinear_tf"])
+        self.idf = arrays["idf"]
+        self.weights = arrays["weights"]  # (terms, scores): one row of per-label scores per term
+        self.bias = np.asarray(arrays["bias"], dtype=np.float64)
+        n_terms = len(self.vocabulary)
+        if self.idf.shape != (n_terms,) or self.weights.shape != (n_terms, len(self.bias)):
+            raise ValueError("array shapes do not match the labels and vocabulary")
+        self.link = LINKS[self.classifier](arrays, len(self.labels))
+        self.counts = NaiveBayesCounts.from_arrays(arrays, params, len(self.labels)) \
+            if self.classifier == "nb" else None
+        self.python_limit = python_limit
+        self.learned_rows: dict[int, np.ndarray] = {}  # term -> its weights after learning
+        self.shift: np.ndarray | None = None  # added to every other term's weights after learning
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Python-side copies of what the per-text loop reads (no copies of the arrays)."""
+        self._bias_list = self.bias.tolist()
+        self._idf_view = memoryview(self.idf)
+        self._weights_view = memoryview(np.ascontiguousarray(self.weights)).cast("B").cast("d")
+        self._learned_lists = {column: row.tolist() for column, row in self.learned_rows.items()}
+        self._shift_list = None if self.shift is None else self.shift.tolist()
+
+    # -- loading ----------------------------------------------------------------
+
+    @classmethod
+    def load(cls, directory: Path) -> "LinearTextModel":
+        """Load a model folder written by ``NLPModel.save``, memory-mapping its arrays.
+
+        Raises :class:`model_files.ModelFileError` when a file is missing, altered
+        or inconsistent.
+        """
+        manifest = model_files.read_manifest(directory)
+        mapped = model_files.map_arrays_file(directory, manifest)
+        return cls._build(manifest, mapped, str(Path(directory) / model_files.ARRAYS_FILE))
+
+    @classmethod
+    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> "LinearTextModel":
+        """A model from a manifest and arrays bytes (a version stored in the database)."""
+        model_files.check(manifest, payload, source)
+        return cls._build(manifest, payload, source)
+
+    @classmethod
+    def _build(cls, manifest: dict, payload: Any, source: str) -> "LinearTextModel":
+        try:
+            return cls(manifest, model_files.unpack_arrays(payload))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise model_files.ModelFileError(f"{source}: inconsistent model content ({exc})") from None
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest_.get("version", "unsaved"))
+
+    @property
+    def supports_partial_fit(self) -> bool:
+        """Naive Bayes learns new examples exactly, by adding counts; the others by retraining."""
+        return self.counts is not None
+
+    # -- predicting -------------------------------------------------------------
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The text's L2-normalised TF-IDF row: ``(columns ascending, values)``."""
+        counts = self.vocabulary.term_counts(self._tokenize(text))
+        columns = np.fromiter(sorted(counts), dtype=np.intp, count=len(counts))
+        values = np.fromiter((counts[c] for c in columns.tolist()), dtype=np.float64, count=len(counts))
+        if self.sublinear_tf and len(values):
+            values = np.log(values) + 1.0
+        values *= self.idf[columns]
+        norm = math.sqrt(float(values @ values))
+        return columns, (values / norm if norm else values)
+
+    def predict_one(self, text: str) -> np.ndarray:
+        """Probabilities of the labels for one text, in label order."""
+        counts = self.vocabulary.term_counts(self._tokenize(text))
+        if len(counts) * len(self._bias_list) <= self.python_limit:
+            return self.link.probabilities(self._python_scores(counts))
+        return self.predict_proba([text])[0]
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """Probabilities, shape ``(len(texts), len(labels))``, columns in label order."""
+        return self.link.probabilities_2d(self.scores(texts))
+
+    def predict(self, texts) -> np.ndarray:
+        """The most probable label of each text (an array of label names)."""
+        return np.asarray(self.labels, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
+
+    def scores(self, texts) -> np.ndarray:
+        """The classifier's per-label scores, shape ``(len(texts), scores)``, with numpy."""
+        rows = [self.features(text) for text in texts]
+        lengths = np.array([len(columns) for columns, _ in rows], dtype=np.intp)
+        columns = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, dtype=np.intp)
+        values = np.concatenate([v for _, v in rows]) if rows else np.zeros(0)
+        result = np.tile(self.bias, (len(rows), 1))
+        if not len(columns):
+            return result
+        products = self.term_weights(columns) * values[:, np.newaxis]
+        filled = lengths > 0
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[filled]
+        result[filled] += np.add.reduceat(products, starts, axis=0)
+        return result
+
+    def term_weights(self, columns: np.ndarray) -> np.ndarray:
+        """The weight rows of ``columns``, with what the model learned since it was saved."""
+        rows = self.weights[columns]
+        if self.shift is not None:
+            rows = rows + self.shift
+            for i, column in enumerate(columns.tolist()):
+                learned = self.learned_rows.get(column)
+                if learned is not None:
+                    rows[i] = learned
+        return rows
+
+    def _python_scores(self, counts: dict[int, int]) -> list[float]:
+        """The per-label scores in Python floats: TF-IDF, L2 norm, weighted rows."""
+        if not counts:
+            return list(self._bias_list)
+        idf, weights, n_scores = self._idf_view, self._weights_view, len(self._bias_list)
+        learned, shift = self._learned_lists, self._shift_list
+        sums = [0.0] * n_scores
+        squares = shifted = 0.0
+        for column, count in counts.items():
+            value = ((math.log(count) + 1.0) if self.sublinear_tf else count) * idf[column]
+            squares += value * value
+            row = learned.get(column) if learned else None
+            if row is None:
+                start = column * n_scores
+                for k in range(n_scores):
+                    sums[k] += value * weights[start + k]
+                shifted += value
+            else:
+                for k in range(n_scores):
+                    sums[k] += value * row[k]
+        if shift is not None:
+            sums = [total + delta * shifted for total, delta in zip(sums, shift)]
+        norm = math.sqrt(squares)
+        return [bias + total / norm for bias, total in zip(self._bias_list, sums)]
+
+    # -- explaining -------------------------------------------------------------
+
+    def explain(self, text: str, top: int = 10) -> dict:
+        """Why ``text`` got its label rather than the runner-up (the next most probable).
+
+        Each term's weight is its share of ``score(predicted) - score(runner_up)``,
+        exactly: ``bias + sum(weight of every term)`` equals that ``margin``.
+        Positive weights push toward the predicted label, negative ones toward the
+        runner-up. (For the calibrated SVM the probabilities rank the labels, so its
+        margin can be negative.) Returns ``{"versus", "margin", "bias", "toward",
+        "away"}``; each list holds ``{"term", "weight"}``, largest first, at most ``top``.
+        """
+        columns, values = self.features(text)
+        rows = self.term_weights(columns)
+        scores = self.bias + values @ rows
+        order = np.argsort(-self.link.probabilities_2d(scores[np.newaxis, :])[0], kind="stable")
+        predicted, runner_up = int(order[0]), int(order[1])
+        contributions = values * (rows[:, predicted] - rows[:, runner_up]) if len(columns) else values
+        ranked = sorted(zip(columns.tolist(), contributions.tolist()), key=lambda pair: -abs(pair[1]))
+        term = self.vocabulary.term
+        return {"versus": self.labels[runner_up],
+                "margin": float(scores[predicted] - scores[runner_up]),
+                "bias": float(self.bias[predicted] - self.bias[runner_up]),
+                "toward": [{"term": term(j), "weight": w} for j, w in ranked if w > 0][:top],
+                "away": [{"term": term(j), "weight": w} for j, w in ranked if w < 0][:top]}
+
+    # -- learning ---------------------------------------------------------------
+
+    def learn(self, texts: list[str], labels: list[str]) -> "LinearTextModel":
+        """A new model that has also learned ``texts`` with ``labels`` (naive Bayes only).
+
+        Exact: the same as refitting the classifier on the training data plus these
+        examples with this vocabulary (what scikit-learn's ``partial_fit`` does).
+        Only the rows of the terms in ``texts`` are copied; the arrays stay shared.
+        """
+        if self.counts is None:
+            raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
+        index = {label: i for i, label in enumerate(self.labels)}
+        try:
+            targets = [index[label] for label in labels]
+        except KeyError as exc:
+            raise ValueError(f"unknown label {exc.args[0]!r}; expected one of {list(self.labels)}") from None
+        counts = self.counts.add([self.features(text) for text in texts], targets)
+        learned = self._copy()
+        learned.counts = counts
+        learned.bias = counts.class_log_prior()
+        learned.learned_rows, learned.shift = counts.weights_after_learning()
+        learned._refresh()
+        return learned
+
+    def _copy(self) -> "LinearTextModel":
+        copy = object.__new__(LinearTextModel)
+        copy.__dict__.update(self.__dict__)
+        return copy
