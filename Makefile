@@ -21,6 +21,7 @@ models: $(VENV)/.installed-train
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.bench_predict
+	$(BIN)/python -m bench.bench_workers
 
 # The side-by-side benchmark; MLServer gets a virtual environment of its own.
 # uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.
@@ -31,6 +32,8 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 	$(PYTHON) -m venv .venv-mlserver
 	.venv-mlserver/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22" \
 		scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1
+	# its pickled pipeline names our tokenizer (sentiment_clf.text), so it needs the project too
+	.venv-mlserver/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 soak: $(VENV)/.installed-test

@@ -3,7 +3,7 @@
     make bench-compare      # creates .venv-mlserver (MLServer 1.7.1) and runs this
 
 Everything issue #5 compares, in one run: first the in-process limit (one
-prediction through scikit-learn, the scorer and a plain dictionary model;
+prediction through scikit-learn, the served model and a plain dictionary model;
 phrases/s for a batch of 1,000), then the servers. The same fitted sentiment
 pipeline (TF-IDF + multinomial naive Bayes) is served by: this service
 (gunicorn, 2 workers, GET /?query=...); the same app and server settings
@@ -33,10 +33,9 @@ from pathlib import Path
 
 import requests
 
-from bench.bench_predict import (in_process, in_process_batch, machine, post_script, run_wrk,
-                           run_wrk_batch)
-from tests.live_server import free_port
+from bench.bench_predict import in_process, in_process_batch, machine, post_script, run_wrk, run_wrk_batch
 from bench.soak import worker_rss_kib
+from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,11 +65,14 @@ def all_rss_kib(pid: int) -> int:
 
 
 def start_gunicorn(app: str, port: int, workers: int, folder: Path):
+    """gunicorn from the repository root, with its gunicorn.conf.py: the README's command
+    for the service, and the same for the constant app (``bench.constant_app``, found
+    from the root, where gunicorn runs)."""
     env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
-           "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true",
-           "PYTHONPATH": str(ROOT / "bench")}
+           "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true"}
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    return subprocess.Popen([str(gunicorn), "--chdir", "sentiment-clf", app], cwd=ROOT, env=env,
+    command = [str(gunicorn), app] if app.startswith("bench.") else [str(gunicorn), "--chdir", "sentiment-clf", app]
+    return subprocess.Popen(command, cwd=ROOT, env=env,
                             stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5000, help="in-process predictions timed")
     args = parser.parse_args(argv)
-    results = {"machine": machine(), "command": " ".join(["bench/compare_mlserver.py", *(argv or sys.argv[1:])]),
+    results = {"machine": machine(), "command": " ".join(["python -m bench.compare_mlserver", *(argv or sys.argv[1:])]),
                "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
     # The in-process limit first, with the machine to itself.
     models = ROOT / "sentiment-clf" / "lib" / "models"
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
         folder = Path(tmp)
         targets, processes = {}, {}
         for name, app, path in (("sentiment-clf", "app:create_app()", f"/?query={QUERY.replace(' ', '%20')}"),
-                                ("constant JSON (same app and server)", "constant_app:create_app()", "/constant")):
+                                ("constant JSON (same app and server)", "bench.constant_app:create_app()", "/constant")):
             port = free_port()
             process = processes[name] = start_gunicorn(app, port, args.workers, folder)
             servers.callback(stop_gunicorn, process)
@@ -162,9 +164,8 @@ def main(argv=None) -> int:
         http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
         write_mlserver_model(mls, http_port, grpc_port, metrics_port, args.workers)
         url = f"http://127.0.0.1:{http_port}/v2/models/sentiment/infer"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "sentiment-clf")}
         process = processes["MLServer 1.7.1"] = subprocess.Popen(
-            [args.mlserver, "start", str(mls)], env=env, cwd=mls, start_new_session=True,
+            [args.mlserver, "start", str(mls)], cwd=mls, start_new_session=True,
             stdout=(folder / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
         servers.callback(stop_group, process)
         try:
@@ -190,11 +191,11 @@ def main(argv=None) -> int:
     for path, timing in timings.items():
         print(f"in-process, one prediction, {path}: median {timing['median_ms']:.4f} ms, p99 {timing['p99_ms']:.4f} ms")
     plain = timings["plain dictionary and dot product"]["median_ms"]
-    print(f"scorer / plain dictionary and dot product: {timings['scorer']['median_ms'] / plain:.2f}x")
+    print(f"served / plain dictionary and dot product: {timings['served']['median_ms'] / plain:.2f}x")
     batch, limit = results["batch"], results["in_process_batch_phrases_per_s"]
     print(f"batch: POST /batch, 1,000 phrases, 2 connections: {batch['phrases_per_s']:,.0f} phrases/s "
           f"({batch['non_2xx']} non-2xx); in-process: scikit-learn {limit['sklearn']:,.0f}, "
-          f"scorer {limit['scorer']:,.0f} phrases/s")
+          f"served model {limit['served']:,.0f} phrases/s")
     print(f"wrk 1 thread, {args.seconds} s per server and concurrency in {args.rounds} rounds, servers in turn")
     print("| server | concurrency | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|")

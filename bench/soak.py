@@ -121,7 +121,7 @@ def main(argv=None) -> int:
             server.stop()
 
     growth = {pid: (rss_end.get(pid, 0) - kib) / kib * 100 for pid, kib in rss_warm.items()}
-    results = {"command": " ".join(["bench/soak.py", *(argv or sys.argv[1:])]), "rate": args.rate,
+    results = {"command": " ".join(["python -m bench.soak", *(argv or sys.argv[1:])]), "rate": args.rate,
                "minutes": args.minutes, "workers": args.workers, "warmup": warmup, "soak": soak,
                "rss_kib_after_warmup": rss_warm, "rss_kib_at_end": rss_end,
                "rss_growth_percent": growth, "same_workers": set(rss_warm) == set(rss_end)}

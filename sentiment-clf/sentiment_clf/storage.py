@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,6 +132,10 @@ class Storage:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = parsed.render_as_string(hide_password=True)
         self._create_schema()
+        # gunicorn forks its workers after the app (and this pool) is made: a child
+        # must not use its parent's connections, so it starts with an empty pool.
+        engine = weakref.ref(self.engine)
+        os.register_at_fork(after_in_child=lambda: (e := engine()) is not None and e.dispose(close=False))
 
     def _create_schema(self) -> None:
         # Workers start together: on a new database several may try to create the
