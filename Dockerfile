@@ -7,11 +7,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     SENTIMENT_CLF_HOST=0.0.0.0 SENTIMENT_CLF_PORT=5000 SENTIMENT_CLF_DATA_DIR=/data
 
 WORKDIR /app
+# Serving needs only requirements.txt (no scikit-learn, scipy, pandas or matplotlib).
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
-COPY gunicorn.conf.py .
+COPY pyproject.toml README.md gunicorn.conf.py ./
 COPY sentiment-clf/ sentiment-clf/
+# The project itself, as make installs it: editable, so lib/models stays beside the code.
+RUN pip install --no-deps -e .
 RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
 USER app
 VOLUME /data
