@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,8 @@ from sentiment_clf import model_files, vocabulary
 from sentiment_clf.classifiers import arrays_from_format1
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError  # noqa: F401 (part of this module's API)
-from sentiment_clf.training.calibration import CalibratedLinear
 from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401
+from sentiment_clf.training.calibration import CalibratedLinear
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             return CalibratedClassifierCV(svm, method="sigmoid", cv=min(3, smallest_class), ensemble=False)
         raise ValueError(f"unknown classifier {self.classifier!r}; expected one of {CLASSIFIERS}")
 
-    def fit(self, texts, y, sample_weight=None) -> "NLPModel":
+    def fit(self, texts, y, sample_weight=None) -> NLPModel:
         """Learn the vocabulary, IDF weights and the classifier.
 
         ``texts`` is a sequence of strings, ``y`` the matching label names (each
@@ -128,7 +128,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         self.vectorizer_ = self._new_vectorizer()
         return self._fit_classifier(self.vectorizer_.fit_transform(list(texts)), y_index, sample_weight)
 
-    def fit_from_features(self, vectorizer: TfidfVectorizer, features, y) -> "NLPModel":
+    def fit_from_features(self, vectorizer: TfidfVectorizer, features, y) -> NLPModel:
         """Fit only the classifier on features from an already fitted ``vectorizer``.
 
         Lets a settings search reuse one vectorizer for several classifier settings.
@@ -136,7 +136,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         self.vectorizer_ = vectorizer
         return self._fit_classifier(features, self._label_indices(y))
 
-    def _fit_classifier(self, features, y_index, sample_weight=None) -> "NLPModel":
+    def _fit_classifier(self, features, y_index, sample_weight=None) -> NLPModel:
         classifier = self._new_classifier(smallest_class=int(np.bincount(y_index).min()))
         classifier.fit(features, y_index, sample_weight=sample_weight)
         self.classifier_ = (CalibratedLinear.from_sklearn(classifier)
@@ -153,7 +153,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         """The most probable label name for each text."""
         return np.asarray(self.labels, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
 
-    def partial_fit(self, texts, y, sample_weight=None) -> "NLPModel":
+    def partial_fit(self, texts, y, sample_weight=None) -> NLPModel:
         """Learn more examples with the fitted vocabulary and IDF weights kept as they are.
 
         Naive Bayes only: it learns by adding up counts, so this is exact (the
@@ -238,7 +238,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             "training_data": training_data or {},
             "metrics": metrics or {},
             "library_versions": library_versions(),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return manifest, payload
 
@@ -253,7 +253,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         return manifest
 
     @classmethod
-    def load(cls, directory) -> "NLPModel":
+    def load(cls, directory) -> NLPModel:
         """Load a model written by :meth:`save`, checking its checksum first.
 
         Raises :class:`ModelFileError` with a clear message when a file is missing,
@@ -264,13 +264,13 @@ class NLPModel(ClassifierMixin, BaseEstimator):
                           str(Path(directory) / model_files.ARRAYS_FILE))
 
     @classmethod
-    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> "NLPModel":
+    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> NLPModel:
         """Build a model from a manifest and arrays bytes (as :meth:`dumps` gives them)."""
         model_files.check(manifest, payload, source)
         return cls._build(manifest, payload, source)
 
     @classmethod
-    def _build(cls, manifest: dict, payload, source: str) -> "NLPModel":
+    def _build(cls, manifest: dict, payload, source: str) -> NLPModel:
         try:
             arrays = {name: np.array(value) for name, value in model_files.unpack_arrays(payload).items()}
             model = cls._from_arrays(manifest, arrays)
@@ -292,7 +292,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         return arrays
 
     @classmethod
-    def _from_arrays(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> "NLPModel":
+    def _from_arrays(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> NLPModel:
         params = dict(manifest["params"])
         if params.get("tokenizer") not in TOKENIZERS:
             raise ValueError(f"unknown tokenizer {params.get('tokenizer')!r}")

@@ -4,8 +4,9 @@ import json
 import pytest
 
 from app import create_app
-from conftest import MODELS_DIR, make_app
 from model import ModelFileError
+
+from conftest import MODELS_DIR, make_app
 
 RATINGS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
 

@@ -1,8 +1,9 @@
 """POST /feedback, GET /models and the /ui page, through Flask's test client."""
 import pytest
 
-from conftest import make_app
 from sentiment_clf.storage import Storage
+
+from conftest import make_app
 
 TEXT = "an utterly forgettable , bland film"
 

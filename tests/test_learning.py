@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 import util
-from conftest import MODELS_DIR
-from sentiment_clf.learning import ModelRegistry, feedback_key, learnable
 from model import NLPModel
+from sentiment_clf.learning import ModelRegistry, feedback_key, learnable
 from sentiment_clf.storage import Storage
+
+from conftest import MODELS_DIR
 
 LABELS = ["Negative", "Positive"]
 BASE_TEXTS = ["a great , moving film", "great fun", "wonderful acting", "a boring , dull mess",

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 import util
-from conftest import MODELS_DIR, SHARED_DATA, need
 from model import ModelFileError, NLPModel
 from sentiment_clf.linear_model import PYTHON_LIMIT, LinearTextModel
 from sentiment_clf.text import TOKENIZERS, word_ngrams
 from sentiment_clf.training.holdout import holdout_split
 from sentiment_clf.training.recipes import RECIPES
+
+from conftest import MODELS_DIR, SHARED_DATA, need
 
 NAMES = sorted(RECIPES)
 ODD = ["", "   ", "zzqx unknown words", "😀", "RT @x: &amp; http://t.co", "good " * 300]

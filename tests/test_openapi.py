@@ -3,7 +3,6 @@ import re
 import subprocess
 
 import pytest
-import requests
 from openapi_spec_validator import validate
 
 from conftest import APP_DIR, ROOT, make_app, need, venv_tool

@@ -90,7 +90,7 @@ class NaiveBayesCounts:
     _base_totals: list = field(default_factory=list)  # shared by every copy: computed once
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict, n_labels: int) -> "NaiveBayesCounts":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict, n_labels: int) -> NaiveBayesCounts:
         prior = params.get("class_prior")
         counts = cls(float(params["alpha"]), bool(params.get("fit_prior", True)),
                      None if prior is None else tuple(float(p) for p in prior),
@@ -109,7 +109,7 @@ class NaiveBayesCounts:
             return np.log(self.class_count) - np.log(self.class_count.sum())
         return np.full(n_labels, -np.log(n_labels))
 
-    def add(self, rows: list[tuple[np.ndarray, np.ndarray]], targets: list[int]) -> "NaiveBayesCounts":
+    def add(self, rows: list[tuple[np.ndarray, np.ndarray]], targets: list[int]) -> NaiveBayesCounts:
         """These counts plus examples: each a TF-IDF row ``(columns, values)`` and its label."""
         added = dict(self.added)
         total = np.zeros(len(self.class_count)) if self.added_total is None else self.added_total.copy()

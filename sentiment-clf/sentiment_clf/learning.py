@@ -73,7 +73,7 @@ class OnlineModel:
             return self.base_version
         return f"{self.base_version}+fb{self.last_learned_id}"
 
-    def learn(self, rows: list[FeedbackRow], upto: int) -> "OnlineModel":
+    def learn(self, rows: list[FeedbackRow], upto: int) -> OnlineModel:
         """Learn this model's ``rows`` (ids above ``applied_upto``); all ids to ``upto`` are seen."""
         seen = set(self.seen)
         new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto], seen)

@@ -83,7 +83,7 @@ class LinearTextModel:
     # -- loading ----------------------------------------------------------------
 
     @classmethod
-    def load(cls, directory: Path) -> "LinearTextModel":
+    def load(cls, directory: Path) -> LinearTextModel:
         """Load a model folder written by ``NLPModel.save``, memory-mapping its arrays.
 
         Raises :class:`model_files.ModelFileError` when a file is missing, altered
@@ -94,13 +94,13 @@ class LinearTextModel:
         return cls._build(manifest, mapped, str(Path(directory) / model_files.ARRAYS_FILE))
 
     @classmethod
-    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> "LinearTextModel":
+    def loads(cls, manifest: dict, payload: bytes, *, source: str = "model") -> LinearTextModel:
         """A model from a manifest and arrays bytes (a version stored in the database)."""
         model_files.check(manifest, payload, source)
         return cls._build(manifest, payload, source)
 
     @classmethod
-    def _build(cls, manifest: dict, payload: Any, source: str) -> "LinearTextModel":
+    def _build(cls, manifest: dict, payload: Any, source: str) -> LinearTextModel:
         try:
             return cls(manifest, model_files.unpack_arrays(payload))
         except (KeyError, ValueError, TypeError) as exc:
@@ -222,7 +222,7 @@ class LinearTextModel:
 
     # -- learning ---------------------------------------------------------------
 
-    def learn(self, texts: list[str], labels: list[str]) -> "LinearTextModel":
+    def learn(self, texts: list[str], labels: list[str]) -> LinearTextModel:
         """A new model that has also learned ``texts`` with ``labels`` (naive Bayes only).
 
         Exact: the same as refitting the classifier on the training data plus these
@@ -244,7 +244,7 @@ class LinearTextModel:
         learned._refresh()
         return learned
 
-    def _copy(self) -> "LinearTextModel":
+    def _copy(self) -> LinearTextModel:
         copy = object.__new__(LinearTextModel)
         copy.__dict__.update(self.__dict__)
         return copy

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StringConstraints, TypeAdapter, \
-    ValidationError, create_model, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    with_config,
+)
 from pydantic_core import ErrorDetails
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from sentiment_clf.tasks import MODELS, endpoint_models
 
@@ -160,7 +170,7 @@ def _answer_form(name: str, review: Any) -> type[BaseModel]:
 
 def _tagged(members: list[type[BaseModel]]) -> TypeAdapter:
     """One of ``members``, chosen by the value of their TAG field."""
-    return TypeAdapter(Annotated[Union[tuple(members)], Field(discriminator=TAG)])
+    return TypeAdapter(Annotated[Union[*members], Field(discriminator=TAG)])
 
 
 @dataclass(frozen=True)
