@@ -30,8 +30,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -147,6 +148,14 @@ def post_script(path: Path, body: dict) -> Path:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}  # to milliseconds
 
 
+def _find(pattern: str, output: str, flags: int = 0) -> re.Match[str]:
+    """``pattern`` in wrk's ``output``, which must have it."""
+    match = re.search(pattern, output, flags)
+    if match is None:
+        raise RuntimeError(f"wrk's output has no {pattern!r}:\n{output}")
+    return match
+
+
 def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict:
     """One wrk run (1 thread): requests, requests/s, p50/p99 latency and errors."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
@@ -155,15 +164,15 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
     def latency(percent):
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        value, unit = _find(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         return float(value) * _UNITS[unit]
 
-    requests, elapsed, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
+    requests, elapsed, unit = _find(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {"connections": connections, "seconds": seconds,
             "requests": int(requests), "elapsed_s": float(elapsed) * _UNITS[unit] / 1e3,
-            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "requests_per_s": float(_find(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50_ms": latency(50), "p99_ms": latency(99),
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else "none"}
@@ -184,15 +193,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), "command": " ".join(["python -m bench.bench_predict", *(argv or sys.argv[1:])])}
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "machine": machine(),
+                               "command": " ".join(["python -m bench.bench_predict", *(argv or sys.argv[1:])])}
     results["in_process"] = in_process(ROOT / "sentiment-clf" / "lib" / "models", args.repeats)
     results["in_process_batch_phrases_per_s"] = in_process_batch(ROOT / "sentiment-clf" / "lib" / "models", 1000)
     for path, timing in results["in_process"].items():
         print(f"in-process, one prediction, {path}: median {timing['median_ms']:.4f} ms, "
               f"p99 {timing['p99_ms']:.4f} ms ({args.repeats} calls)")
     timings = results["in_process"]
-    results["served_vs_plain"] = timings["served"]["median_ms"] / timings["plain dictionary and dot product"]["median_ms"]
+    plain = timings["plain dictionary and dot product"]["median_ms"]
+    results["served_vs_plain"] = timings["served"]["median_ms"] / plain
     print(f"served / plain dictionary and dot product: {results['served_vs_plain']:.2f}x (floor: within 1.5x)")
 
     if not shutil.which("wrk"):

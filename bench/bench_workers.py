@@ -25,31 +25,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from bench.bench_predict import machine
-from tests.live_server import free_port, gunicorn_command
+from tests.live_server import free_port, gunicorn_path
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = {"service": ("app:create_app()", "/?query=that%20movie%20was%20boring"),
         "constant JSON app": ("bench.constant_app:create_app()", "/constant")}
-WARM_UP = [("GET", "/", {"query": "that movie was boring", "explain": "1"}),
-           ("GET", "/ratings", {"query": "a gorgeous , witty , seductive movie", "explain": "1"}),
-           ("GET", "/hatespeech", {"query": "RT @user: you are a wonderful person", "explain": "1"}),
-           ("GET", "/questions", {"query": "what is the capital of peru ?", "explain": "1"}),
-           ("POST", "/questions/batch", {"queries": ["how far is it to the moon ?"] * 50, "explain": True}),
-           ("POST", "/feedback", {"model": "sentiment", "query": "a dull , lifeless film", "label": "Negative"}),
-           ("GET", "/ui", None), ("GET", "/docs", None), ("GET", "/metrics", None), ("GET", "/models", None)]
+WARM_UP: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/", {"query": "that movie was boring", "explain": "1"}),
+    ("GET", "/ratings", {"query": "a gorgeous , witty , seductive movie", "explain": "1"}),
+    ("GET", "/hatespeech", {"query": "RT @user: you are a wonderful person", "explain": "1"}),
+    ("GET", "/questions", {"query": "what is the capital of peru ?", "explain": "1"}),
+    ("POST", "/questions/batch", {"queries": ["how far is it to the moon ?"] * 50, "explain": True}),
+    ("POST", "/feedback", {"model": "sentiment", "query": "a dull , lifeless film", "label": "Negative"}),
+    ("GET", "/ui", None), ("GET", "/docs", None), ("GET", "/metrics", None), ("GET", "/models", None)
+]
 
 
 def start(app: str, port: int, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_DATA_DIR": str(folder),
            "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute"}
-    command = [gunicorn_command(), app] if app.startswith("bench.") else \
-        [gunicorn_command(), "--chdir", "sentiment-clf", app]
+    command = [gunicorn_path(), app] if app.startswith("bench.") else \
+        [gunicorn_path(), "--chdir", "sentiment-clf", app]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="cold starts of each app")
     parser.add_argument("--requests", type=int, default=200, help="warm-up requests of each kind")
     args = parser.parse_args(argv)
-    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "command": " ".join(["python -m bench.bench_workers", *(argv or sys.argv[1:])])}
     with tempfile.TemporaryDirectory() as tmp:
         times = cold_starts(args.rounds, Path(tmp))

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -40,7 +41,7 @@ from tests.live_server import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 QUERY = "that movie was boring"
-V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [QUERY],
+V2_BODY: dict[str, Any] = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [QUERY],
                        "parameters": {"content_type": "str"}}]}
 
 
@@ -118,7 +119,7 @@ def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: lis
     rounds of seconds/rounds per target, the targets in turn."""
     runs = []
     for c in concurrency:
-        per_round = {name: [] for name in targets}
+        per_round: dict[str, list[dict]] = {name: [] for name in targets}
         for _ in range(rounds):
             for name, (url, script) in targets.items():
                 per_round[name].append(run_wrk(url, c, max(1, round(seconds / rounds)), script))
@@ -140,23 +141,26 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5000, help="in-process predictions timed")
     args = parser.parse_args(argv)
-    results = {"machine": machine(), "command": " ".join(["python -m bench.compare_mlserver", *(argv or sys.argv[1:])]),
-               "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
+    results: dict[str, Any] = {
+        "machine": machine(), "command": " ".join(["python -m bench.compare_mlserver", *(argv or sys.argv[1:])]),
+        "runs": [], "cold_start_s": {}, "worker_rss_mib": {}}
     # The in-process limit first, with the machine to itself.
     models = ROOT / "sentiment-clf" / "lib" / "models"
     results["in_process"] = in_process(models, args.repeats)
     results["in_process_batch_phrases_per_s"] = in_process_batch(models, 1000)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         folder = Path(tmp)
-        targets, processes = {}, {}
+        targets: dict[str, tuple[str, Path | None]] = {}  # name -> (url, wrk script or None)
+        processes: dict[str, subprocess.Popen] = {}
         for name, app, path in (("sentiment-clf", "app:create_app()", f"/?query={QUERY.replace(' ', '%20')}"),
-                                ("constant JSON (same app and server)", "bench.constant_app:create_app()", "/constant")):
+                                ("constant JSON (same app and server)", "bench.constant_app:create_app()",
+                                 "/constant")):
             port = free_port()
             process = processes[name] = start_gunicorn(app, port, args.workers, folder)
             servers.callback(stop_gunicorn, process)
             url = f"http://127.0.0.1:{port}{path}"
             # timed from just after the process starts, alone on the machine
-            results["cold_start_s"][name] = wait_until(lambda: requests.get(url, timeout=2).status_code == 200)
+            results["cold_start_s"][name] = wait_until(lambda url=url: requests.get(url, timeout=2).status_code == 200)
             targets[name] = (url, None)
 
         mls = folder / "mlserver"

@@ -59,8 +59,9 @@ def one_request(session: requests.Session, url: str, rng: random.Random) -> tupl
         endpoint = rng.choice(ENDPOINTS).rstrip("/") + "/batch"
         response = session.post(url + endpoint, json={"queries": [text] * 10}, timeout=10)
     else:
-        response = session.post(url + "/feedback", timeout=10,
-                                json={"model": "sentiment", "query": text, "label": rng.choice(["Negative", "Positive"])})
+        label = rng.choice(["Negative", "Positive"])
+        response = session.post(url + "/feedback", json={"model": "sentiment", "query": text, "label": label},
+                                timeout=10)
     return response.status_code, time.perf_counter() - started
 
 
@@ -74,6 +75,7 @@ def run(url: str, rate: float, seconds: float, threads: int = 16) -> dict:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         rng = random.Random(i)
+        outcome: tuple[int | str, float]  # (status, seconds), or (the exception's name, 0.0)
         try:
             outcome = one_request(local.session, url, rng)
         except requests.RequestException as exc:
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(results, indent=2, default=list) + "\n")
     print(f"soak: {soak['requests']:,} requests in {soak['seconds']} s ({soak['achieved_rate']:.0f}/s), "
-          f"{soak['failures']} failed {soak['failure_kinds']}, p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms")
+          f"{soak['failures']} failed {soak['failure_kinds']}, "
+          f"p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms")
     for pid, kib in rss_warm.items():
         print(f"worker {pid}: RSS {kib / 1024:.1f} MiB after warm-up, {rss_end.get(pid, 0) / 1024:.1f} MiB at the end "
               f"({growth[pid]:+.1f}%)")

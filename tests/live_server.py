@@ -23,6 +23,14 @@ def gunicorn_command() -> str | None:
     return str(candidate) if candidate.exists() else shutil.which("gunicorn")
 
 
+def gunicorn_path() -> str:
+    """:func:`gunicorn_command`, which must find gunicorn."""
+    command = gunicorn_command()
+    if command is None:
+        raise RuntimeError("gunicorn is not installed")
+    return command
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -40,7 +48,7 @@ class LiveServer:
                        "SENTIMENT_CLF_WORKERS": str(workers), **(env or {})}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [gunicorn_command(), "--chdir", "sentiment-clf", "app:create_app()"],
+            [gunicorn_path(), "--chdir", "sentiment-clf", "app:create_app()"],
             cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> None:
