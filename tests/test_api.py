@@ -101,8 +101,8 @@ def assert_error(response, status, fragment):
     (lambda c, p: c.delete(p), 405, "method is not allowed"),
     (lambda c, p: c.put(p, json={"query": "x"}), 405, "method is not allowed"),
 ], ids=["none", "other-arg", "empty", "blank", "json-empty", "json-number", "json-null",
-        "json-list", "json-no-query", "json-surrogate", "json-empty-body", "json-not-object", "json-malformed", "json-not-utf8",
-        "too-long", "json-too-long", "delete", "put"])
+        "json-list", "json-no-query", "json-surrogate", "json-empty-body", "json-not-object", "json-malformed",
+        "json-not-utf8", "too-long", "json-too-long", "delete", "put"])
 def test_bad_input_gets_a_clear_json_error(client, path, send, status, fragment):
     assert_error(send(client, path), status, fragment)
 
@@ -125,7 +125,8 @@ def test_questions_answer_both_levels(client):
     assert body["prediction"] == "location"
     assert len(body["fine"]["probabilities"]) == 47
     assert body["fine"]["prediction"] == "city"
-    assert client.get("/questions", query_string={"query": "How many people live in Lima ?"}).json["prediction"] == "numeric"
+    lima = client.get("/questions", query_string={"query": "How many people live in Lima ?"})
+    assert lima.json["prediction"] == "numeric"
 
 
 @pytest.mark.parametrize("path", ["/", "/ratings", "/hatespeech", "/questions"])
@@ -163,8 +164,10 @@ def test_explain_reads_every_location(client):
      "'query' is too long: 10001 characters, the limit is 10000"),
     (lambda c: c.get("/", query_string={"query": "x", "explain": "yes"}), 400,
      "'explain' must be 1 or 0 (or true/false), not 'yes'"),
-    (lambda c: c.post("/", data={"query": "x", "explain": "2"}), 400, "'explain' must be 1 or 0 (or true/false), not '2'"),
-    (lambda c: c.post("/", json={"query": "x", "explain": 1}), 400, "'explain' must be true or false in a JSON body, not 1"),
+    (lambda c: c.post("/", data={"query": "x", "explain": "2"}), 400,
+     "'explain' must be 1 or 0 (or true/false), not '2'"),
+    (lambda c: c.post("/", json={"query": "x", "explain": 1}), 400,
+     "'explain' must be true or false in a JSON body, not 1"),
     # The query's problem is reported before the flag's, wherever they are.
     (lambda c: c.post("/", json={"query": "", "explain": 1}), 400, "'query' is empty: send some text to classify"),
     (lambda c: c.get("/", query_string={"query": "x"}, json={"explain": "1"}), 400,
@@ -228,7 +231,8 @@ def test_a_prediction_rate_limit_can_be_set(sqlite_url):
     assert client.get("/ratings", query_string={"query": "fine"}).status_code == 200
     batches = [client.post("/batch", json={"queries": ["a", "b"]}).status_code for _ in range(4)]
     assert batches == [200, 200, 200, 429]
-    assert client.post("/feedback", json={"model": "sentiment", "query": "fine", "label": "Positive"}).status_code == 201
+    feedback = {"model": "sentiment", "query": "fine", "label": "Positive"}
+    assert client.post("/feedback", json=feedback).status_code == 201
 
 
 def test_settings_come_from_the_environment(monkeypatch, tmp_path):

@@ -26,7 +26,7 @@ def test_a_batch_answers_each_text_in_order_as_single_requests_do(client, single
     assert response.status_code == 200
     results = response.json["results"]
     assert len(results) == len(TEXTS)
-    for result, text in zip(results, TEXTS):
+    for result, text in zip(results, TEXTS, strict=True):
         assert_same_answer(result, client.get(single, query_string={"query": text}).json)
 
 
@@ -99,8 +99,8 @@ def test_explain_in_a_batch(client):
 
 
 def test_ready_when_models_and_database_answer(client, app):
-    assert client.get("/ready").json == {"status": "ready",
-                                         "models": ["hatespeech", "questions", "questions-fine", "ratings", "sentiment"]}
+    assert client.get("/ready").json == {
+        "status": "ready", "models": ["hatespeech", "questions", "questions-fine", "ratings", "sentiment"]}
     with app.extensions["sentiment_clf"].storage.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE feedback")
     response = client.get("/ready")

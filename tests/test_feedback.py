@@ -77,7 +77,8 @@ def test_every_model_takes_feedback_with_its_own_labels(client, storage):
     from sentiment_clf.tasks import MODELS
 
     for name, spec in MODELS.items():
-        assert client.post("/feedback", json={"model": name, "query": TEXT, "label": spec.labels[-1]}).status_code == 201
+        feedback = {"model": name, "query": TEXT, "label": spec.labels[-1]}
+        assert client.post("/feedback", json=feedback).status_code == 201
     assert storage.feedback_counts() == {name: 1 for name in MODELS}
 
 
@@ -140,7 +141,8 @@ def test_models_lists_what_is_served(client):
     assert sentiment["feedback_stored"] == 2
     assert sentiment["version"].startswith(sentiment["base_version"] + "+fb")
     assert sentiment["metrics"]["test_accuracy"] > 0.818
-    assert models["ratings"]["feedback_stored"] == 0 and models["ratings"]["version"] == models["ratings"]["base_version"]
+    ratings = models["ratings"]
+    assert ratings["feedback_stored"] == 0 and ratings["version"] == ratings["base_version"]
 
 
 # -- the web page -------------------------------------------------------------
@@ -204,11 +206,14 @@ def test_correct_on_the_page_stores_the_prediction(client, storage):
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"model": "sentiment", "review": "ab", "prediction": "Negative", "verdict": "correct"}, "classify the review again"),
+    ({"model": "sentiment", "review": "ab", "prediction": "Negative", "verdict": "correct"},
+     "classify the review again"),
     ({"model": "sentiment", "review": "x" * 10_001, "prediction": "Negative", "verdict": "correct"},
      "classify the review again"),
-    ({"model": "sentiment", "review": TEXT, "prediction": "Negative", "verdict": "maybe"}, "Please choose the right answer."),
-    ({"model": "sentiment", "review": TEXT, "prediction": "Meh", "verdict": "correct"}, "Please choose the right answer."),
+    ({"model": "sentiment", "review": TEXT, "prediction": "Negative", "verdict": "maybe"},
+     "Please choose the right answer."),
+    ({"model": "sentiment", "review": TEXT, "prediction": "Meh", "verdict": "correct"},
+     "Please choose the right answer."),
     ({"model": "ratings", "review": TEXT, "prediction": "neutral"}, "Please choose the right answer."),
     ({"model": "ratings", "review": TEXT, "label": "great"}, "Please choose the right answer."),
 ], ids=["short-review", "long-review", "bad-verdict", "bad-prediction", "no-label", "bad-label"])

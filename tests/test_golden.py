@@ -29,9 +29,10 @@ def golden() -> list[dict]:
          f"the data sets are not in {SHARED_DATA} (set SENTIMENT_CLF_SHARED_DATA)")
     import util
 
-    frames = {"sst/test.txt": util.load_sst(SHARED_DATA / "sst" / "test.txt", roots_only=True)["phrase"],
-              "hatespeech/labeled_data.csv": util.load_hatespeech(SHARED_DATA / "hatespeech" / "labeled_data.csv")["text"],
-              "questions/dataset.csv": util.load_questions(SHARED_DATA / "questions" / "dataset.csv")["text"]}
+    frames = {
+        "sst/test.txt": util.load_sst(SHARED_DATA / "sst" / "test.txt", roots_only=True)["phrase"],
+        "hatespeech/labeled_data.csv": util.load_hatespeech(SHARED_DATA / "hatespeech" / "labeled_data.csv")["text"],
+        "questions/dataset.csv": util.load_questions(SHARED_DATA / "questions" / "dataset.csv")["text"]}
     for record in records:
         if "source" in record:
             record["text"] = frames[record["source"]].iloc[record["index"]]

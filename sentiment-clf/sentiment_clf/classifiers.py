@@ -114,9 +114,9 @@ class NaiveBayesCounts:
         added = dict(self.added)
         total = np.zeros(len(self.class_count)) if self.added_total is None else self.added_total.copy()
         class_count = self.class_count.copy()
-        for (columns, values), target in zip(rows, targets):
+        for (columns, values), target in zip(rows, targets, strict=True):
             class_count[target] += 1.0
-            for column, value in zip(columns.tolist(), values.tolist()):
+            for column, value in zip(columns.tolist(), values.tolist(), strict=True):
                 row = added[column] = added.get(column, np.zeros(len(class_count))).copy()
                 row[target] += value
                 total[target] += value

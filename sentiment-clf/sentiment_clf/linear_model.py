@@ -190,9 +190,9 @@ class LinearTextModel:
                 for k in range(n_scores):
                     sums[k] += value * row[k]
         if shift is not None:
-            sums = [total + delta * shifted for total, delta in zip(sums, shift)]
+            sums = [total + delta * shifted for total, delta in zip(sums, shift, strict=True)]
         norm = math.sqrt(squares)
-        return [bias + total / norm for bias, total in zip(self._bias_list, sums)]
+        return [bias + total / norm for bias, total in zip(self._bias_list, sums, strict=True)]
 
     # -- explaining -------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class LinearTextModel:
         order = np.argsort(-self.link.probabilities_2d(scores[np.newaxis, :])[0], kind="stable")
         predicted, runner_up = int(order[0]), int(order[1])
         contributions = values * (rows[:, predicted] - rows[:, runner_up]) if len(columns) else values
-        ranked = sorted(zip(columns.tolist(), contributions.tolist()), key=lambda pair: -abs(pair[1]))
+        ranked = sorted(zip(columns.tolist(), contributions.tolist(), strict=True), key=lambda pair: -abs(pair[1]))
         term = self.vocabulary.term
         return {"versus": self.labels[runner_up],
                 "margin": float(scores[predicted] - scores[runner_up]),

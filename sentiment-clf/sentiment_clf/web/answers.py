@@ -55,7 +55,7 @@ def answer(model, probabilities, query: str, explain: bool = False) -> dict:
     result = {
         "prediction": model.labels[best],
         "confidence": values[best],
-        "probabilities": dict(zip(model.labels, values)),
+        "probabilities": dict(zip(model.labels, values, strict=True)),
     }
     if explain:
         result["explanation"] = model.explain(query)

@@ -66,10 +66,11 @@ class BatchPrediction(_ServiceResource):
         request.max_content_length = current_app.config["MAX_BATCH_BYTES"]
         texts, explain = read_batch()
         model = self.registry.get(self.spec.name).model
-        results = [answer(model, row, text, explain) for row, text in zip(model.predict_proba(texts), texts)]
+        results = [answer(model, row, text, explain)
+                   for row, text in zip(model.predict_proba(texts), texts, strict=True)]
         for key, other in self.spec.levels.items():
             other_model = self.registry.get(other).model
-            for result, row, text in zip(results, other_model.predict_proba(texts), texts):
+            for result, row, text in zip(results, other_model.predict_proba(texts), texts, strict=True):
                 result[key] = answer(other_model, row, text, explain)
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
