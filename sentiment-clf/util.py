@@ -1,4 +1,4 @@
-"""Helpers: loading the training data and drawing evaluation plots.
+"""Loading the training data: the treebank, the Kaggle TSV, the tweets and the questions.
 
 Two formats carry the same movie-review phrases:
 
@@ -7,9 +7,11 @@ Two formats carry the same movie-review phrases:
 * the Kaggle "Sentiment Analysis on Movie Reviews" ``train.tsv`` with the columns
   ``PhraseId, SentenceId, Phrase, Sentiment``.
 
-Both loaders return a :class:`pandas.DataFrame` with at least the columns
-``sentence_id``, ``phrase`` and ``label`` and raise :class:`DataFormatError`
-naming the file and line when the input is not what they expect.
+Both SST loaders return a :class:`pandas.DataFrame` with at least the columns
+``sentence_id``, ``phrase`` and ``label``; :func:`load_hatespeech` and
+:func:`load_questions` read the tweets' and the questions' CSV files. Every loader
+raises :class:`DataFormatError` naming the file and line when the input is not
+what it expects.
 """
 from __future__ import annotations
 
@@ -166,60 +168,6 @@ def file_sha256(*paths) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def save_roc_curve(y_true, scores, path, *, title: str, positive: str = "positive") -> None:
-    """Save a ROC curve as PNG.
-
-    ``y_true`` holds 1 for the positive class (named ``positive`` on the axes) and
-    0 otherwise; ``scores`` is the predicted probability of the positive class.
-    """
-    from sklearn.metrics import RocCurveDisplay
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    names = [positive if y else "other" for y in y_true]
-    RocCurveDisplay.from_predictions(names, scores, pos_label=positive, ax=ax, name="model")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def save_confusion_matrix(y_true, y_pred, labels, path, *, title: str) -> None:
-    """Save a row-normalised confusion matrix (counts in brackets) as PNG."""
-    from sklearn.metrics import confusion_matrix
-
-    plt = _pyplot()
-    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
-    share = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{share[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _pyplot():
-    # A non-interactive backend: plots go to files, also on machines with no screen.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _read_csv(path, required: list[str]) -> pd.DataFrame:

@@ -6,9 +6,9 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import LinearSVC
 
-import build_model
 from conftest import MODELS_DIR, SHARED_DATA, need
 from model import CalibratedLinear, NLPModel, clean_tweet, tokenize_tweet
+from sentiment_clf.training.holdout import build_holdout
 from sentiment_clf.training.recipes import RECIPES as MODELS
 
 TEXTS = ["a great , moving film", "great fun", "wonderful acting", "I loved it", "a joy",
@@ -103,7 +103,7 @@ def data_root():
 
 @pytest.mark.parametrize("name", ["hatespeech", "questions"])
 def test_selection_on_a_small_slice_picks_a_model_and_reports(data_root, tmp_path, name):
-    manifest = build_model.build_holdout(MODELS[name], data_root, tmp_path, progress=False, sample=600, n_jobs=1)
+    manifest = build_holdout(MODELS[name], data_root, tmp_path, progress=False, sample=600, n_jobs=1)
     spec = MODELS[name]
     assert manifest["params"]["classifier"] in ("nb", "logreg", "svm")
     report = tmp_path / name / "report"
@@ -160,7 +160,7 @@ def test_a_new_classifier_needs_only_a_description_and_a_loader(tmp_path):
     spec = Recipe(ModelSpec("spam", "/spam", ("spam", "ham")), protocol="holdout",
                      load=lambda root: pd.read_csv(root / "spam" / "spam.csv").assign(target=lambda f: f["label"]),
                      data_files=("spam/spam.csv",), candidates=LINEAR_CANDIDATES, metric="f1_macro", cv_folds=3)
-    manifest = build_model.build_holdout(spec, tmp_path, tmp_path / "models", progress=False, n_jobs=1)
+    manifest = build_holdout(spec, tmp_path, tmp_path / "models", progress=False, n_jobs=1)
     assert manifest["metrics"]["test_accuracy"] == 1.0
     model = NLPModel.load(tmp_path / "models" / "spam")
     assert model.predict(["claim your free prize", "lunch on friday"]).tolist() == ["spam", "ham"]

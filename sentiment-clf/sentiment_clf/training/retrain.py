@@ -1,0 +1,97 @@
+"""Retraining with the stored feedback, and publishing the result as the serving version.
+
+:func:`retrain` fits a model again on the data it was built from (:func:`base_data`)
+plus the feedback learned so far, with the serving model's settings, and publishes
+it to the database only if its test accuracy is at most ``tolerance`` below the
+model serving now. Every server reading that database switches to it.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from sklearn.metrics import accuracy_score
+
+from model import NLPModel
+from sentiment_clf.config import Settings
+from sentiment_clf.learning import ModelRegistry, learnable
+from sentiment_clf.storage import Storage
+from sentiment_clf.training import reports
+from sentiment_clf.training.holdout import SPLIT_SEED, describe_data, holdout_split
+from sentiment_clf.training.recipes import Recipe
+from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
+
+logger = logging.getLogger(__name__)
+
+
+def open_storage(database_url: str | None) -> tuple[Storage, Settings]:
+    """The database at ``database_url``, else the service's own; and the service's settings."""
+    settings = Settings()
+    return Storage(database_url or settings.database()), settings
+
+
+def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):
+    """The data a model was built from: ``(train texts, train targets, test frame, description)``.
+
+    ``data_dir`` holds the SST files, ``data_root`` the held-out models' folders.
+    The test frame has ``text`` and ``target``: the SST test sentences, or the
+    held-out split (drawn as :func:`holdout.build_holdout` draws it).
+    """
+    if task.protocol == "sst":
+        splits = load_splits(data_dir, kaggle_tsv)
+        train, test = task.relabel(splits.train), task.relabel(splits.test)
+        return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
+                splits.description)
+    train, test = holdout_split(task, task.load(data_root))
+    return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
+
+
+def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: float,
+            report_root: Path) -> tuple[bool, dict]:
+    """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
+
+    ``data`` is what :func:`base_data` returns, ``base`` the model shipped in
+    lib/models. The candidate's report goes to ``report_root/<name>/<version>/``
+    once published. Returns ``(published, summary)``; the summary holds both
+    versions' test accuracy and the number of answers learned.
+    """
+    train_texts, train_targets, test, description = data
+    serving = ModelRegistry({task.name: base.served()}, storage, sync_interval=0).get(task.name)
+    learned = learnable(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto), set())
+    texts = train_texts + [row.text for row in learned]
+    targets = train_targets + [row.label for row in learned]
+    logger.info("%s: retraining on %d texts + %d answers (feedback up to id %d)",
+                task.name, len(train_texts), len(learned), serving.applied_upto)
+    candidate = NLPModel(task.labels, **base.settings()).fit(texts, targets)
+
+    y_test = candidate._label_indices(test["target"])
+    serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["text"]).argmax(axis=1)))
+    report_dir = report_root / task.name / "candidate"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "evaluation": ("sentence-level (root) accuracy on the SST test split" if task.protocol == "sst"
+                       else f"accuracy on the held-out {task.test_size:.0%} (seed {SPLIT_SEED})")
+                      + "; retrained on the base training data plus the learned feedback",
+        **reports.evaluate(task, candidate, test, report_dir),
+        "serving_version": serving.version,
+        "serving_test_accuracy": serving_accuracy,
+        "published_baselines_test_accuracy": PUBLISHED_BASELINES.get(task.name, {}),
+    }
+    summary = {"model": task.name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
+               "candidate_accuracy": metrics["test_accuracy"], "feedback_learned": len(learned),
+               "tolerance": tolerance}
+    if metrics["test_accuracy"] < serving_accuracy - tolerance:
+        return False, summary
+    manifest, payload = candidate.dumps(
+        name=task.name, metrics=metrics,
+        training_data={**description, "train_phrases": len(train_texts),
+                       "feedback_learned": len(learned), "feedback_upto": serving.applied_upto})
+    storage.publish(task.name, manifest, payload, feedback_upto=serving.applied_upto)
+    final_dir = report_root / task.name / manifest["version"]
+    if final_dir.exists():  # a version published before, rolled back, and made again
+        shutil.rmtree(final_dir)
+    report_dir.rename(final_dir)
+    reports.write_metrics(metrics, final_dir / "metrics.json")
+    summary["version"] = manifest["version"]
+    return True, summary
