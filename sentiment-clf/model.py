@@ -14,6 +14,7 @@ import logging
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy
@@ -67,6 +68,10 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         are ``0 .. len(labels) - 1``
     manifest_ : dict, what ``save`` wrote or ``load`` read (empty after ``fit``)
     """
+
+    vectorizer_: TfidfVectorizer
+    classifier_: Any  # its class depends on ``classifier``: code that uses it checks that first
+    manifest_: dict
 
     def __init__(self, labels=(), *, ngram_range=(1, 2), sublinear_tf=True, min_df=1,
                  tokenizer=TOKENIZER, classifier="nb", alpha=0.1, fit_prior=False,

@@ -67,7 +67,7 @@ class SigmoidCalibration:
         return proba
 
 
-LINKS = {"nb": Softmax, "logreg": Softmax, "svm": SigmoidCalibration}
+LINKS: dict[str, type[Softmax | SigmoidCalibration]] = {"nb": Softmax, "logreg": Softmax, "svm": SigmoidCalibration}
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,8 @@ class LinearTextModel:
     def _refresh(self) -> None:
         """Python-side copies of what the per-text loop reads (no copies of the arrays)."""
         self._bias_list = self.bias.tolist()
-        self._idf_view = memoryview(self.idf)
-        self._weights_view = memoryview(np.ascontiguousarray(self.weights)).cast("B").cast("d")
+        self._idf_view = self.idf.data  # a memoryview of the array, no copy
+        self._weights_view = np.ascontiguousarray(self.weights).data.cast("B").cast("d")
         self._learned_lists = {column: row.tolist() for column, row in self.learned_rows.items()}
         self._shift_list = None if self.shift is None else self.shift.tolist()
 

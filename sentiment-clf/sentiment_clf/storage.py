@@ -152,7 +152,12 @@ class Storage:
         # gunicorn forks its workers after the app (and this pool) is made: a child
         # must not use its parent's connections, so it starts with an empty pool.
         engine = weakref.ref(self.engine)
-        os.register_at_fork(after_in_child=lambda: (e := engine()) is not None and e.dispose(close=False))
+
+        def empty_pool() -> None:
+            if (alive := engine()) is not None:
+                alive.dispose(close=False)
+
+        os.register_at_fork(after_in_child=empty_pool)
 
     def _create_schema(self) -> None:
         # Workers start together: on a new database several may try to create the
@@ -196,7 +201,9 @@ class Storage:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
-                new_id = conn.execute(insert(feedback).values(**row)).inserted_primary_key[0]
+                primary_key = conn.execute(insert(feedback).values(**row)).inserted_primary_key
+                assert primary_key is not None  # None only for an insert of several rows
+                new_id = primary_key[0]
             return int(new_id), True
         except IntegrityError:
             if request_key is None:

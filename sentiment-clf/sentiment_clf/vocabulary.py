@@ -81,13 +81,13 @@ class Vocabulary:
             arrays = build_arrays(_split(arrays["vocabulary"]))
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
         self._terms = arrays["vocabulary"]
-        self._offsets = memoryview(arrays["vocabulary_offsets"])
+        self._offsets = arrays["vocabulary_offsets"].data  # a memoryview of the array, no copy
         self.size = len(self._offsets) - 1
         tokens = _split(arrays["vocabulary_tokens"])
         self._token_ids = {token: i + 1 for i, token in enumerate(tokens)}
         self._base = len(tokens) + 1
-        self._keys = memoryview(arrays["vocabulary_keys"])
-        self._columns = memoryview(arrays["vocabulary_columns"])
+        self._keys = arrays["vocabulary_keys"].data
+        self._columns = arrays["vocabulary_columns"].data
         self._shift = 64 - (len(self._keys).bit_length() - 1)
         if len(self._columns) != len(self._keys) or len(self._keys) & (len(self._keys) - 1):
             raise ValueError("the vocabulary's hash table is malformed")
@@ -114,7 +114,7 @@ class Vocabulary:
         for n in range(1, min(high, len(ids)) + 1):
             if n > 1:
                 base = self._base
-                keys = [None if key is None or ids[i + n - 1] is None else key * base + ids[i + n - 1]
+                keys = [None if key is None or (last := ids[i + n - 1]) is None else key * base + last
                         for i, key in enumerate(keys[:len(ids) - n + 1])]
             if n >= low:
                 self._count(keys, counts)
