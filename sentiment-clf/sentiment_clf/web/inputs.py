@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from sentiment_clf.tasks import MODELS
-from sentiment_clf.web.schemas import FLAG_WORDS, Schemas, first_problem
+from sentiment_clf.web.schemas import FLAG_WORDS, FeedbackBody, Schemas, first_problem
 
 QUERY_HELP = ("send the text as 'query': in the URL (?query=...), as a form field, "
               "or as a JSON body {\"query\": \"...\"}")
@@ -78,7 +78,7 @@ def read_batch() -> tuple[list[str], bool]:
     return batch.queries, bool(batch.explain) if "explain" in body else read_flag("explain")
 
 
-def read_feedback() -> tuple[BaseModel, str | None]:
+def read_feedback() -> tuple[FeedbackBody, str | None]:
     """A feedback body (``model``, ``query``, ``label``), validated, and its Idempotency-Key."""
     answer = validated(schemas().feedback, json_body(), "feedback")
     key = request.headers.get("Idempotency-Key")

@@ -88,14 +88,16 @@ def build(types: Schemas, version: str = "1") -> dict:
     key = schema("key")
     paths: dict[str, dict] = {}
     for spec in endpoint_models():
+        endpoint, batch_endpoint = spec.endpoint, spec.batch_endpoint
+        assert endpoint is not None and batch_endpoint is not None  # endpoint_models() has only these
         answers = {"200": _reply(schema(("answer", spec.name)), "The answer"), **errors(400, 413, 429)}
-        paths[spec.endpoint] = {
+        paths[endpoint] = {
             "get": _operation(f"get_{spec.name}", f"Predict with the {spec.name} model", answers,
                               parameters=url_parameters),
             "post": _operation(f"post_{spec.name}", f"Predict with the {spec.name} model (text in the body)",
                                answers, body={"application/json": schema("json_body"),
                                               "application/x-www-form-urlencoded": schema("args")})}
-        paths[spec.batch_endpoint] = {"post": _operation(
+        paths[batch_endpoint] = {"post": _operation(
             f"batch_{spec.name}", f"Predict many texts with the {spec.name} model",
             {"200": _reply(schema(("results", spec.name)), "One answer per text, in order"),
              **errors(400, 413, 429)}, body={"application/json": schema("batch")})}

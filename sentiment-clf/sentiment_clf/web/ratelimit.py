@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, jsonify, request
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RouteLimit
 from flask_limiter.util import get_remote_address
 
 FEEDBACK_ENDPOINTS = ("feedback", "ui.feedback")
@@ -14,14 +16,16 @@ def install(app: Flask, prediction_endpoints: list[str]) -> Limiter:
     """Limit the feedback endpoints always (answers change the models: one client may
     send only so many), the prediction endpoints only when PREDICT_RATE_LIMIT is set."""
     limiter = Limiter(get_remote_address, app=app, on_breach=_rate_limited)
-    feedback_limit = limiter.limit(lambda: app.config["FEEDBACK_RATE_LIMIT"])
-    for endpoint in FEEDBACK_ENDPOINTS:
-        app.view_functions[endpoint] = feedback_limit(app.view_functions[endpoint])
+    _limit(app, FEEDBACK_ENDPOINTS, limiter.limit(lambda: app.config["FEEDBACK_RATE_LIMIT"]))
     if app.config["PREDICT_RATE_LIMIT"]:
-        predict_limit = limiter.limit(app.config["PREDICT_RATE_LIMIT"])
-        for endpoint in prediction_endpoints:
-            app.view_functions[endpoint] = predict_limit(app.view_functions[endpoint])
+        _limit(app, prediction_endpoints, limiter.limit(app.config["PREDICT_RATE_LIMIT"]))
     return limiter
+
+
+def _limit(app: Flask, endpoints: Iterable[str], limit: RouteLimit) -> None:
+    for endpoint in endpoints:
+        view: Callable[..., Any] = app.view_functions[endpoint]  # Flask's type: a sync or an async view
+        app.view_functions[endpoint] = limit(view)
 
 
 def _rate_limited(limit):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NotRequired, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, Union
 
 from pydantic import (
     BaseModel,
@@ -70,7 +70,10 @@ class FeedbackId(TypedDict):
     id: Annotated[int, Field(ge=1)]
 
 
-ModelName = Literal[tuple(MODELS)]
+if TYPE_CHECKING:  # mypy cannot read a Literal made from MODELS
+    ModelName = str
+else:
+    ModelName = Literal[tuple(MODELS)]
 
 
 class ModelVersion(TypedDict):
@@ -110,6 +113,17 @@ class ModelList(TypedDict):
     models: list[ModelEntry]
 
 
+def _literal(values: str | tuple[str, ...]) -> Any:
+    """``Literal[values]``: the values are known only at run time, so this is a value for
+    pydantic, not a type mypy can check."""
+    return Literal[values]
+
+
+def _typed_dict(name: str, fields: dict[str, Any]) -> type:
+    """``TypedDict(name, fields)``, named at run time."""
+    return TypedDict(name, fields)  # type: ignore[operator]  # mypy's TypedDict() takes only literals
+
+
 def _title(name: str) -> str:
     """``questions-fine`` -> ``QuestionsFine``: a model's part of a schema name."""
     return "".join(part.title() for part in name.split("-"))
@@ -119,14 +133,28 @@ def _prediction(name: str) -> type:
     """The answer of model ``name``: its labels as keys, and its ``levels`` under theirs."""
     labels = MODELS[name].labels
     fields: dict[str, Any] = {
-        "prediction": Literal[labels],
+        "prediction": _literal(labels),
         "confidence": Annotated[_Unit, Field(description="the probability of the predicted label")],
-        "probabilities": with_config(_CLOSED)(TypedDict(f"{_title(name)}Probabilities",
-                                                        {label: _Unit for label in labels})),
+        "probabilities": with_config(_CLOSED)(_typed_dict(f"{_title(name)}Probabilities",
+                                                          {label: _Unit for label in labels})),
         "explanation": NotRequired[Explanation],  # with explain=1
     }
     fields.update({key: _prediction(other) for key, other in MODELS[name].levels.items()})
-    return with_config(_CLOSED)(TypedDict(f"{_title(name)}Prediction", fields))
+    return with_config(_CLOSED)(_typed_dict(f"{_title(name)}Prediction", fields))
+
+
+def _batch_results(name: str, answer: Any) -> type:
+    """The answer of model ``name``'s batch endpoint: one ``answer`` per text."""
+    return _typed_dict(f"{_title(name)}BatchResults", {"results": list[answer]})
+
+
+class FeedbackBody(BaseModel):
+    """A user's answer (``POST /feedback``); each model's body narrows ``model`` to its name
+    and ``label`` to its labels."""
+
+    model: str
+    label: str
+    query: str
 
 
 # -- the page's answer forms -----------------------------------------------------
@@ -161,16 +189,17 @@ class LabelForm(BaseModel):
 def _answer_form(name: str, review: Any) -> type[BaseModel]:
     labels = MODELS[name].labels
     if len(labels) == 2:
-        return create_model(f"{_title(name)}AnswerForm", __base__=VerdictForm, model=(Literal[name], ...),
-                            review=(review, ...), prediction=(Literal[labels], ...),
-                            verdict=(Literal[VERDICTS], ...))
-    return create_model(f"{_title(name)}AnswerForm", __base__=LabelForm, model=(Literal[name], ...),
-                        review=(review, ...), label=(Literal[labels], ...))
+        return create_model(f"{_title(name)}AnswerForm", __base__=VerdictForm, model=(_literal(name), ...),
+                            review=(review, ...), prediction=(_literal(labels), ...),
+                            verdict=(_literal(VERDICTS), ...))
+    return create_model(f"{_title(name)}AnswerForm", __base__=LabelForm, model=(_literal(name), ...),
+                        review=(review, ...), label=(_literal(labels), ...))
 
 
-def _tagged(members: list[type[BaseModel]]) -> TypeAdapter:
+def _tagged(members: Sequence[type[BaseModel]]) -> TypeAdapter:
     """One of ``members``, chosen by the value of their TAG field."""
-    return TypeAdapter(Annotated[Union[*members], Field(discriminator=TAG)])
+    union: Any = Union[*members]
+    return TypeAdapter(Annotated[union, Field(discriminator=TAG)])
 
 
 @dataclass(frozen=True)
@@ -195,23 +224,24 @@ class Schemas:
 def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> Schemas:
     """The types for an app that takes queries of up to ``max_query_chars`` characters,
     batches of up to ``max_batch`` texts, and answers on the page about ``page_models``."""
-    query = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1,
-                                                       max_length=max_query_chars), Field(
+    # Types made from the limits at run time: values for pydantic, which mypy sees as Any.
+    query: Any = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1,
+                                                            max_length=max_query_chars), Field(
         description=f"the text to classify, 1 to {max_query_chars:,} characters; surrounding space is "
                     "stripped", json_schema_extra={"pattern": r"\S"})]  # more than white space
-    flag = Annotated[Literal[tuple(FLAG_WORDS)], Field(description="1: also give the terms behind the answer")]
-    json_flag = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
-    review = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
-                                              max_length=max_query_chars),
-                       Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
+    flag: Any = Annotated[_literal(tuple(FLAG_WORDS)), Field(description="1: also give the terms behind the answer")]
+    json_flag: Any = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
+    review: Any = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
+                                                   max_length=max_query_chars),
+                            Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
     # Request bodies may carry other fields: they are ignored (clients can evolve).
     prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"))
     prediction_body = create_model("PredictionBody", query=(query, ...), explain=(json_flag, None))
     batch = create_model("BatchBody", queries=(Annotated[list[query], Field(min_length=1, max_length=max_batch)], ...),
                          explain=(json_flag, None))
-    feedback = [create_model(f"{_title(name)}Feedback", model=(Literal[name], ...),
-                             label=(Literal[spec.labels], ...), query=(query, ...)) for name, spec in MODELS.items()]
-    predictions = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
+    feedback = [create_model(f"{_title(name)}Feedback", __base__=FeedbackBody, model=(_literal(name), ...),
+                             label=(_literal(spec.labels), ...), query=(query, ...)) for name, spec in MODELS.items()]
+    predictions: dict[str, Any] = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
     return Schemas(
         query=TypeAdapter(query), flag=TypeAdapter(flag), json_flag=TypeAdapter(json_flag),
         prediction_args=TypeAdapter(prediction_args), prediction_body=TypeAdapter(prediction_body),
@@ -219,8 +249,7 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
         review=TypeAdapter(review), review_form=TypeAdapter(create_model("ReviewForm", review=(str, ""))),
         answer_form=_tagged([_answer_form(name, review) for name in page_models]),
         predictions=predictions,
-        batch_results={name: TypedDict(f"{_title(name)}BatchResults", {"results": list[answer]})
-                       for name, answer in predictions.items()},
+        batch_results={name: _batch_results(name, answer) for name, answer in predictions.items()},
     )
 
 
