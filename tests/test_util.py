@@ -2,6 +2,7 @@
 import pytest
 
 import util
+
 from conftest import write_kaggle_tsv
 
 

@@ -25,7 +25,7 @@ class CalibratedLinear:
         self.classes_ = np.arange(n_classes)
 
     @classmethod
-    def from_sklearn(cls, calibrated: CalibratedClassifierCV) -> "CalibratedLinear":
+    def from_sklearn(cls, calibrated: CalibratedClassifierCV) -> CalibratedLinear:
         [fitted] = calibrated.calibrated_classifiers_  # ensemble=False: one model
         svm = fitted.estimator
         return cls(svm.coef_, svm.intercept_, [c.a_ for c in fitted.calibrators],

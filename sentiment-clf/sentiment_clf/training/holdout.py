@@ -62,11 +62,11 @@ def build_holdout(spec: Recipe, data_root: Path, models_dir: Path, *, progress: 
                   sample: int | None = None, n_jobs: int = 2) -> dict:
     """Compare ``spec.candidates`` by cross-validation, refit the best, evaluate on held-out texts.
 
-    ``spec.load(data_root)`` gives the data. ``sample`` keeps only that many texts
+    ``spec.load_frame(data_root)`` gives the data. ``sample`` keeps only that many texts
     (stratified), for quick runs. The model and its report are written to
     ``models_dir/<name>/``. Returns the saved manifest.
     """
-    frame = spec.load(data_root)
+    frame = spec.load_frame(data_root)
     if sample and sample < len(frame):
         frame, _ = train_test_split(frame, train_size=sample, stratify=frame["target"], random_state=SPLIT_SEED)
     train, test = holdout_split(spec, frame)

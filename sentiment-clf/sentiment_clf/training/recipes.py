@@ -54,6 +54,12 @@ class Recipe:
     def tokenizer(self) -> str:
         return self.spec.tokenizer
 
+    def load_frame(self, data_root: Path) -> pd.DataFrame:
+        """The held-out protocol's data, ``load(data_root)``: a frame with ``text`` and ``target``."""
+        if self.load is None:
+            raise ValueError(f"{self.name}: the {self.protocol!r} protocol has no data loader")
+        return self.load(data_root)
+
     def relabel(self, frame: pd.DataFrame) -> pd.DataFrame:
         """SST rows this model keeps, with a ``target`` column of label names."""
         names = frame["label"].map(lambda i: self.from_sst[i])

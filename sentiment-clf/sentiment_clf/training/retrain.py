@@ -43,7 +43,7 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
         train, test = task.relabel(splits.train), task.relabel(splits.test)
         return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
                 splits.description)
-    train, test = holdout_split(task, task.load(data_root))
+    train, test = holdout_split(task, task.load_frame(data_root))
     return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
@@ -35,7 +36,7 @@ PUBLISHED_BASELINES = {
 # The settings searched on dev; the vectorizer is fitted once per (ngram_range, sublinear_tf).
 # Class priors: as fitted on the phrases (mostly neutral), uniform, or the label
 # shares of the training sentences, which is what the model is asked to predict.
-SEARCH_GRID = {
+SEARCH_GRID: dict[str, list[Any]] = {
     "ngram_range": [(1, 1), (1, 2), (1, 3)],
     "sublinear_tf": [True, False],
     "alpha": [0.03, 0.1, 0.3, 1.0],
