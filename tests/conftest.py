@@ -61,6 +61,23 @@ def sst_dir() -> Path:
     return directory
 
 
+# Sentences of each split in small_sst: every label, and seconds to build.
+SMALL_SST_SENTENCES = 100
+
+
+@pytest.fixture(scope="session")
+def small_sst(sst_dir, tmp_path_factory) -> Path:
+    """Every n-th sentence of each SST split, 100 each, in the treebank's layout: for
+    tests of what a build or retrain does, not of how good its model is."""
+    directory = tmp_path_factory.mktemp("small_sst")
+    for split in ("train", "dev", "test"):
+        lines = (sst_dir / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        # Spread over the file, which is not in random order.
+        kept = lines[::len(lines) // SMALL_SST_SENTENCES][:SMALL_SST_SENTENCES]
+        (directory / f"{split}.txt").write_text("".join(kept), encoding="utf-8")
+    return directory
+
+
 def make_app(database_url: str, **config):
     """An app on the committed models and the given database."""
     from app import create_app

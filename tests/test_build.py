@@ -1,4 +1,5 @@
-"""build_model.py: a rebuild reproduces the committed models, which clear the floors."""
+"""build_model.py: its command line, the reports a build writes (on a small slice of the
+treebank), and a full rebuild that reproduces the committed models, which clear the floors."""
 import json
 
 import numpy as np
@@ -8,13 +9,15 @@ import build_model
 import util
 from conftest import MODELS_DIR, write_kaggle_tsv
 from model import NLPModel
+from sentiment_clf.training.sst import SEARCH_GRID
 
 # Socher et al. 2013 naive Bayes, sentence-level test accuracy: the issue's floors.
 FLOORS = {"sentiment": 0.818, "ratings": 0.410}
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def committed_manifest(name):
-    return json.loads((MODELS_DIR / name / "manifest.json").read_text())
+def manifest_in(models_dir, name):
+    return json.loads((models_dir / name / "manifest.json").read_text())
 
 
 def assert_same_metrics(fresh: dict, committed: dict) -> None:
@@ -31,9 +34,107 @@ def assert_same_metrics(fresh: dict, committed: dict) -> None:
         assert row["dev_log_loss"] == pytest.approx(old["dev_log_loss"], abs=0.02)
 
 
+# The command line.
+
+OPTIONS = {
+    "build": ["--data-dir", "--data-root", "--kaggle-tsv", "--models-dir", "--model", "--sample", "--jobs",
+              "--no-progress"],
+    "retrain": ["--data-dir", "--data-root", "--kaggle-tsv", "--models-dir", "--model", "--database-url",
+                "--tolerance"],
+    "rollback": ["--model", "--database-url"],
+    "versions": ["--model", "--database-url"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_every_command_has_its_own_help(command, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_model.main([command, "--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: build_model.py {command}")
+    for option in OPTIONS[command]:
+        assert option in out
+
+
+def test_the_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_model.main(["--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in OPTIONS)
+
+
+@pytest.mark.parametrize("argv", [[], ["--data-dir", "x", "--model", "ratings"], ["build", "--data-dir", "x"]])
+def test_build_is_the_default_command(argv):
+    args = build_model.parse_args(argv)
+    assert args.command == "build" and args.run is build_model.run_build
+    assert args.jobs == 2 and args.sample is None and args.models_dir == build_model.DEFAULT_MODELS_DIR
+
+
+def test_a_bad_option_exits_with_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_model.main(["rollback"])  # --model is required
+    assert stopped.value.code == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, caplog):
+    assert build_model.main(["--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "m")]) == 2
+    assert "no such data file" in caplog.text
+    assert not (tmp_path / "m").exists()
+
+
+# A build on a small slice: what it writes.
+
+def build_sst_models(data_dir, models_dir):
+    """Both SST models built from ``data_dir`` by the command line into ``models_dir``."""
+    assert build_model.main(["--data-dir", str(data_dir), "--models-dir", str(models_dir), "--no-progress",
+                             "--model", "sentiment", "--model", "ratings"]) == 0
+    return models_dir
+
+
+@pytest.fixture(scope="module")
+def small_build(small_sst, tmp_path_factory):
+    return build_sst_models(small_sst, tmp_path_factory.mktemp("small_models"))
+
+
+def test_the_build_writes_a_report(small_build):
+    n_settings = np.prod([len(values) for values in SEARCH_GRID.values()])
+    for name, plot in (("sentiment", "roc_curve.png"), ("ratings", "confusion_matrix.png")):
+        report = small_build / name / "report"
+        assert (report / plot).read_bytes()[:8] == PNG
+        metrics = json.loads((report / "metrics.json").read_text())
+        manifest = manifest_in(small_build, name)
+        assert {k: v for k, v in metrics.items() if k != "build_seconds"} == manifest["metrics"]
+        assert "lowest log-loss on the dev sentences" in metrics["evaluation"]
+        rows = (report / "selection.csv").read_text().splitlines()
+        assert rows[0].startswith("ngram_range,") and len(rows) == 1 + n_settings
+        comparison = (report / "classifier_comparison.csv").read_text().splitlines()
+        assert comparison[0] == "classifier,C,dev_accuracy,dev_log_loss,mcnemar_p_vs_nb"
+        assert [row.split(",")[0] for row in comparison[1:]] == ["nb (served)", "logreg", "logreg", "svm", "svm"]
+        assert NLPModel.load(small_build / name).labels == list(manifest["labels"])
+    assert "test_roc_auc" in json.loads((small_build / "sentiment" / "report" / "metrics.json").read_text())
+
+
+def test_training_on_the_kaggle_tsv_gives_the_same_model(small_build, small_sst, tmp_path):
+    """Kaggle's train.tsv lists the training trees' phrases: the same data, the same model."""
+    tsv = tmp_path / "train.tsv"
+    write_kaggle_tsv(tsv, util.load_sst(small_sst / "train.txt"))
+    assert build_model.main(["--data-dir", str(small_sst), "--kaggle-tsv", str(tsv), "--model", "ratings",
+                             "--models-dir", str(tmp_path / "models"), "--no-progress"]) == 0
+    fresh, from_trees = manifest_in(tmp_path / "models", "ratings"), manifest_in(small_build, "ratings")
+    assert fresh["training_data"]["files"] == ["train.tsv", "dev.txt", "test.txt"]
+    assert fresh["training_data"]["train_phrases"] == from_trees["training_data"]["train_phrases"]
+    assert fresh["arrays_sha256"] == from_trees["arrays_sha256"]
+    assert fresh["metrics"] == from_trees["metrics"]
+
+
+# The committed models: their quality, and a full rebuild reproduces them.
+
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_committed_models_clear_the_published_naive_bayes(name):
-    manifest = committed_manifest(name)
+    manifest = manifest_in(MODELS_DIR, name)
     assert manifest["metrics"]["test_accuracy"] >= FLOORS[name]
     assert manifest["metrics"]["test_sentences"] == {"sentiment": 1821, "ratings": 2210}[name]
     assert (MODELS_DIR / name / "model.npz").stat().st_size < 5 * 2**20
@@ -41,16 +142,13 @@ def test_committed_models_clear_the_published_naive_bayes(name):
 
 @pytest.fixture(scope="module")
 def rebuilt(sst_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    assert build_model.main(["--data-dir", str(sst_dir), "--models-dir", str(out), "--no-progress",
-                             "--model", "sentiment", "--model", "ratings"]) == 0
-    return out
+    return build_sst_models(sst_dir, tmp_path_factory.mktemp("models"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_a_rebuild_reproduces_the_committed_model(rebuilt, sst_dir, name):
-    committed, fresh = committed_manifest(name), json.loads((rebuilt / name / "manifest.json").read_text())
+def test_a_rebuild_reproduces_the_committed_model(rebuilt, name):
+    committed, fresh = manifest_in(MODELS_DIR, name), manifest_in(rebuilt, name)
     assert_same_metrics(fresh["metrics"], committed["metrics"])
     assert fresh["params"] == committed["params"]
     assert fresh["training_data"] == committed["training_data"]
@@ -59,35 +157,3 @@ def test_a_rebuild_reproduces_the_committed_model(rebuilt, sst_dir, name):
     texts = ["that movie was boring", "a gorgeous , witty film", "it 's not bad at all"]
     np.testing.assert_array_equal(NLPModel.load(rebuilt / name).predict_proba(texts),
                                   NLPModel.load(MODELS_DIR / name).predict_proba(texts))
-
-
-@pytest.mark.slow
-def test_the_build_writes_a_report(rebuilt):
-    for name, plot in (("sentiment", "roc_curve.png"), ("ratings", "confusion_matrix.png")):
-        report = rebuilt / name / "report"
-        assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        metrics = json.loads((report / "metrics.json").read_text())
-        assert metrics["test_accuracy"] == json.loads((rebuilt / name / "manifest.json").read_text())[
-            "metrics"]["test_accuracy"]
-        rows = (report / "selection.csv").read_text().splitlines()
-        assert rows[0].startswith("ngram_range,") and len(rows) == 1 + 3 * 2 * 4 * 3
-    assert "test_roc_auc" in json.loads((rebuilt / "sentiment" / "report" / "metrics.json").read_text())
-
-
-@pytest.mark.slow
-def test_training_on_the_kaggle_tsv_gives_the_same_model(sst_dir, tmp_path):
-    """Kaggle's train.tsv lists the training trees' phrases: the same data, the same model."""
-    tsv = tmp_path / "train.tsv"
-    write_kaggle_tsv(tsv, util.load_sst(sst_dir / "train.txt"))
-    assert build_model.main(["--data-dir", str(sst_dir), "--kaggle-tsv", str(tsv), "--model", "ratings",
-                             "--models-dir", str(tmp_path / "models"), "--no-progress"]) == 0
-    fresh = json.loads((tmp_path / "models" / "ratings" / "manifest.json").read_text())
-    assert fresh["training_data"]["files"] == ["train.tsv", "dev.txt", "test.txt"]
-    assert fresh["arrays_sha256"] == committed_manifest("ratings")["arrays_sha256"]
-    assert_same_metrics(fresh["metrics"], committed_manifest("ratings")["metrics"])
-
-
-def test_missing_data_is_a_clear_error(tmp_path, caplog):
-    assert build_model.main(["--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "m")]) == 2
-    assert "no such data file" in caplog.text
-    assert not (tmp_path / "m").exists()
