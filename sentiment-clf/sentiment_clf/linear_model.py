@@ -133,7 +133,7 @@ class LinearTextModel:
         counts = self.vocabulary.term_counts(self._tokenize(text))
         if len(counts) * len(self._bias_list) <= self.python_limit:
             return self.link.probabilities(self._python_scores(counts))
-        return self.predict_proba([text])[0]
+        return self.link.probabilities_2d(self._numpy_scores(counts)[np.newaxis, :])[0]
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities, shape ``(len(texts), len(labels))``, columns in label order."""
@@ -144,18 +144,33 @@ class LinearTextModel:
         return np.asarray(self.labels, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
 
     def scores(self, texts) -> np.ndarray:
-        """The classifier's per-label scores, shape ``(len(texts), scores)``, with numpy."""
-        rows = [self.features(text) for text in texts]
-        lengths = np.array([len(columns) for columns, _ in rows], dtype=np.intp)
-        columns = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, dtype=np.intp)
-        values = np.concatenate([v for _, v in rows]) if rows else np.zeros(0)
-        result = np.tile(self.bias, (len(rows), 1))
-        if not len(columns):
+        """The classifier's per-label scores, shape ``(len(texts), scores)``, with numpy.
+
+        The texts' terms are counted in Python, then the whole batch is weighed in a
+        few array operations (no numpy call per text).
+        """
+        columns_list: list[int] = []
+        counts_list: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.intp)
+        tokenize, term_counts = self._tokenize, self.vocabulary.term_counts
+        for i, text in enumerate(texts):
+            counts = term_counts(tokenize(text))
+            columns_list.extend(counts)
+            counts_list.extend(counts.values())
+            lengths[i] = len(counts)
+        result = np.tile(self.bias, (len(texts), 1))
+        if not columns_list:
             return result
-        products = self.term_weights(columns) * values[:, np.newaxis]
+        columns = np.array(columns_list, dtype=np.intp)
+        values = np.array(counts_list, dtype=np.float64)
+        if self.sublinear_tf:
+            values = np.log(values) + 1.0
+        values *= self.idf[columns]
         filled = lengths > 0
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[filled]
-        result[filled] += np.add.reduceat(products, starts, axis=0)
+        starts = (np.cumsum(lengths) - lengths)[filled]
+        norms = np.sqrt(np.add.reduceat(values * values, starts))
+        values /= np.repeat(norms, lengths[filled])
+        result[filled] += np.add.reduceat(self.term_weights(columns) * values[:, np.newaxis], starts, axis=0)
         return result
 
     def term_weights(self, columns: np.ndarray) -> np.ndarray:
@@ -169,10 +184,21 @@ class LinearTextModel:
                     rows[i] = learned
         return rows
 
+    def _numpy_scores(self, counts: dict[int, int]) -> np.ndarray:
+        """The per-label scores of one text's term counts, with numpy."""
+        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.sublinear_tf:
+            values = np.log(values) + 1.0
+        values *= self.idf[columns]
+        return self.bias + (values @ self.term_weights(columns)) / math.sqrt(float(values @ values))
+
     def _python_scores(self, counts: dict[int, int]) -> list[float]:
         """The per-label scores in Python floats: TF-IDF, L2 norm, weighted rows."""
         if not counts:
             return list(self._bias_list)
+        if self._shift_list is None:
+            return self._python_scores_as_saved(counts)
         idf, weights, n_scores = self._idf_view, self._weights_view, len(self._bias_list)
         learned, shift = self._learned_lists, self._shift_list
         sums = [0.0] * n_scores
@@ -191,6 +217,31 @@ class LinearTextModel:
                     sums[k] += value * row[k]
         if shift is not None:
             sums = [total + delta * shifted for total, delta in zip(sums, shift, strict=True)]
+        norm = math.sqrt(squares)
+        return [bias + total / norm for bias, total in zip(self._bias_list, sums, strict=True)]
+
+    def _python_scores_as_saved(self, counts: dict[int, int]) -> list[float]:
+        """:meth:`_python_scores` for a model that has learned nothing since it was saved
+        (the common case, on every request: no lookups of learned rows)."""
+        idf, weights, log, sublinear = self._idf_view, self._weights_view, math.log, self.sublinear_tf
+        n_scores = len(self._bias_list)
+        squares = 0.0
+        if n_scores == 2:  # sentiment: two sums, unrolled
+            first = second = 0.0
+            for column, count in counts.items():
+                value = ((log(count) + 1.0) if sublinear else count) * idf[column]
+                squares += value * value
+                first += value * weights[2 * column]
+                second += value * weights[2 * column + 1]
+            sums = [first, second]
+        else:
+            sums = [0.0] * n_scores
+            for column, count in counts.items():
+                value = ((log(count) + 1.0) if sublinear else count) * idf[column]
+                squares += value * value
+                start = column * n_scores
+                for k in range(n_scores):
+                    sums[k] += value * weights[start + k]
         norm = math.sqrt(squares)
         return [bias + total / norm for bias, total in zip(self._bias_list, sums, strict=True)]
 
