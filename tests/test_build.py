@@ -7,9 +7,10 @@ import pytest
 
 import build_model
 import util
-from conftest import MODELS_DIR, write_kaggle_tsv
 from model import NLPModel
 from sentiment_clf.training.sst import SEARCH_GRID
+
+from conftest import MODELS_DIR, write_kaggle_tsv
 
 # Socher et al. 2013 naive Bayes, sentence-level test accuracy: the floors.
 FLOORS = {"sentiment": 0.818, "ratings": 0.410}
@@ -29,7 +30,7 @@ def assert_same_metrics(fresh: dict, committed: dict) -> None:
     assert fresh == committed
     assert [(row["classifier"], row["C"]) for row in comparison] == \
         [(row["classifier"], row["C"]) for row in committed_comparison]
-    for row, old in zip(comparison, committed_comparison):
+    for row, old in zip(comparison, committed_comparison, strict=True):
         assert row["dev_accuracy"] == pytest.approx(old["dev_accuracy"], abs=0.01)
         assert row["dev_log_loss"] == pytest.approx(old["dev_log_loss"], abs=0.02)
 

@@ -7,10 +7,11 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import LinearSVC
 
-from conftest import MODELS_DIR, SHARED_DATA, need
 from model import CalibratedLinear, NLPModel, clean_tweet, tokenize_tweet
 from sentiment_clf.training.holdout import build_holdout
 from sentiment_clf.training.recipes import RECIPES as MODELS
+
+from conftest import MODELS_DIR, SHARED_DATA, need
 
 TEXTS = ["a great , moving film", "great fun", "wonderful acting", "I loved it", "a joy",
          "a boring , dull mess", "dull and tedious", "terrible acting", "I hated it", "a bore",

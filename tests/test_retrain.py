@@ -9,10 +9,11 @@ import numpy as np
 import requests
 
 import build_model
-from conftest import ROOT
-from live_server import LiveServer
 from model import NLPModel
 from sentiment_clf.storage import Storage
+
+from conftest import ROOT
+from live_server import LiveServer
 
 TEXT = "that movie was boring"
 
@@ -71,7 +72,8 @@ def test_retrain_publishes_and_rollback_returns_without_failing_a_request(tmp_pa
         assert stored.feedback_upto == 3 and stored.manifest["training_data"]["feedback_learned"] == 3
         retrained = NLPModel.loads(stored.manifest, stored.arrays)
         answer = requests.get(f"{server.url}/", params={"query": TEXT}, timeout=10).json()
-        assert np.isclose(answer["probabilities"]["Positive"], retrained.predict_proba([TEXT])[0, 1], rtol=0, atol=1e-12)
+        assert np.isclose(answer["probabilities"]["Positive"], retrained.predict_proba([TEXT])[0, 1],
+                          rtol=0, atol=1e-12)
         assert (tmp_path / "reports" / "sentiment" / published / "metrics.json").exists()
         listed = {m["name"]: m for m in requests.get(f"{server.url}/models", timeout=10).json()["models"]}
         assert listed["sentiment"]["training_data"]["feedback_learned"] == 3
