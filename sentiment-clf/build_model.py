@@ -59,7 +59,8 @@ def run_build(args) -> int:
             spec = RECIPES[name]
             if spec.protocol == "sst":
                 splits = splits or load_splits(args.data_dir, args.kaggle_tsv)
-                manifests.append(build(spec, splits, args.models_dir, progress=not args.no_progress))
+                manifests.append(build(spec, splits, args.models_dir, progress=not args.no_progress,
+                                       compare=not args.no_comparison))
             else:
                 manifests.append(build_holdout(spec, data_root, args.models_dir, progress=not args.no_progress,
                                                sample=args.sample, n_jobs=args.jobs))
@@ -155,6 +156,8 @@ def make_parser() -> argparse.ArgumentParser:
                               help="held-out models: use only this many texts (a quick run)")
     build_parser.add_argument("--jobs", type=int, default=2, help="processes for cross-validation")
     build_parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    build_parser.add_argument("--no-comparison", action="store_true",
+                              help="SST models: skip comparing other classifiers on dev (most of the build's time)")
     build_parser.set_defaults(run=run_build)
 
     retrain_parser = commands.add_parser(

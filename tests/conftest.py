@@ -53,6 +53,28 @@ def venv_tool(name: str) -> str | None:
     return str(candidate) if candidate.exists() else shutil.which(name)
 
 
+@pytest.fixture(autouse=True)
+def _storages_are_closed(monkeypatch):
+    """Every Storage a test makes (directly or through an app) is disposed after it.
+
+    Otherwise its pooled connections stay open until garbage collection, which then
+    warns (a ResourceWarning, an error here) in whichever test happens to run.
+    """
+    from sentiment_clf.storage import Storage
+
+    made = []
+    make = Storage.__init__
+
+    def init(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Storage, "__init__", init)
+    yield
+    for storage in made:
+        storage.dispose()
+
+
 @pytest.fixture(scope="session")
 def sst_dir() -> Path:
     directory = SHARED_DATA / "sst"

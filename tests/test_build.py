@@ -23,16 +23,10 @@ def manifest_in(models_dir, name):
 
 def assert_same_metrics(fresh: dict, committed: dict) -> None:
     """Equal, but for the comparison with logistic regression and the SVM (models not
-    served): their iterative solvers' last digits follow the CPU's BLAS kernels, so
-    on another machine that table differs slightly and is compared loosely."""
-    fresh, committed = dict(fresh), dict(committed)
-    comparison, committed_comparison = (m.pop("classifier_comparison_on_dev") for m in (fresh, committed))
+    served), which the rebuild skips (``--no-comparison``)."""
+    committed = {k: v for k, v in committed.items() if k != "classifier_comparison_on_dev"}
+    assert "classifier_comparison_on_dev" not in fresh
     assert fresh == committed
-    assert [(row["classifier"], row["C"]) for row in comparison] == \
-        [(row["classifier"], row["C"]) for row in committed_comparison]
-    for row, old in zip(comparison, committed_comparison, strict=True):
-        assert row["dev_accuracy"] == pytest.approx(old["dev_accuracy"], abs=0.01)
-        assert row["dev_log_loss"] == pytest.approx(old["dev_log_loss"], abs=0.02)
 
 
 # The command line.
@@ -88,10 +82,10 @@ def test_missing_data_is_a_clear_error(tmp_path, caplog):
 
 # A build on a small slice: what it writes.
 
-def build_sst_models(data_dir, models_dir):
+def build_sst_models(data_dir, models_dir, *options):
     """Both SST models built from ``data_dir`` by the command line into ``models_dir``."""
     assert build_model.main(["--data-dir", str(data_dir), "--models-dir", str(models_dir), "--no-progress",
-                             "--model", "sentiment", "--model", "ratings"]) == 0
+                             "--model", "sentiment", "--model", "ratings", *options]) == 0
     return models_dir
 
 
@@ -138,12 +132,15 @@ def test_committed_models_clear_the_published_naive_bayes(name):
     manifest = manifest_in(MODELS_DIR, name)
     assert manifest["metrics"]["test_accuracy"] >= FLOORS[name]
     assert manifest["metrics"]["test_sentences"] == {"sentiment": 1821, "ratings": 2210}[name]
-    assert (MODELS_DIR / name / "model.npz").stat().st_size < 5 * 2**20
+    # Uncompressed so that servers map it in place (format 2); git stores it compressed.
+    assert (MODELS_DIR / name / "model.npz").stat().st_size < 32 * 2**20
 
 
 @pytest.fixture(scope="module")
 def rebuilt(sst_dir, tmp_path_factory):
-    return build_sst_models(sst_dir, tmp_path_factory.mktemp("models"))
+    # Without the comparison with other classifiers (4 of a build's 5 minutes on 2 busy
+    # cores): it is not part of the model, and the report test runs it on a slice.
+    return build_sst_models(sst_dir, tmp_path_factory.mktemp("models"), "--no-comparison")
 
 
 @pytest.mark.slow

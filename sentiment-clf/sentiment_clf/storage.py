@@ -148,7 +148,11 @@ class Storage:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = parsed.render_as_string(hide_password=True)
-        self._create_schema()
+        try:
+            self._create_schema()
+        except Exception:  # a database it must refuse, or cannot reach: no connection left open
+            self.engine.dispose()
+            raise
         # gunicorn forks its workers after the app (and this pool) is made: a child
         # must not use its parent's connections, so it starts with an empty pool.
         engine = weakref.ref(self.engine)
