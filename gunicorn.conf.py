@@ -5,6 +5,7 @@ lives here. Host, port and workers come from the same environment variables as
 the app (sentiment-clf/sentiment_clf/config.py). Binding is explicit: gunicorn on its own
 would bind 0.0.0.0 whenever a PORT variable is set.
 """
+import gc
 import os
 import shutil
 import tempfile
@@ -40,6 +41,12 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 else:
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
+
+
+def pre_fork(server, worker):
+    # Python's collector would write to every object the workers inherit, turning the
+    # pages they share with the master into private copies; frozen objects it skips.
+    gc.freeze()
 
 
 def child_exit(server, worker):
