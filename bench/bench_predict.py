@@ -178,6 +178,13 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None
             "socket_errors": socket_errors.group(1) if socket_errors else "none"}
 
 
+def save_results(filename: str, results: dict) -> None:
+    """Write ``results`` as JSON to bench/results/``filename`` (ignored by git)."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / filename).write_text(json.dumps(results, indent=2, default=list) + "\n")
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -231,9 +238,7 @@ def main(argv=None) -> int:
     print(f"\nbatch: POST /batch with 1,000 phrases, 2 connections: {batch['phrases_per_s']:,.0f} phrases/s "
           f"({batch['non_2xx']} non-2xx); in-process, one worker: served model {limit['served']:,.0f} phrases/s "
           f"(one call for the batch), scikit-learn {limit['sklearn']:,.0f} phrases/s")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_predict.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("bench_predict.json", results)
     print(f"\nmachine: {results['machine']}")
     return 0
 

@@ -18,7 +18,6 @@ bench/results/workers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from typing import Any
 
 import requests
 
-from bench.bench_predict import machine
+from bench.bench_predict import machine, save_results
 from tests.live_server import free_port, gunicorn_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,9 +142,7 @@ def main(argv=None) -> int:
     for i, memory in enumerate(results["memory_kib"], start=1):
         print(f"| {i} | {memory['private'] / 1024:.1f} | {memory['rss'] / 1024:.1f} | "
               f"{memory['pss'] / 1024:.1f} | {memory['shared'] / 1024:.1f} |")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "workers.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("workers.json", results)
     print(f"machine: {results['machine']}")
     return 0
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from bench.bench_predict import in_process, in_process_batch, machine, post_script, run_wrk, run_wrk_batch
+from bench.bench_predict import in_process, in_process_batch, machine, post_script, run_wrk, run_wrk_batch, save_results
 from bench.soak import worker_rss_kib
 from tests.live_server import free_port
 
@@ -189,8 +189,7 @@ def main(argv=None) -> int:
         for name, process in processes.items():
             results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
 
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("compare.json", results)
     timings = results["in_process"]
     for path, timing in timings.items():
         print(f"in-process, one prediction, {path}: median {timing['median_ms']:.4f} ms, p99 {timing['p99_ms']:.4f} ms")

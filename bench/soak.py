@@ -12,7 +12,6 @@ prints figures for BENCHMARKS.md and writes them to bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from bench.bench_predict import save_results
 from tests.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +127,7 @@ def main(argv=None) -> int:
                "minutes": args.minutes, "workers": args.workers, "warmup": warmup, "soak": soak,
                "rss_kib_after_warmup": rss_warm, "rss_kib_at_end": rss_end,
                "rss_growth_percent": growth, "same_workers": set(rss_warm) == set(rss_end)}
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(results, indent=2, default=list) + "\n")
+    save_results("soak.json", results)
     print(f"soak: {soak['requests']:,} requests in {soak['seconds']} s ({soak['achieved_rate']:.0f}/s), "
           f"{soak['failures']} failed {soak['failure_kinds']}, "
           f"p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms")
