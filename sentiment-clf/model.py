@@ -72,6 +72,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
     vectorizer_: TfidfVectorizer
     classifier_: Any  # its class depends on ``classifier``: code that uses it checks that first
     manifest_: dict
+    _served: LinearTextModel | None  # served(), made once per fit
 
     def __init__(self, labels=(), *, ngram_range=(1, 2), sublinear_tf=True, min_df=1,
                  tokenizer=TOKENIZER, classifier="nb", alpha=0.1, fit_prior=False,
@@ -148,6 +149,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
                             if isinstance(classifier, CalibratedClassifierCV) else classifier)
         self.classes_ = np.asarray(self.labels, dtype=object)
         self.manifest_ = {}
+        self._served = None
         return self
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -169,12 +171,16 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
         features = self.vectorizer_.transform(texts)
         self.classifier_.partial_fit(features, self._label_indices(y), sample_weight=sample_weight)
+        self._served = None  # its weights changed
         return self
 
     def served(self) -> LinearTextModel:
         """This model as the service runs it (numpy only, memory-mappable arrays)."""
-        manifest, payload = self.dumps(name=self.manifest_.get("name", "unsaved"))
-        served = LinearTextModel.loads(manifest, payload)
+        # Encoding the arrays and the vocabulary's table takes a while: once per fit.
+        served = getattr(self, "_served", None)
+        if served is None:
+            manifest, payload = self.dumps(name=self.manifest_.get("name", "unsaved"))
+            served = self._served = LinearTextModel.loads(manifest, payload)
         served.manifest_ = dict(self.manifest_)  # a model never saved has no version
         return served
 

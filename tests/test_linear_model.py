@@ -21,7 +21,7 @@ from sentiment_clf.text import TOKENIZERS, word_ngrams
 from sentiment_clf.training.holdout import holdout_split
 from sentiment_clf.training.recipes import RECIPES
 
-from conftest import MODELS_DIR, SHARED_DATA, need
+from conftest import MODELS_DIR, SHARED_DATA, need, replace_arrays_file
 
 NAMES = sorted(RECIPES)
 ODD = ["", "   ", "zzqx unknown words", "😀", "RT @x: &amp; http://t.co", "good " * 300]
@@ -167,10 +167,6 @@ def test_an_altered_or_pickled_file_is_refused_by_the_server(tmp_path):
         member = io.BytesIO()
         np.save(member, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         archive.writestr("idf.npy", member.getvalue())
-    payload = buffer.getvalue()
-    (tmp_path / "model.npz").write_bytes(payload)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    manifest["arrays_sha256"] = hashlib.sha256(payload).hexdigest()
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    replace_arrays_file(tmp_path, buffer.getvalue())
     with pytest.raises(ModelFileError, match="object arrays are not allowed"):
         LinearTextModel.load(tmp_path)

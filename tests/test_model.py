@@ -10,6 +10,8 @@ import pytest
 
 from model import ModelFileError, NLPModel, tokenize
 
+from conftest import replace_arrays_file
+
 LABELS = ["Positive", "Negative"]  # deliberately not alphabetical: columns follow this order
 TEXTS = ["a great , moving film", "great fun", "wonderful acting", "I loved it",
          "a boring , dull mess", "dull and tedious", "terrible acting", "I hated it"]
@@ -124,11 +126,7 @@ def test_a_pickled_payload_never_runs(fitted, tmp_path, monkeypatch):
             member = io.BytesIO()
             np.save(member, np.array([RunsCodeWhenUnpickled()], dtype=object), allow_pickle=True)
             archive.writestr(f"{name}.npy", member.getvalue())
-    payload = buffer.getvalue()
-    (tmp_path / "model.npz").write_bytes(payload)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    manifest["arrays_sha256"] = hashlib.sha256(payload).hexdigest()
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    replace_arrays_file(tmp_path, buffer.getvalue())
 
     with pytest.raises(ModelFileError, match="inconsistent model content"):
         NLPModel.load(tmp_path)

@@ -114,11 +114,15 @@ class NaiveBayesCounts:
         added = dict(self.added)
         total = np.zeros(len(self.class_count)) if self.added_total is None else self.added_total.copy()
         class_count = self.class_count.copy()
+        copied: set[int] = set()  # rows this call owns (the others are shared with self)
         for (columns, values), target in zip(rows, targets, strict=True):
             class_count[target] += 1.0
             for column, value in zip(columns.tolist(), values.tolist(), strict=True):
-                row = added[column] = added.get(column, np.zeros(len(class_count))).copy()
-                row[target] += value
+                if column not in copied:
+                    row = added.get(column)
+                    added[column] = np.zeros(len(class_count)) if row is None else row.copy()
+                    copied.add(column)
+                added[column][target] += value
                 total[target] += value
         return replace(self, class_count=class_count, added=added, added_total=total)
 

@@ -120,8 +120,12 @@ class LinearTextModel:
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """The text's L2-normalised TF-IDF row: ``(columns ascending, values)``."""
         counts = self.vocabulary.term_counts(self._tokenize(text))
-        columns = np.fromiter(sorted(counts), dtype=np.intp, count=len(counts))
-        values = np.fromiter((counts[c] for c in columns.tolist()), dtype=np.float64, count=len(counts))
+        return self._tfidf({column: counts[column] for column in sorted(counts)})
+
+    def _tfidf(self, counts: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(columns, L2-normalised TF-IDF values)`` of term counts, in the dict's order."""
+        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         if self.sublinear_tf and len(values):
             values = np.log(values) + 1.0
         values *= self.idf[columns]
@@ -186,27 +190,24 @@ class LinearTextModel:
 
     def _numpy_scores(self, counts: dict[int, int]) -> np.ndarray:
         """The per-label scores of one text's term counts, with numpy."""
-        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if self.sublinear_tf:
-            values = np.log(values) + 1.0
-        values *= self.idf[columns]
-        return self.bias + (values @ self.term_weights(columns)) / math.sqrt(float(values @ values))
+        columns, values = self._tfidf(counts)
+        return self.bias + values @ self.term_weights(columns)
 
     def _python_scores(self, counts: dict[int, int]) -> list[float]:
         """The per-label scores in Python floats: TF-IDF, L2 norm, weighted rows."""
         if not counts:
             return list(self._bias_list)
-        if self._shift_list is None:
+        shift = self._shift_list
+        if shift is None:
             return self._python_scores_as_saved(counts)
         idf, weights, n_scores = self._idf_view, self._weights_view, len(self._bias_list)
-        learned, shift = self._learned_lists, self._shift_list
+        learned = self._learned_lists
         sums = [0.0] * n_scores
         squares = shifted = 0.0
         for column, count in counts.items():
             value = ((math.log(count) + 1.0) if self.sublinear_tf else count) * idf[column]
             squares += value * value
-            row = learned.get(column) if learned else None
+            row = learned.get(column)
             if row is None:
                 start = column * n_scores
                 for k in range(n_scores):
@@ -215,8 +216,7 @@ class LinearTextModel:
             else:
                 for k in range(n_scores):
                     sums[k] += value * row[k]
-        if shift is not None:
-            sums = [total + delta * shifted for total, delta in zip(sums, shift, strict=True)]
+        sums = [total + delta * shifted for total, delta in zip(sums, shift, strict=True)]
         norm = math.sqrt(squares)
         return [bias + total / norm for bias, total in zip(self._bias_list, sums, strict=True)]
 
