@@ -21,8 +21,25 @@ variable               default                   meaning
 ``..._FEEDBACK_RATE_LIMIT``  ``20 per minute``   answers one client may send (flask-limiter syntax)
 ``..._PREDICT_RATE_LIMIT``  empty (off)        requests one client may send to each prediction
                                                  endpoint, e.g. ``100 per second``
-``..._RATELIMIT_STORAGE_URI``  ``memory://``     where rate-limit counters live (``redis://...``
-                                                 to share them between workers and servers)
+``..._RATELIMIT_STORAGE_URI``  ``memory://``     where the prediction rate limit's counters live
+                                                 (``redis://...`` to share them between workers)
+``..._KEEPALIVE``      ``5``                     seconds an idle connection (or one that has not
+                                                 sent a whole request head) stays open
+``..._WORKER_CONNECTIONS``  ``1000``             connections one worker holds at most
+``..._REQUEST_TIME_BUDGET``  ``10``              seconds of work one request may take (503 above)
+``..._MAX_BATCH_CHARS``  ``1000000``             characters in one batch request (413 above)
+``..._MAX_EXPLAIN_CHARS``  ``100000``            characters explained in one request (413 above)
+``..._CLIENT_LEARNING_BUDGET``  ``10 per day``   answers from one client learned at once; the rest
+                                                 are stored and wait for a retrain
+``..._TRUSTED_API_KEYS``  empty                  ``name:sha256hex,...``: clients whose answers are
+                                                 learned at once (``python -m sentiment_clf.trust``)
+``..._TRUSTED_PROXIES``  empty                   proxy addresses (IPs or CIDRs) whose
+                                                 ``X-Forwarded-For`` names the client
+``..._SECRET_KEY``     random per start          signs the page's CSRF tokens; set it when
+                                                 several servers share one address
+``..._READY_PROBE_INTERVAL``  ``5``              seconds between /ready's database write probes
+``..._CHECKPOINT_EVERY``  ``1000``               learned answers between checkpoints of the
+                                                 learned state in the database
 =====================  ========================  ==========================================
 """
 from __future__ import annotations
@@ -55,6 +72,17 @@ class Settings(BaseSettings):
     feedback_rate_limit: str = "20 per minute"
     predict_rate_limit: str = ""  # off: predictions are cheap, and benchmarks measure the default
     ratelimit_storage_uri: str = "memory://"
+    keepalive: float = Field(5.0, gt=0)
+    worker_connections: int = Field(1000, ge=1)
+    request_time_budget: float = Field(10.0, gt=0)
+    max_batch_chars: int = Field(1_000_000, ge=1)
+    max_explain_chars: int = Field(100_000, ge=1)
+    client_learning_budget: str = "10 per day"
+    trusted_api_keys: str = ""
+    trusted_proxies: str = ""
+    secret_key: str | None = None
+    ready_probe_interval: float = Field(5.0, ge=0)
+    checkpoint_every: int = Field(1000, ge=1)
 
     def database(self) -> str:
         from sentiment_clf.storage import default_url
@@ -79,4 +107,14 @@ class Settings(BaseSettings):
             "PREDICT_RATE_LIMIT": self.predict_rate_limit,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_HEADERS_ENABLED": True,
+            "REQUEST_TIME_BUDGET": self.request_time_budget,
+            "MAX_BATCH_CHARS": self.max_batch_chars,
+            "MAX_EXPLAIN_CHARS": self.max_explain_chars,
+            "CLIENT_LEARNING_BUDGET": self.client_learning_budget,
+            "TRUSTED_API_KEYS": self.trusted_api_keys,
+            "TRUSTED_PROXIES": self.trusted_proxies,
+            # None: create_app draws a random key (one per server start; workers share it)
+            "SECRET_KEY": self.secret_key,
+            "READY_PROBE_INTERVAL": self.ready_probe_interval,
+            "CHECKPOINT_EVERY": self.checkpoint_every,
         }
