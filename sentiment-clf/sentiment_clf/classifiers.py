@@ -70,14 +70,27 @@ class SigmoidCalibration:
 LINKS: dict[str, type[Softmax | SigmoidCalibration]] = {"nb": Softmax, "logreg": Softmax, "svm": SigmoidCalibration}
 
 
+_NO_TERMS = np.zeros(0, dtype=np.int64)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 @dataclass(frozen=True)
 class NaiveBayesCounts:
     """Multinomial naive Bayes' counts: the saved ones, plus what was learned since.
 
     ``feature_count`` is ``(terms, labels)``, usually memory-mapped and never
-    written; ``added`` holds the learned counts of the terms that changed. The
-    weights are ``log(count + alpha) - log(total of the label's smoothed counts)``,
-    as scikit-learn's ``MultinomialNB`` computes them.
+    written. What was learned is kept compact, in arrays: ``learned_terms``, the
+    columns of the terms whose counts changed (sorted, distinct), and
+    ``learned_counts``, their added counts ``(len(learned_terms), labels)``;
+    ``added_total`` is the counts added to each label in all. About
+    ``8 * (1 + labels)`` bytes a learned term, whatever the number of answers.
+    The weights are ``log(count + alpha) - log(total of the label's smoothed
+    counts)``, as scikit-learn's ``MultinomialNB`` computes them; a learned
+    term's are computed when a text needs them (:meth:`learned_rows`).
     """
 
     alpha: float
@@ -85,7 +98,8 @@ class NaiveBayesCounts:
     class_prior: tuple[float, ...] | None
     feature_count: np.ndarray
     class_count: np.ndarray
-    added: dict[int, np.ndarray] = field(default_factory=dict)
+    learned_terms: np.ndarray = field(default_factory=lambda: _NO_TERMS)
+    learned_counts: np.ndarray | None = None
     added_total: np.ndarray | None = None
     _base_totals: list = field(default_factory=list)  # shared by every copy: computed once
 
@@ -110,39 +124,82 @@ class NaiveBayesCounts:
         return np.full(n_labels, -np.log(n_labels))
 
     def add(self, rows: list[tuple[np.ndarray, np.ndarray]], targets: list[int]) -> NaiveBayesCounts:
-        """These counts plus examples: each a TF-IDF row ``(columns, values)`` and its label."""
-        added = dict(self.added)
-        total = np.zeros(len(self.class_count)) if self.added_total is None else self.added_total.copy()
-        class_count = self.class_count.copy()
-        copied: set[int] = set()  # rows this call owns (the others are shared with self)
-        for (columns, values), target in zip(rows, targets, strict=True):
-            class_count[target] += 1.0
-            for column, value in zip(columns.tolist(), values.tolist(), strict=True):
-                if column not in copied:
-                    row = added.get(column)
-                    added[column] = np.zeros(len(class_count)) if row is None else row.copy()
-                    copied.add(column)
-                added[column][target] += value
-                total[target] += value
-        return replace(self, class_count=class_count, added=added, added_total=total)
+        """These counts plus examples: each a TF-IDF row ``(columns, values)`` and its label.
 
-    def weights_after_learning(self) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
-        """``(rows of the learned terms, shift of every other term's row)``.
+        Each count is added in the examples' order, so learning the same examples
+        in one call or in several gives the same floats.
+        """
+        n_labels = len(self.class_count)
+        class_count = self.class_count.copy()
+        for target in targets:
+            class_count[target] += 1.0
+        lengths = [len(columns) for columns, _ in rows]
+        columns = np.concatenate([_NO_TERMS, *(np.asarray(c, dtype=np.int64) for c, _ in rows)])
+        values = np.concatenate([np.zeros(0), *(v for _, v in rows)])
+        labels = np.repeat(np.asarray(targets, dtype=np.intp), lengths)
+        total = np.zeros(n_labels) if self.added_total is None else self.added_total.copy()
+        np.add.at(total, labels, values)  # in order, one value at a time
+        terms, counts = self.learned_terms, self.learned_counts
+        if counts is None:
+            counts = np.zeros((0, n_labels))
+        distinct = np.unique(columns)
+        found = np.searchsorted(terms, distinct)
+        known = found < len(terms)
+        known[known] = terms[found[known]] == distinct[known]
+        if known.all():
+            counts = counts.copy()
+        else:  # one pass inserts the new terms, keeping them sorted
+            counts = np.insert(counts, found[~known], 0.0, axis=0)
+            terms = _frozen(np.insert(terms, found[~known], distinct[~known]))
+        np.add.at(counts, (np.searchsorted(terms, columns), labels), values)
+        return replace(self, class_count=_frozen(class_count), learned_terms=terms,
+                       learned_counts=_frozen(counts), added_total=_frozen(total))
+
+    def with_learned(self, terms: np.ndarray, counts: np.ndarray, added_total: np.ndarray,
+                     class_count: np.ndarray) -> NaiveBayesCounts:
+        """These saved counts with a learned state read back (a checkpoint); ValueError
+        when it does not fit them."""
+        n_terms, n_labels = self.feature_count.shape
+        terms = np.asarray(terms)
+        if terms.dtype != np.int64 or terms.ndim != 1 or counts.shape != (len(terms), n_labels) \
+                or added_total.shape != (n_labels,) or class_count.shape != (n_labels,):
+            raise ValueError("the learned counts do not match the model's labels")
+        if len(terms) and (terms[0] < 0 or terms[-1] >= n_terms or not (np.diff(terms) > 0).all()):
+            raise ValueError("the learned terms are not distinct columns of the vocabulary, in order")
+        arrays = [np.asarray(a, dtype=np.float64) for a in (counts, added_total, class_count)]
+        if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays):
+            raise ValueError("the learned counts are not finite and non-negative")
+        counts, added_total, class_count = arrays
+        return replace(self, learned_terms=terms, learned_counts=counts, added_total=added_total,
+                       class_count=class_count)
+
+    def totals_after_learning(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(log of the smoothed totals now, shift of every unlearned term's row)``,
+        None when nothing was learned.
 
         The saved weights are ``log(count + alpha) - log(T)``, ``T`` the saved
         smoothed totals; after learning the totals are ``T'``, so an unchanged
         term's weights move by ``log(T) - log(T')`` and a learned term's are
-        computed anew from its counts.
+        computed anew from its counts (:meth:`learned_rows`).
         """
         if self.added_total is None:
-            return {}, None
+            return None
         if not self._base_totals:
             self._base_totals.append((self.feature_count + self.alpha).sum(axis=0))
         base = self._base_totals[0]
         log_totals = np.log(base + self.added_total)
-        rows = {column: np.log(self.feature_count[column] + delta + self.alpha) - log_totals
-                for column, delta in self.added.items()}
-        return rows, np.log(base) - log_totals
+        return log_totals, np.log(base) - log_totals
+
+    def learned_rows(self, columns: np.ndarray, log_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(places in columns of the learned terms, their weight rows)``."""
+        terms = self.learned_terms
+        if not len(terms) or self.learned_counts is None:
+            return np.zeros(0, dtype=np.intp), np.zeros((0, len(log_totals)))
+        found = np.minimum(np.searchsorted(terms, columns), len(terms) - 1)
+        where = np.flatnonzero(terms[found] == columns)
+        learned = columns[where]
+        rows = np.log(self.feature_count[learned] + self.learned_counts[found[where]] + self.alpha) - log_totals
+        return where, rows
 
 
 def arrays_from_format1(arrays: dict[str, np.ndarray], params: dict, n_labels: int) -> dict[str, np.ndarray]:

@@ -68,8 +68,8 @@ class LinearTextModel:
         self.counts = NaiveBayesCounts.from_arrays(arrays, params, len(self.labels)) \
             if self.classifier == "nb" else None
         self.python_limit = python_limit
-        self.learned_rows: dict[int, np.ndarray] = {}  # term -> its weights after learning
-        self.shift: np.ndarray | None = None  # added to every other term's weights after learning
+        self.log_totals: np.ndarray | None = None  # naive Bayes' smoothed totals after learning
+        self.shift: np.ndarray | None = None  # added to every unlearned term's weights after learning
         self._refresh()
 
     def _refresh(self) -> None:
@@ -77,7 +77,6 @@ class LinearTextModel:
         self._bias_list = self.bias.tolist()
         self._idf_view = self.idf.data  # a memoryview of the array, no copy
         self._weights_view = np.ascontiguousarray(self.weights).data.cast("B").cast("d")
-        self._learned_lists = {column: row.tolist() for column, row in self.learned_rows.items()}
         self._shift_list = None if self.shift is None else self.shift.tolist()
 
     # -- loading ----------------------------------------------------------------
@@ -182,11 +181,14 @@ class LinearTextModel:
         rows = self.weights[columns]
         if self.shift is not None:
             rows = rows + self.shift
-            for i, column in enumerate(columns.tolist()):
-                learned = self.learned_rows.get(column)
-                if learned is not None:
-                    rows[i] = learned
+            where, learned = self._learned_rows(columns)
+            rows[where] = learned
         return rows
+
+    def _learned_rows(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(places in columns of the terms learned since saving, their weight rows)``."""
+        assert self.counts is not None and self.log_totals is not None  # only a model that learned
+        return self.counts.learned_rows(columns, self.log_totals)
 
     def _numpy_scores(self, counts: dict[int, int]) -> np.ndarray:
         """The per-label scores of one text's term counts, with numpy."""
@@ -201,7 +203,9 @@ class LinearTextModel:
         if shift is None:
             return self._python_scores_as_saved(counts)
         idf, weights, n_scores = self._idf_view, self._weights_view, len(self._bias_list)
-        learned = self._learned_lists
+        columns = np.fromiter(counts, dtype=np.intp, count=len(counts))
+        where, rows = self._learned_rows(columns)
+        learned = dict(zip(columns[where].tolist(), rows.tolist(), strict=True))
         sums = [0.0] * n_scores
         squares = shifted = 0.0
         for column, count in counts.items():
@@ -278,7 +282,9 @@ class LinearTextModel:
 
         Exact: the same as refitting the classifier on the training data plus these
         examples with this vocabulary (what scikit-learn's ``partial_fit`` does).
-        Only the rows of the terms in ``texts`` are copied; the arrays stay shared.
+        The saved arrays stay shared; what was learned is kept as the learned terms'
+        counts (:class:`~sentiment_clf.classifiers.NaiveBayesCounts`), their weights
+        computed when a text needs them.
         """
         if self.counts is None:
             raise NotImplementedError(f"a {self.classifier} model learns new examples only by retraining")
@@ -287,11 +293,15 @@ class LinearTextModel:
             targets = [index[label] for label in labels]
         except KeyError as exc:
             raise ValueError(f"unknown label {exc.args[0]!r}; expected one of {list(self.labels)}") from None
-        counts = self.counts.add([self.features(text) for text in texts], targets)
+        return self.with_counts(self.counts.add([self.features(text) for text in texts], targets))
+
+    def with_counts(self, counts: NaiveBayesCounts) -> LinearTextModel:
+        """A new model with these naive Bayes counts (what it learned, or a checkpoint of it)."""
         learned = self._copy()
         learned.counts = counts
         learned.bias = counts.class_log_prior()
-        learned.learned_rows, learned.shift = counts.weights_after_learning()
+        after = counts.totals_after_learning()
+        learned.log_totals, learned.shift = (None, None) if after is None else after
         learned._refresh()
         return learned
 
