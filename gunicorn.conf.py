@@ -1,22 +1,51 @@
 """gunicorn settings, read when gunicorn starts in this folder (the repository root).
 
 gunicorn looks for this file before it applies ``--chdir sentiment-clf``, so it
-lives here. Host, port and workers come from the same environment variables as
-the app (sentiment-clf/sentiment_clf/config.py). Binding is explicit: gunicorn on its own
-would bind 0.0.0.0 whenever a PORT variable is set.
+lives here. Host, port, workers, keep-alive and connections per worker come from
+the same environment variables as the app (sentiment-clf/sentiment_clf/config.py).
+Binding is explicit: gunicorn on its own would bind 0.0.0.0 whenever a PORT
+variable is set.
 """
-import gc
-import os
-import shutil
-import tempfile
-from pathlib import Path
+# gevent workers (below) with the app preloaded in the master: the standard library
+# is patched here, first, before anything imports the app, so what the app makes at
+# start (the model registry's lock, SQLAlchemy's pool and its locks, psycopg's choice
+# of a cooperative wait function) is made from gevent's versions. Each worker patches
+# again when it starts, which is a no-op by then.
+from gevent import monkey  # type: ignore[import-untyped]  # no type information shipped
 
-from sentiment_clf.config import Settings
+monkey.patch_all()
+
+import gc  # noqa: E402 - after the patch, on purpose
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sentiment_clf.config import Settings  # noqa: E402
 
 _settings = Settings()
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers
+# One gevent worker serves many connections at once, each in a greenlet: one that
+# sends nothing, or dribbles its request a byte at a time, holds a greenlet and a
+# socket, not the worker. The work of a request is CPU-bound and short, so the
+# greenlets take turns; up to worker_connections connections per worker (more wait
+# in the listen backlog).
+worker_class = "gevent"
+worker_connections = _settings.worker_connections
+# Seconds a connection may wait for its next request head, and the bound on reading
+# each head (gunicorn's async workers read every head under this timeout): a client
+# that sends nothing, or not a whole head in this time, is disconnected. Whole
+# seconds for gunicorn, rounded up.
+keepalive = math.ceil(_settings.keepalive)
+# A worker that does not report to the master for this long is killed and replaced.
+# A gevent worker reports from its own greenlet, so it misses only when one request
+# holds the CPU that long; the app cuts a request at its time budget with a JSON 503,
+# well before this.
+timeout = max(30, math.ceil(3 * _settings.request_time_budget))
 # The app is made once, in the master, before the workers are forked: they share its
 # imported code and loaded models (copy-on-write pages; the model arrays are
 # memory-mapped anyway), so each worker adds ~20 MiB instead of ~55, and a start
@@ -44,6 +73,12 @@ else:
 
 
 def pre_fork(server, worker):
+    # A timer the app started in the master (the rate limiter's in-memory storage starts
+    # one of 0.01 s) is a greenlet after the patch; one forked half-run fails in the
+    # worker with a traceback in the log. Let it finish first.
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.join(timeout=1)
     # Python's collector would write to every object the workers inherit, turning the
     # pages they share with the master into private copies; frozen objects it skips.
     gc.freeze()
