@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models bench bench-compare soak clean
+.PHONY: run test lint models bench bench-compare bench-slow soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -22,6 +22,11 @@ models: $(VENV)/.installed-train
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.bench_predict
 	$(BIN)/python -m bench.bench_workers
+
+# Prediction latency while 256 idle and slowloris connections hold the server
+# (issue #10's floor: p99 <= 100 ms), and how long an idle connection stays open.
+bench-slow: $(VENV)/.installed-test
+	$(BIN)/python -m bench.slow_clients
 
 # The side-by-side benchmark; MLServer gets a virtual environment of its own.
 # uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.
