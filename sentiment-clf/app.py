@@ -15,8 +15,11 @@ Every error is JSON: ``{"message": "..."}``. The resources are in
 """
 from __future__ import annotations
 
+import secrets
+
 from flask import Flask, jsonify, render_template, send_from_directory
 from flask_restful import Api
+from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
@@ -61,9 +64,19 @@ def add_pages(app: Flask) -> None:
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: settings from the environment (config.py), then ``config`` on top."""
     app = Flask(__name__)
+    # No route matches a path with an empty segment (//health, /ratings//batch): werkzeug
+    # would otherwise answer a redirect to a URL built from the client's Host header.
+    app.url_map.merge_slashes = False
     app.config.update(Settings().flask_config())
-    app.config.update(ERROR_404_HELP=False)
+    # The page's forms carry a CSRF token (checked in ui.py only; the API is JSON-only,
+    # which a cross-site form cannot send). The token is signed with SECRET_KEY: drawn
+    # here when unset, in gunicorn's master, so every worker shares it. No Referer check
+    # over HTTPS: the pages send none (Referrer-Policy: no-referrer).
+    app.config.update(ERROR_404_HELP=False, WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_SSL_STRICT=False,
+                      SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(config or {})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
     middleware.configure_logging(app.config["LOG_LEVEL"])
 
     # What requests take and answers hold, for this app's limits: validation and the document.
@@ -77,6 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
     api = Api(app, catch_all_404s=True)
     prediction_endpoints = add_routes(api, services)
     add_pages(app)
+    CSRFProtect(app)
     ratelimit.install(app, prediction_endpoints)
     app.register_error_handler(HTTPException, middleware.json_error)
     app.before_request(middleware.start_request)

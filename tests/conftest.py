@@ -104,8 +104,10 @@ def make_app(database_url: str, **config):
     """An app on the committed models and the given database."""
     from app import create_app
 
+    # The page's CSRF check is off here (tests of the page's forms post them directly);
+    # test_adversarial_http.py and the browser test check it, on the real server.
     return create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR, "DATABASE_URL": database_url,
-                       "FEEDBACK_RATE_LIMIT": "1000 per second", **config})
+                       "FEEDBACK_RATE_LIMIT": "1000 per second", "WTF_CSRF_ENABLED": False, **config})
 
 
 @pytest.fixture()

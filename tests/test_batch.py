@@ -98,13 +98,21 @@ def test_explain_in_a_batch(client):
     assert all("explanation" in r for r in results)
 
 
-def test_ready_when_models_and_database_answer(client, app):
+@pytest.mark.parametrize("interval", [0, 3600])
+def test_ready_when_models_and_database_answer(sqlite_url, interval):
+    """/ready probes a write at most every READY_PROBE_INTERVAL seconds; in between its last result answers."""
+    app = make_app(sqlite_url, READY_PROBE_INTERVAL=interval)
+    client = app.test_client()
     assert client.get("/ready").json == {
         "status": "ready", "models": ["hatespeech", "questions", "questions-fine", "ratings", "sentiment"]}
     with app.extensions["sentiment_clf"].storage.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE feedback")
+        conn.exec_driver_sql("DROP TABLE health_probe")
     response = client.get("/ready")
-    assert response.status_code == 503 and "database" in response.json["message"]
+    if interval:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 503 and "database" in response.json["message"]
+        assert response.headers["Retry-After"] == "1"
 
 
 def test_pages_carry_security_headers_and_json_does_not_sniff(client):
@@ -204,7 +212,10 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path, sqlite_url):
     words = "the movie was boring and long but the actors were gorgeous witty and moving".split()
     rng = random.Random(1)
     texts = [" ".join(rng.choice(words) for _ in range(300)) for _ in range(1000)]  # a few seconds of work
-    server = LiveServer(tmp_path / "server.log", workers=1, env={"DATABASE_URL": sqlite_url})
+    # Limits raised for this test: it needs a request that takes seconds.
+    server = LiveServer(tmp_path / "server.log", workers=1, env={
+        "DATABASE_URL": sqlite_url, "SENTIMENT_CLF_MAX_BATCH_CHARS": "10000000",
+        "SENTIMENT_CLF_MAX_EXPLAIN_CHARS": "10000000"})
     answered = {}
     try:
         server.wait_ready()

@@ -34,6 +34,33 @@ MODEL_INFO = Gauge("sentiment_clf_model_info", "1 for the version each model is 
 _versions: dict[str, str] = {}
 _prediction_counters: dict[tuple[str, str], Counter] = {}
 
+# Every label value of the request metrics comes from a closed set, whatever a client
+# sends: a method outside METHODS is "other"; the endpoint is the URL rule that matched
+# (the app's own list) or "<unmatched>" (unknown paths, and methods a route lacks); the
+# status is a code the app answers (werkzeug's errors and the app's own), else "other".
+METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
+UNMATCHED = "<unmatched>"
+STATUSES = frozenset((200, 201, 204, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 406, 408, 409, 411,
+                      412, 413, 414, 415, 416, 417, 418, 422, 423, 424, 428, 429, 431, 451, 500, 501, 502,
+                      503, 504, 505))
+# (method, endpoint, status) -> (requests counter, latency histogram): bounded by the sets above.
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def count_request(method: str, rule, status: int, seconds: float) -> None:
+    """Count one request answered with ``status`` and its latency; ``rule`` is the URL rule
+    that matched, or None. Labels from closed sets; each child is looked up once."""
+    key = (method, rule.rule if rule is not None else UNMATCHED, status)
+    children = _request_children.get(key)
+    if children is None:
+        method = method if method in METHODS else "other"
+        status_label = str(status) if status in STATUSES else "other"
+        children = (REQUESTS.labels(method, key[1], status_label), LATENCY.labels(method, key[1]))
+        if key[0] in METHODS and status in STATUSES:  # only known keys are kept: the cache stays bounded
+            _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
 
 def count_prediction(model: str, label: str) -> None:
     """Count one prediction; each (model, label) child is looked up once, it is on every request."""

@@ -100,6 +100,9 @@ activations = Table(
 schema_info = Table("schema_info", metadata,
                     Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
                     Column("version", Integer, nullable=False))
+# One row (id 1) that /ready updates: the database takes writes (``probe_write``).
+health_probe = Table("health_probe", metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+                     Column("checked_at", DateTime(timezone=True), nullable=False))
 
 
 class IdempotencyKeyReused(ValueError):
@@ -247,6 +250,14 @@ class Storage:
     def last_feedback_id(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(feedback.c.id))).scalar() or 0)
+
+    def probe_write(self) -> None:
+        """Write one row in a transaction of its own (and read feedback's last id); raises
+        SQLAlchemyError when the database cannot take a write, as when its disk is full."""
+        with self.engine.begin() as conn:
+            conn.execute(select(func.max(feedback.c.id))).scalar()
+            if not conn.execute(update(health_probe).where(health_probe.c.id == 1).values(checked_at=_now())).rowcount:
+                conn.execute(insert(health_probe).values(id=1, checked_at=_now()))
 
     # -- model versions -------------------------------------------------------
 

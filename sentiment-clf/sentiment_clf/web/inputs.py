@@ -8,11 +8,19 @@ raises a werkzeug HTTPException whose message this module words, in one place
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import current_app, request
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
-from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    HTTPException,
+    NotFound,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 
 from sentiment_clf.tasks import MODELS
 from sentiment_clf.web.schemas import FLAG_WORDS, FeedbackBody, Schemas, first_problem
@@ -22,6 +30,18 @@ QUERY_HELP = ("send the text as 'query': in the URL (?query=...), as a form fiel
 # What a missing 'query' means, by the body it is missing from.
 _MISSING_QUERY = {"prediction": f"missing 'query' in the JSON body: {QUERY_HELP}",
                   "feedback": "missing 'query': the text the answer is about"}
+
+
+try:  # what gunicorn's body reader raises for a malformed (chunked) body
+    from gunicorn.http.errors import NoMoreData, ParseException  # type: ignore[import-untyped]
+
+    _BODY_ERRORS: tuple[type[Exception], ...] = (ParseException, NoMoreData, ClientDisconnected)
+except ImportError:  # not under gunicorn
+    _BODY_ERRORS = (ClientDisconnected,)
+
+JSON_ONLY = "send the body as JSON, with the header Content-Type: application/json"
+# Bodies a single prediction reads besides JSON: a form (curl -d), or none at all.
+_FORM_TYPES = frozenset(("application/x-www-form-urlencoded", ""))
 
 
 def schemas() -> Schemas:
@@ -34,16 +54,21 @@ def read_query() -> str:
 
     Looked for in the URL first, then in a JSON body, then in a form body. Form
     bodies are read on GET too (``curl -X GET -d query=...``), which Flask's
-    ``request.values`` leaves out.
+    ``request.values`` leaves out. A body of any other type is a 415.
     """
+    has_body = _may_have_body()
+    if has_body and not request.is_json and request.mimetype not in _FORM_TYPES and _sends_body():
+        raise UnsupportedMediaType("a prediction's body must be JSON (Content-Type: application/json) or a form "
+                                   f"(application/x-www-form-urlencoded), not {request.mimetype!r}; or "
+                                   "put the query in the URL")
     if request.args.get("query") is not None:
         value = request.args["query"]
-    elif not _may_have_body():
+    elif not has_body:
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
-    elif request.is_json and request.get_data(cache=True):
+    elif request.is_json and read_body():
         return validated(schemas().prediction_body, json_body(), "prediction").query
-    elif request.form.get("query") is not None:
-        value = request.form["query"]
+    elif (form := _form()).get("query") is not None:
+        value = form["query"]
     else:
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
     return validate_query(value)
@@ -53,7 +78,7 @@ def read_flag(name: str) -> bool:
     """A yes/no argument: ``1``/``true`` or ``0``/``false`` in the URL or a form, a
     boolean (or null) in a JSON body; absent is no. Anything else is a 400."""
     has_body = _may_have_body()
-    if has_body and request.is_json and request.get_data(cache=True) and name in json_body():
+    if has_body and request.is_json and read_body() and name in json_body():
         value = json_body()[name]
         try:
             return bool(schemas().json_flag.validate_python(value))
@@ -61,7 +86,7 @@ def read_flag(name: str) -> bool:
             raise BadRequest(_json_flag_message(name, value)) from None
     value = request.args.get(name)
     if value is None and has_body:
-        value = request.form.get(name)
+        value = _form().get(name)
     if value is None:
         return False
     try:
@@ -71,11 +96,31 @@ def read_flag(name: str) -> bool:
 
 
 def read_batch() -> tuple[list[str], bool]:
-    """A batch request's texts (validated, in order) and its ``explain`` flag."""
+    """A batch request's texts (validated, in order) and its ``explain`` flag.
+
+    The work a batch asks for is bounded before any of it is done: its characters in
+    all (MAX_BATCH_CHARS) and, with ``explain``, the characters explained
+    (MAX_EXPLAIN_CHARS); over either it is a 413 that names the limit.
+    """
     body = json_body()
     batch = validated(schemas().batch, body, "batch")
     # A flag in the URL (?explain=1) counts when the body has none, as for one query.
-    return batch.queries, bool(batch.explain) if "explain" in body else read_flag("explain")
+    explain = bool(batch.explain) if "explain" in body else read_flag("explain")
+    chars, config = sum(map(len, batch.queries)), current_app.config
+    if chars > config["MAX_BATCH_CHARS"]:
+        raise RequestEntityTooLarge(f"the texts hold {chars:,} characters in all, the limit is "
+                                    f"{config['MAX_BATCH_CHARS']:,} per request: send fewer or shorter texts")
+    if explain:
+        check_explain(chars)
+    return batch.queries, explain
+
+
+def check_explain(chars: int) -> None:
+    """A 413 when ``explain`` is asked for more characters than one request may explain."""
+    limit = current_app.config["MAX_EXPLAIN_CHARS"]
+    if chars > limit:
+        raise RequestEntityTooLarge(f"explain is limited to {limit:,} characters per request and these texts "
+                                    f"hold {chars:,}: send fewer texts with explain, or leave explain out")
 
 
 def read_feedback() -> tuple[FeedbackBody, str | None]:
@@ -88,6 +133,55 @@ def read_feedback() -> tuple[FeedbackBody, str | None]:
         except ValidationError:
             raise BadRequest("Idempotency-Key must be 1 to 200 letters, digits or . _ : -") from None
     return answer, key
+
+
+def read_body() -> bytes:
+    """The request's body (read once, then cached), within the request's size limit.
+
+    A body that breaks off, or whose chunked encoding is malformed, is a 400; one
+    over the limit, chunked or not, a 413 that names the limit.
+    """
+    limit = request.max_content_length
+    too_large = RequestEntityTooLarge(f"the request body is over {limit:,} bytes, the limit for this endpoint")
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    except _BODY_ERRORS:
+        raise BadRequest("the request body is malformed or incomplete (a bad chunked encoding, or "
+                         "fewer bytes than announced)") from None
+    if request.content_length is not None and len(data) < request.content_length:
+        raise BadRequest("the request body is malformed or incomplete (fewer bytes than announced)")
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise too_large  # a chunked body is cut at the limit by werkzeug, silently
+    return data
+
+
+def check_url() -> None:
+    """A 400 for a URL whose percent-escapes are not UTF-8 (werkzeug would keep them as
+    the literal text ``%FF``); cheap unless the path is not ASCII or the query holds escapes."""
+    environ = request.environ
+    path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+    if environ.get("RAW_URI", "").startswith("//"):  # gunicorn reads //health as the path /health
+        raise NotFound("no path begins with an empty segment (//)")
+    try:
+        if not path.isascii():  # WSGI gives the path's bytes as latin-1 characters
+            path.encode("latin-1").decode("utf-8")
+        if "%" in query or not query.isascii():
+            unquote_to_bytes(query).decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("the URL is not valid: its percent-escapes are not UTF-8 text") from None
+
+
+def _form():
+    """The request's form fields, its body read by :func:`read_body` (which words its errors)."""
+    read_body()
+    return request.form
+
+
+def _sends_body() -> bool:
+    """Whether the request announces a body: a length over 0, or a chunked one."""
+    return bool(request.content_length) or "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
 def _may_have_body() -> bool:
@@ -115,11 +209,17 @@ def validated(schema: TypeAdapter, body: dict, kind: str) -> Any:
 
 
 def json_body() -> dict:
-    """The request's body as a JSON object, or a 400."""
+    """The request's body as a JSON object: a 415 for another type, a 400 for bad JSON
+    (nested too deeply included), a 413 over the size limit."""
+    if not request.is_json:
+        raise UnsupportedMediaType(f"this endpoint reads JSON only: {JSON_ONLY}")
+    read_body()
     try:
         body = request.get_json(force=True)
     except BadRequest:
         raise BadRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("the request body is not valid JSON here: it is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object such as {\"query\": \"...\"}")
     return body

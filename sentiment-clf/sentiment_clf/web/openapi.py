@@ -17,7 +17,10 @@ from sentiment_clf.tasks import endpoint_models
 from sentiment_clf.web.schemas import Error, FeedbackId, Health, ModelList, Ready, Schemas
 
 _ERRORS = {400: "Bad input: the message says what is wrong", 409: "Conflict",
+           401: "An API key that is not trusted (leave it out to answer anonymously)",
            413: "Too large: the message gives the limit",
+           415: "The body is not of a type this endpoint reads (send application/json)",
+           422: "The Idempotency-Key was used before for another answer",
            429: "Too many requests from this client (Retry-After says when to try again)",
            503: "The database does not answer; nothing was stored"}
 _HTML = {"type": "string"}
@@ -90,7 +93,7 @@ def build(types: Schemas, version: str = "1") -> dict:
     for spec in endpoint_models():
         endpoint, batch_endpoint = spec.endpoint, spec.batch_endpoint
         assert endpoint is not None and batch_endpoint is not None  # endpoint_models() has only these
-        answers = {"200": _reply(schema(("answer", spec.name)), "The answer"), **errors(400, 413, 429)}
+        answers = {"200": _reply(schema(("answer", spec.name)), "The answer"), **errors(400, 413, 415, 429)}
         paths[endpoint] = {
             "get": _operation(f"get_{spec.name}", f"Predict with the {spec.name} model", answers,
                               parameters=url_parameters),
@@ -100,7 +103,9 @@ def build(types: Schemas, version: str = "1") -> dict:
         paths[batch_endpoint] = {"post": _operation(
             f"batch_{spec.name}", f"Predict many texts with the {spec.name} model",
             {"200": _reply(schema(("results", spec.name)), "One answer per text, in order"),
-             **errors(400, 413, 429)}, body={"application/json": schema("batch")})}
+             **errors(400, 413, 415, 429), "503": _reply(schema("error"), "Stopped at the request's time budget "
+                                                          "(Retry-After says when to try again)")},
+            body={"application/json": schema("batch")})}
     paths["/feedback"] = {"post": _operation(
         "post_feedback", "A user's answer: the right label for a text",
         {"201": _reply(schema("id"), "Stored durably; the id of the record"), **errors(400, 409, 413, 429, 503)},
@@ -122,12 +127,15 @@ def build(types: Schemas, version: str = "1") -> dict:
     paths["/ui"] = {
         "get": _operation("get_ui", "The web page", {"200": html("The form")}),
         "post": _operation("post_ui", "Classify a review on the page", {
-            "200": html("The answers, or a message about the review"), "413": html("The form is too large")},
+            "200": html("The answers, or a message about the review"),
+            "400": html("The form carries no valid CSRF token (reload the page)"),
+            "413": html("The form is too large")},
             body={"application/x-www-form-urlencoded": schema("review_form")}, body_required=False)}
     paths["/ui/feedback"] = {"post": _operation(
         "post_ui_feedback", "An answer given on the page (Correct/Incorrect, or the right label)", {
             "200": html("Thank you"), "400": html("The answer is incomplete"),
-            "413": html("The form is too large"), "429": html("Too many answers from this client"),
+            "401": html("An API key that is not trusted"), "413": html("The form is too large"),
+            "429": html("Too many answers from this client"),
             "503": html("The database does not answer")},
         body={"application/x-www-form-urlencoded": schema("answer_form")})}
     return {

@@ -7,11 +7,12 @@ says now.
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
+from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from sentiment_clf.web.answers import predict_one, services, store_feedback
-from sentiment_clf.web.inputs import schemas
+from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 
 blueprint = Blueprint("ui", __name__, url_prefix="/ui")
@@ -38,6 +39,14 @@ def review_problem(review: str) -> str | None:
 
 def predictions(review: str) -> dict[str, dict]:
     return {name: predict_one(services().registry.get(name).model, review) for name in served_names()}
+
+
+@blueprint.before_request
+def check_csrf() -> None:
+    """A form posted to the page must carry the token the page gave it (a 400 otherwise)."""
+    if request.method == "POST" and current_app.config.get("WTF_CSRF_ENABLED", True):
+        read_body()  # a malformed body is a 400 in words, not an error inside the form parser
+        current_app.extensions["csrf"].protect()
 
 
 @blueprint.get("")
@@ -81,4 +90,6 @@ def error_page(error: HTTPException):
     message = error.description
     if error.code == 429:
         message = "You sent many answers in a short time; please wait a minute and try again."
+    elif isinstance(error, CSRFError):
+        message = "This form has expired or did not come from this page; please reload the page and try again."
     return render_template("index.html", review="", message=message, titles=MODEL_TITLES), error.code
