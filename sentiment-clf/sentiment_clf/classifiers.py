@@ -71,6 +71,7 @@ LINKS: dict[str, type[Softmax | SigmoidCalibration]] = {"nb": Softmax, "logreg":
 
 
 _NO_TERMS = np.zeros(0, dtype=np.int64)
+_NO_TERMS.flags.writeable = False
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -78,19 +79,74 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _find(terms: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(places in columns found in the sorted terms, their places in terms)``."""
+    if not len(terms):
+        return _NO_TERMS, _NO_TERMS
+    found = np.minimum(np.searchsorted(terms, columns), len(terms) - 1)
+    where = np.flatnonzero(terms[found] == columns)
+    return where, found[where]
+
+
+def _with_terms(terms: np.ndarray, counts: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``terms`` with the distinct ``columns`` they lack, sorted, and ``counts`` with a
+    row of zeros for each (a new array either way)."""
+    distinct = np.unique(columns)
+    found = np.searchsorted(terms, distinct)
+    known = found < len(terms)
+    known[known] = terms[found[known]] == distinct[known]
+    if known.all():
+        return terms, counts.copy()
+    return (_frozen(np.insert(terms, found[~known], distinct[~known])),
+            np.insert(counts, found[~known], 0.0, axis=0))
+
+
+@dataclass(frozen=True)
+class LearnedCounts:
+    """Counts added by learning, for the terms that got some: ``terms`` (columns,
+    sorted, distinct) and ``counts`` ``(len(terms), labels)``. About
+    ``8 * (1 + labels)`` bytes a term, whatever the number of answers."""
+
+    terms: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def empty(cls, n_labels: int) -> LearnedCounts:
+        return cls(_NO_TERMS, _frozen(np.zeros((0, n_labels))))
+
+    def add(self, columns: np.ndarray, labels: np.ndarray, values: np.ndarray) -> LearnedCounts:
+        """These counts plus ``values`` at ``(columns, labels)``, added one at a time, in order."""
+        terms, counts = _with_terms(self.terms, self.counts, columns)
+        np.add.at(counts, (np.searchsorted(terms, columns), labels), values)
+        return LearnedCounts(terms, _frozen(counts))
+
+    def merged(self, other: LearnedCounts) -> LearnedCounts:
+        """Both counts added: a term's count is this one's plus the other's."""
+        if not len(other.terms):
+            return self
+        terms, counts = _with_terms(self.terms, self.counts, other.terms)
+        counts[np.searchsorted(terms, other.terms)] += other.counts
+        return LearnedCounts(terms, _frozen(counts))
+
+
 @dataclass(frozen=True)
 class NaiveBayesCounts:
     """Multinomial naive Bayes' counts: the saved ones, plus what was learned since.
 
     ``feature_count`` is ``(terms, labels)``, usually memory-mapped and never
-    written. What was learned is kept compact, in arrays: ``learned_terms``, the
-    columns of the terms whose counts changed (sorted, distinct), and
-    ``learned_counts``, their added counts ``(len(learned_terms), labels)``;
-    ``added_total`` is the counts added to each label in all. About
-    ``8 * (1 + labels)`` bytes a learned term, whatever the number of answers.
+    written. What was learned is kept compact, in two layers of
+    :class:`LearnedCounts`: ``folded``, everything learned up to the last
+    :meth:`fold` (with the labels' added totals and the class counts then, what a
+    checkpoint stores), and ``recent``, what was learned since. A new answer copies
+    only the recent layer, so the folded one stays shared (by the workers a server
+    forks, when it was learned or read from a checkpoint before the fork).
+    ``added_total`` is the counts added to each label in all.
+
     The weights are ``log(count + alpha) - log(total of the label's smoothed
-    counts)``, as scikit-learn's ``MultinomialNB`` computes them; a learned
-    term's are computed when a text needs them (:meth:`learned_rows`).
+    counts)``, as scikit-learn's ``MultinomialNB`` computes them; a learned term's
+    are computed when a text needs them (:meth:`learned_rows`), its count being
+    ``saved + (folded + recent)``: the same floats before and after a fold, so the
+    same answers learned with the same folds give the same model.
     """
 
     alpha: float
@@ -98,9 +154,10 @@ class NaiveBayesCounts:
     class_prior: tuple[float, ...] | None
     feature_count: np.ndarray
     class_count: np.ndarray
-    learned_terms: np.ndarray = field(default_factory=lambda: _NO_TERMS)
-    learned_counts: np.ndarray | None = None
+    folded: LearnedCounts | None = None
+    recent: LearnedCounts | None = None
     added_total: np.ndarray | None = None
+    folded_totals: tuple[np.ndarray, np.ndarray] | None = None  # (added_total, class_count) at the fold
     _base_totals: list = field(default_factory=list)  # shared by every copy: computed once
 
     @classmethod
@@ -139,25 +196,20 @@ class NaiveBayesCounts:
         labels = np.repeat(np.asarray(targets, dtype=np.intp), lengths)
         total = np.zeros(n_labels) if self.added_total is None else self.added_total.copy()
         np.add.at(total, labels, values)  # in order, one value at a time
-        terms, counts = self.learned_terms, self.learned_counts
-        if counts is None:
-            counts = np.zeros((0, n_labels))
-        distinct = np.unique(columns)
-        found = np.searchsorted(terms, distinct)
-        known = found < len(terms)
-        known[known] = terms[found[known]] == distinct[known]
-        if known.all():
-            counts = counts.copy()
-        else:  # one pass inserts the new terms, keeping them sorted
-            counts = np.insert(counts, found[~known], 0.0, axis=0)
-            terms = _frozen(np.insert(terms, found[~known], distinct[~known]))
-        np.add.at(counts, (np.searchsorted(terms, columns), labels), values)
-        return replace(self, class_count=_frozen(class_count), learned_terms=terms,
-                       learned_counts=_frozen(counts), added_total=_frozen(total))
+        recent = (self.recent or LearnedCounts.empty(n_labels)).add(columns, labels, values)
+        return replace(self, class_count=_frozen(class_count), recent=recent, added_total=_frozen(total))
 
-    def with_learned(self, terms: np.ndarray, counts: np.ndarray, added_total: np.ndarray,
-                     class_count: np.ndarray) -> NaiveBayesCounts:
-        """These saved counts with a learned state read back (a checkpoint); ValueError
+    def fold(self) -> NaiveBayesCounts:
+        """The same counts with the recent layer folded into the folded one."""
+        if self.added_total is None:
+            return self
+        n_labels = len(self.class_count)
+        folded = (self.folded or LearnedCounts.empty(n_labels)).merged(self.recent or LearnedCounts.empty(n_labels))
+        return replace(self, folded=folded, recent=None, folded_totals=(self.added_total, self.class_count))
+
+    def with_folded(self, terms: np.ndarray, counts: np.ndarray, added_total: np.ndarray,
+                    class_count: np.ndarray) -> NaiveBayesCounts:
+        """These saved counts with a folded state read back (a checkpoint); ValueError
         when it does not fit them."""
         n_terms, n_labels = self.feature_count.shape
         terms = np.asarray(terms)
@@ -170,8 +222,8 @@ class NaiveBayesCounts:
         if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays):
             raise ValueError("the learned counts are not finite and non-negative")
         counts, added_total, class_count = arrays
-        return replace(self, learned_terms=terms, learned_counts=counts, added_total=added_total,
-                       class_count=class_count)
+        return replace(self, folded=LearnedCounts(terms, counts), recent=None, added_total=added_total,
+                       class_count=class_count, folded_totals=(added_total, class_count))
 
     def totals_after_learning(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(log of the smoothed totals now, shift of every unlearned term's row)``,
@@ -192,14 +244,19 @@ class NaiveBayesCounts:
 
     def learned_rows(self, columns: np.ndarray, log_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(places in columns of the learned terms, their weight rows)``."""
-        terms = self.learned_terms
-        if not len(terms) or self.learned_counts is None:
-            return np.zeros(0, dtype=np.intp), np.zeros((0, len(log_totals)))
-        found = np.minimum(np.searchsorted(terms, columns), len(terms) - 1)
-        where = np.flatnonzero(terms[found] == columns)
-        learned = columns[where]
-        rows = np.log(self.feature_count[learned] + self.learned_counts[found[where]] + self.alpha) - log_totals
-        return where, rows
+        layers = [(layer, *_find(layer.terms, columns)) for layer in (self.folded, self.recent) if layer is not None]
+        if len(layers) == 1:  # one layer: its counts as they are
+            layer, where, found = layers[0]
+            delta = layer.counts[found]
+        else:
+            delta = np.zeros((len(columns), len(log_totals)))
+            hit = np.zeros(len(columns), dtype=bool)
+            for layer, where, found in layers:
+                delta[where] += layer.counts[found]  # 0 + folded, then + recent
+                hit[where] = True
+            where = np.flatnonzero(hit)
+            delta = delta[where]
+        return where, np.log(self.feature_count[columns[where]] + delta + self.alpha) - log_totals
 
 
 def arrays_from_format1(arrays: dict[str, np.ndarray], params: dict, n_labels: int) -> dict[str, np.ndarray]:

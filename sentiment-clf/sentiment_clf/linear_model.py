@@ -295,6 +295,11 @@ class LinearTextModel:
             raise ValueError(f"unknown label {exc.args[0]!r}; expected one of {list(self.labels)}") from None
         return self.with_counts(self.counts.add([self.features(text) for text in texts], targets))
 
+    def fold(self) -> LinearTextModel:
+        """The same model, what it learned recently folded into what it learned before
+        (the state a checkpoint stores; the same answers either way)."""
+        return self if self.counts is None else self.with_counts(self.counts.fold())
+
     def with_counts(self, counts: NaiveBayesCounts) -> LinearTextModel:
         """A new model with these naive Bayes counts (what it learned, or a checkpoint of it)."""
         learned = self._copy()

@@ -10,6 +10,8 @@ Tables
 ``model_versions``  retrained models: manifest JSON and the arrays file's bytes.
 ``activations``     which version serves each model; the newest row not rolled
                     back wins, no row means the base model shipped on disk.
+``checkpoints``     what a model learned online, up to a feedback id, packed like a
+                    model (``checkpoints.py``), so a start replays only what follows.
 ``schema_info``     the schema version, for upgrades.
 
 Feedback ids grow in commit order (PostgreSQL inserts take a transaction lock),
@@ -94,6 +96,19 @@ activations = Table(
     Column("rolled_back", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("activations_by_model", "model", "id"),
+    sqlite_autoincrement=True,
+)
+
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("base_version", String(64), nullable=False),
+    Column("feedback_upto", BigInteger, nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model", "base_version", "feedback_upto", name="checkpoints_unique"),
     sqlite_autoincrement=True,
 )
 
