@@ -23,6 +23,8 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from gunicorn.http import message  # type: ignore[import-untyped]  # noqa: E402
+
 from sentiment_clf.config import Settings  # noqa: E402
 
 _settings = Settings()
@@ -53,9 +55,26 @@ timeout = max(30, math.ceil(3 * _settings.request_time_budget))
 # pool is emptied in each child (storage.py), and Prometheus and the rate limiter
 # open their per-process state on first use.
 preload_app = True
-# 0 lets a request line reach gunicorn's hard cap of 1 MiB, so a long GET query
-# reaches the app and gets its JSON 413 instead of gunicorn's plain-text 400.
+# gunicorn's own bounded limit on the request line is at most 8190 bytes, less than a
+# query of MAX_QUERY_CHARS characters needs in a URL; 0 (no limit) lets a long GET
+# query reach the app and get its JSON 413 instead of gunicorn's HTML 414. But with
+# no limit, gunicorn's Python parser buffers a request line of any size and scans the
+# whole buffer again after every 8 KiB it reads: a 64 MiB line held a worker's CPU
+# (and, with gevent, every connection of that worker) until the worker timeout killed
+# it. So the unlimited case is capped here, at what a query of MAX_QUERY_CHARS
+# characters can take percent-encoded (up to 12 bytes a character) plus room for the
+# path and other parameters: a longer line gets gunicorn's 414 at once. (gunicorn's
+# optional C parser, gunicorn_h1c, is not installed; it would cap the line at 1 MiB.)
 limit_request_line = 0
+REQUEST_LINE_CAP = 12 * _settings.max_query_chars + 8192
+_read_line = message.Request.read_line
+
+
+def _read_line_capped(self, unreader, buf, limit=0):
+    return _read_line(self, unreader, buf, limit or REQUEST_LINE_CAP)
+
+
+message.Request.read_line = _read_line_capped
 graceful_timeout = 20
 loglevel = _settings.log_level.lower()
 # gunicorn 27 opens a control socket at one fixed path per user; two servers on

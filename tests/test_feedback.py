@@ -13,15 +13,16 @@ def storage(sqlite_url):
     return Storage(sqlite_url)
 
 
-def send(client, **body):
-    return client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive", **body})
+def send(client, headers=None, environ_base=None, **body):
+    return client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive", **body},
+                       headers=headers or {}, environ_base=environ_base or {})
 
 
 def test_feedback_is_stored_then_acknowledged(client, storage):
     before = client.get("/", query_string={"query": TEXT}).json
     response = send(client)
     assert response.status_code == 201
-    assert list(response.json) == ["id"]
+    assert response.json == {"id": response.json["id"], "learned": True}
     row = storage.get_feedback(response.json["id"])
     assert (row.model, row.text, row.label) == ("sentiment", TEXT, "Positive")
     assert row.prediction == before["prediction"] == "Negative"
@@ -105,29 +106,88 @@ def test_a_retry_with_the_same_idempotency_key_stores_once(client, storage):
     assert first.status_code == again.status_code == 201
     assert first.json == again.json
     assert storage.feedback_counts() == {"sentiment": 1}
-    other = client.post("/feedback", json={"model": "ratings", "query": TEXT, "label": "neutral"},
-                        headers={"Idempotency-Key": "abc-123"})
-    assert other.status_code == 409 and "already used" in other.json["message"]
     bad_key = client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive"},
                           headers={"Idempotency-Key": "has spaces"})
     assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.json["message"]
     assert storage.feedback_counts() == {"sentiment": 1}
 
 
-def test_one_client_is_rate_limited(sqlite_url):
-    client = make_app(sqlite_url, FEEDBACK_RATE_LIMIT="2 per minute").test_client()
-    assert [send(client).status_code for _ in range(2)] == [201, 201]
+@pytest.mark.parametrize("body", [{"model": "ratings", "label": "neutral"}, {"query": "another film"},
+                                  {"label": "Negative"}], ids=["model", "query", "label"])
+def test_an_idempotency_key_reused_with_another_answer_is_a_422(client, storage, body):
+    """As the IETF draft "The Idempotency-Key HTTP Header Field" says: a key reused
+    with a different payload is refused with 422, and nothing new is stored."""
+    first = send(client, headers={"Idempotency-Key": "abc-123"})
+    reused = client.post("/feedback", json={"model": "sentiment", "query": TEXT, "label": "Positive", **body},
+                         headers={"Idempotency-Key": "abc-123"})
+    assert reused.status_code == 422
+    assert reused.json == {"message": "the Idempotency-Key 'abc-123' was already used for another answer "
+                                      "(a different model, query or label); use a new key for a new answer"}
+    assert storage.feedback_counts() == {"sentiment": 1}
+    assert send(client, headers={"Idempotency-Key": "abc-123"}).json["id"] == first.json["id"]
+
+
+def test_one_client_is_rate_limited_across_both_routes(sqlite_url):
+    client = make_app(sqlite_url, FEEDBACK_RATE_LIMIT="3 per minute").test_client()
+    assert send(client).status_code == 201
+    page = client.post("/ui/feedback", data={"model": "sentiment", "review": "a dull film", "prediction": "Negative",
+                                             "verdict": "correct"})
+    assert page.status_code == 200
+    assert send(client, query="a third text", headers={"Idempotency-Key": "k3"}).status_code == 201
     limited = send(client, query="something else entirely")
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) > 0
-    assert "too many answers from this client" in limited.json["message"]
-    assert Storage(sqlite_url).feedback_counts() == {"sentiment": 2}
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert limited.json["message"].startswith("too many answers from this client: the limit is 3 per 1 minute")
+    page = client.post("/ui/feedback", data={"model": "sentiment", "review": "a dull film", "prediction": "Negative",
+                                             "verdict": "incorrect"})
+    assert page.status_code == 429 and page.content_type.startswith("text/html")
+    assert "please wait a minute" in page.text and int(page.headers["Retry-After"]) > 0
+    retry = send(client, query="a third text", headers={"Idempotency-Key": "k3"})  # a retry is not a new answer
+    assert retry.status_code == 201
+    assert Storage(sqlite_url).feedback_counts() == {"sentiment": 3}
     assert client.get("/", query_string={"query": TEXT}).status_code == 200  # predictions are not limited
+    other = send(client, query="something else entirely", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 201  # another client has its own count
+
+
+def test_beyond_its_learning_budget_a_client_is_stored_not_learned(sqlite_url):
+    client = make_app(sqlite_url, CLIENT_LEARNING_BUDGET="1 per day").test_client()
+    assert send(client).json["learned"] is True  # a new client's first answer is learned at once
+    before = client.get("/", query_string={"query": "a dull film"}).json["probabilities"]["Positive"]
+    held = send(client, query="a dull film")
+    assert held.status_code == 201
+    assert held.json == {"id": held.json["id"], "learned": False,
+                         "reason": "this client's answers beyond its learning budget are stored and wait for a "
+                                   "retrain or a trusted client's confirmation"}
+    assert client.get("/", query_string={"query": "a dull film"}).json["probabilities"]["Positive"] == before
+    assert send(client).json["reason"].startswith("the same answer was learned before")
+    page = client.post("/ui/feedback", data={"model": "sentiment", "review": "a tired film", "prediction": "Negative",
+                                             "verdict": "incorrect"})
+    assert "Thank you!" in page.text and "learn it when it is next retrained" in page.text
+    assert "has learned from it" not in page.text
+
+
+def test_a_trusted_api_key_is_learned_at_once_and_an_unknown_one_is_a_401(sqlite_url):
+    from sentiment_clf.trust import new_key
+
+    key, entry = new_key("ops")
+    client = make_app(sqlite_url, CLIENT_LEARNING_BUDGET="1 per day", TRUSTED_API_KEYS=entry).test_client()
+    send(client, query="a spent budget")
+    answers = [send(client, query=f"a dull film {i}", label="Positive", headers=headers).json
+               for i, headers in enumerate([{"Authorization": f"Bearer {key}"}, {"X-API-Key": key}])]
+    assert [a["learned"] for a in answers] == [True, True]
+    rows = Storage(sqlite_url).feedback_after(0)
+    assert [r.client for r in rows[1:]] == ["key:ops", "key:ops"] and rows[0].client.startswith("ip:")
+    assert "127.0.0.1" not in rows[0].client
+    for headers in [{"Authorization": "Bearer nope"}, {"X-API-Key": key + "x"}]:
+        refused = send(client, query="a dull film", headers=headers)
+        assert refused.status_code == 401 and refused.json["message"].startswith("unknown API key")
+    assert len(Storage(sqlite_url).feedback_after(0)) == 3
 
 
 def test_models_lists_what_is_served(client):
     send(client)
-    send(client, label="Negative", query="a dull film")
+    send(client, label="Negative", query="a dull film", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     models = {m["name"]: m for m in client.get("/models").json["models"]}
     assert set(models) == {"sentiment", "ratings", "hatespeech", "questions", "questions-fine"}
     sentiment = models["sentiment"]

@@ -1,4 +1,4 @@
-"""Learning from feedback: the invariant, the flood rule, versions and rollback."""
+"""Learning from feedback: the invariant, the flood rule, the per-client budget, versions and rollback."""
 import numpy as np
 import pytest
 
@@ -35,8 +35,10 @@ def refit_with_same_vectorizer(base: NLPModel, texts, targets, extra_rows):
 
 
 def test_feedback_key_ignores_case_and_spacing():
-    assert feedback_key("It's  GREAT", "Positive") == feedback_key("it 's great", "Positive")
-    assert feedback_key("great", "Positive") != feedback_key("great", "Negative")
+    assert feedback_key("toy", "It's  GREAT", "Positive") == feedback_key("toy", "it 's great", "Positive")
+    assert feedback_key("toy", "great", "Positive") != feedback_key("toy", "great", "Negative")
+    assert feedback_key("toy", "great", "Positive") != feedback_key("other", "great", "Positive")
+    assert len(feedback_key("toy", "great", "Positive")) == 64
 
 
 def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
@@ -45,8 +47,9 @@ def test_replaying_feedback_equals_refitting_on_base_plus_feedback(storage):
                         ("brand new words here", "Positive"), ("great film", "Positive"), ("tedious", "Negative")]:
         answer(storage, text, label)
     online = ModelRegistry({"toy": base.served()}, storage, sync_interval=0).get("toy")
-    learned = learnable(storage.feedback_after(0), set())
+    learned = learnable(storage.feedback_after(0))
     assert online.learned == len(learned) == 5  # "GREAT  film"/Negative repeats "great film"/Negative
+    assert [r.id for r in storage.feedback_after(0, learned_only=True)] == [r.id for r in learned]
     expected = refit_with_same_vectorizer(base, BASE_TEXTS, BASE_TARGETS, learned)
     np.testing.assert_allclose(online.model.predict_proba(PROBES), expected.predict_proba(PROBES), rtol=0, atol=1e-12)
     # The shipped base model itself is never changed in place.
@@ -66,7 +69,7 @@ def test_the_invariant_holds_for_the_served_sentiment_model(storage, sst_dir):
         answer(storage, text, label, model="sentiment")
     online = ModelRegistry({"sentiment": base.served()}, storage, sync_interval=0).get("sentiment")
     expected = refit_with_same_vectorizer(base, train["phrase"], train["target"],
-                                          learnable(storage.feedback_after(0), set()))
+                                          learnable(storage.feedback_after(0)))
     probes = ["that movie was boring", "a triumph", "an ok film", "Ça me plaît"]
     np.testing.assert_allclose(online.model.predict_proba(probes), expected.predict_proba(probes), rtol=0, atol=1e-9)
 
@@ -114,3 +117,27 @@ def test_a_broken_database_keeps_the_models_serving(storage, caplog):
         conn.exec_driver_sql("DROP TABLE feedback")
     assert registry.get("toy").model.predict(["great fun"]).tolist() == ["Positive"]
     assert "could not sync models" in caplog.text
+
+
+def test_a_client_beyond_its_budget_is_stored_not_learned_until_a_trusted_client_confirms(storage):
+    from sentiment_clf.trust import LearningPolicy
+
+    base = NLPModel(LABELS, alpha=0.5).fit(BASE_TEXTS, BASE_TARGETS)
+    policy = LearningPolicy.parse("100 per minute", "2 per day")
+
+    def send(text, client="ip:1", trusted=False):
+        return storage.add_feedback(model="toy", text=text, label="Negative", prediction="?", model_version="v",
+                                    client=client, trusted=trusted, policy=policy)
+
+    assert [send(t).learned for t in ("great fun 1", "great fun 2", "great fun 3", "great fun 4")] == \
+        [True, True, False, False]
+    assert send("great fun 3").reason == "budget"
+    assert send("great fun 5", client="ip:2").learned  # another client has its own budget
+    assert send("great fun 3", client="key:ops", trusted=True).learned  # a trusted client confirms a held one
+    assert send("great fun 1", client="key:ops", trusted=True).reason == "duplicate"  # learned already
+    registry = ModelRegistry({"toy": base.served()}, storage, sync_interval=0)
+    learned = learnable(storage.feedback_after(0))
+    assert [r.text for r in learned] == ["great fun 1", "great fun 2", "great fun 5", "great fun 3"]
+    expected = refit_with_same_vectorizer(base, BASE_TEXTS, BASE_TARGETS, learned)
+    np.testing.assert_allclose(registry.get("toy").model.predict_proba(PROBES), expected.predict_proba(PROBES),
+                               rtol=0, atol=1e-12)

@@ -22,7 +22,9 @@ TEXT = "an utterly forgettable , bland film"
 def start(tmp_path, name, database_url, workers=4):
     server = LiveServer(tmp_path / f"{name}.log", workers=workers,
                         env={"DATABASE_URL": database_url,
-                             "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute"})
+                             "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute",
+                             # every answer here is learned at once: what is tested is how workers learn
+                             "SENTIMENT_CLF_CLIENT_LEARNING_BUDGET": "100000 per day"})
     server.wait_ready()
     return server
 

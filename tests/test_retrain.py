@@ -11,11 +11,13 @@ import requests
 import build_model
 from model import NLPModel
 from sentiment_clf.storage import Storage
+from sentiment_clf.trust import new_key
 
 from conftest import ROOT
 from live_server import LiveServer
 
 TEXT = "that movie was boring"
+KEY, KEY_ENTRY = new_key("retrain-test")
 
 
 def cli(*args, database_url, data_dir):
@@ -39,7 +41,9 @@ def wait_for_version(url, wanted, timeout=5.0):
 
 
 def test_retrain_publishes_and_rollback_returns_without_failing_a_request(tmp_path, sqlite_url, small_sst):
-    server = LiveServer(tmp_path / "server.log", workers=2, env={"DATABASE_URL": sqlite_url})
+    server = LiveServer(tmp_path / "server.log", workers=2, env={
+        "DATABASE_URL": sqlite_url, "SENTIMENT_CLF_CLIENT_LEARNING_BUDGET": "3 per day",
+        "SENTIMENT_CLF_TRUSTED_API_KEYS": KEY_ENTRY})
     statuses, stop = [], threading.Event()
 
     def load():
@@ -78,14 +82,17 @@ def test_retrain_publishes_and_rollback_returns_without_failing_a_request(tmp_pa
         listed = {m["name"]: m for m in requests.get(f"{server.url}/models", timeout=10).json()["models"]}
         assert listed["sentiment"]["training_data"]["feedback_learned"] == 3
 
-        # Feedback after the retrain is learned on top of the new version.
+        # Feedback after the retrain is learned on top of the new version (a trusted client's:
+        # the anonymous one has spent its budget of 3).
         assert requests.post(f"{server.url}/feedback", timeout=10, json={
-            "model": "sentiment", "query": "fine", "label": "Negative"}).status_code == 201
-        assert wait_for_version(server.url, f"{published}+fb4")
+            "model": "sentiment", "query": "fine", "label": "Negative"}).json()["learned"] is False
+        assert requests.post(f"{server.url}/feedback", timeout=10, headers={"X-API-Key": KEY}, json={
+            "model": "sentiment", "query": "fine", "label": "Negative"}).json()["learned"] is True
+        assert wait_for_version(server.url, f"{published}+fb5")
 
         back = cli("rollback", "--model", "sentiment", database_url=sqlite_url, data_dir=tmp_path)
         assert back.returncode == 0 and "base model" in back.stdout
-        assert wait_for_version(server.url, online_version.replace("+fb3", "+fb4"))
+        assert wait_for_version(server.url, online_version.replace("+fb3", "+fb5"))
         listed = cli("versions", "--model", "sentiment", database_url=sqlite_url, data_dir=tmp_path)
         assert published in listed.stdout and "* base model" in listed.stdout
     finally:
@@ -125,3 +132,23 @@ def test_a_held_out_model_is_retrained_with_its_answers(sqlite_url, sst_dir, tmp
     assert stored.manifest["training_data"]["feedback_learned"] == 1
     assert stored.manifest["params"]["classifier"] == "svm"
     assert stored.manifest["metrics"]["test_texts"] == 1091
+
+
+def test_a_retrain_learns_held_answers_once_each(sqlite_url, small_sst, tmp_path, monkeypatch):
+    """Answers held beyond a client's budget are trained on by a retrain, each distinct one once."""
+    from sentiment_clf.trust import LearningPolicy
+
+    monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
+    storage = Storage(sqlite_url)
+    policy = LearningPolicy.parse("100 per minute", "1 per day")
+    for text in ["a fine film", "a dull film", "A  dull film", "a dull film 2"]:
+        storage.add_feedback(model="sentiment", text=text, label="Positive", prediction="?", model_version="v",
+                             client="ip:a", policy=policy)
+    assert [r.learned for r in storage.feedback_after(0)] == [True, False, False, False]
+    assert build_model.main(["retrain", "--model", "sentiment", "--data-dir", str(small_sst),
+                             "--database-url", sqlite_url, "--tolerance", "1"]) == 0
+    stored = storage.load_version("sentiment", storage.active_versions()["sentiment"])
+    assert stored.manifest["training_data"]["feedback_learned"] == 3 and stored.feedback_upto == 4
+    again = storage.add_feedback(model="sentiment", text="a dull film", label="Positive", prediction="?",
+                                 model_version="v", client="key:ops", trusted=True, policy=policy)
+    assert again.reason == "duplicate"  # folded into the serving version

@@ -4,7 +4,8 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from sentiment_clf.storage import SCHEMA_VERSION, Storage
+from sentiment_clf.storage import SCHEMA_VERSION, IdempotencyKeyReused, Storage
+from sentiment_clf.trust import LearningPolicy, RateLimited
 
 
 @pytest.fixture()
@@ -20,11 +21,12 @@ def add(storage, text="good film", label="Positive", **extra):
 
 
 def test_a_record_keeps_everything_about_the_answer(storage):
-    feedback_id, created = add(storage, "ça alors 😀")
-    assert created
+    feedback_id, created, learned, _ = add(storage, "ça alors 😀", client="ip:0123456789abcdef")
+    assert created and learned
     row = storage.get_feedback(feedback_id)
     assert (row.model, row.text, row.label, row.prediction, row.model_version) == \
         ("sentiment", "ça alors 😀", "Positive", "Negative", "v1")
+    assert (row.client, row.learned, len(row.learn_key)) == ("ip:0123456789abcdef", True, 64)
     assert row.created_at is not None
 
 
@@ -38,10 +40,20 @@ def test_ids_grow_and_reading_after_an_id_is_ordered(storage):
 
 
 def test_a_retried_request_is_stored_once(storage):
-    first, created = add(storage, request_key="req-1")
-    again, created_again = add(storage, request_key="req-1")
-    assert (again, created, created_again) == (first, True, False)
+    first, created, _, _ = add(storage, request_key="req-1")
+    again, created_again, learned, _ = add(storage, request_key="req-1")
+    assert (again, created, created_again, learned) == (first, True, False, True)
     assert storage.feedback_counts() == {"sentiment": 1}
+
+
+@pytest.mark.parametrize("change", [{"text": "another film"}, {"label": "Negative"}, {"model": "ratings"}])
+def test_an_idempotency_key_reused_with_another_answer_is_refused(storage, change):
+    first = add(storage, request_key="req-1")
+    answer = {"model": "sentiment", "text": "good film", "label": "Positive", **change}
+    with pytest.raises(IdempotencyKeyReused, match="already used for another answer"):
+        storage.add_feedback(prediction="Negative", model_version="v1", request_key="req-1", **answer)
+    assert storage.feedback_counts() == {"sentiment": 1}
+    assert add(storage, request_key="req-1").id == first.id
 
 
 def test_concurrent_writers_lose_nothing(storage):
@@ -124,3 +136,84 @@ def test_workers_starting_together_on_a_new_database_all_start(tmp_path):
         assert [results.get(timeout=5) for _ in processes] == ["ok"] * 4
         with Storage(url).engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM schema_info").scalar() == 1
+
+
+def test_the_rate_limit_is_per_client_across_processes_and_a_retry_is_free(database_url):
+    """Two Storage objects stand for two workers (or servers): the counter is the database."""
+    first, second = Storage(database_url), Storage(database_url)
+    policy = LearningPolicy.parse("3 per minute", "1 per day")
+    sent = [store.add_feedback(model="sentiment", text=f"answer {i}", label="Positive", prediction="?",
+                               model_version="v", client="ip:a", policy=policy, request_key=f"k{i}")
+            for i, store in enumerate([first, second, first])]
+    assert [s.learned for s in sent] == [True, False, False]  # a budget of one a day
+    assert [s.reason for s in sent] == [None, "budget", "budget"]
+    with pytest.raises(RateLimited) as refused:
+        second.add_feedback(model="sentiment", text="answer 3", label="Positive", prediction="?",
+                            model_version="v", client="ip:a", policy=policy)
+    assert refused.value.limit == "3 per 1 minute" and 1 <= refused.value.retry_after <= 60
+    retry = second.add_feedback(model="sentiment", text="answer 0", label="Positive", prediction="?",
+                                model_version="v", client="ip:a", policy=policy, request_key="k0")
+    assert (retry.id, retry.created) == (sent[0].id, False)  # a retry does not count against the limit
+    other = first.add_feedback(model="sentiment", text="answer 3", label="Positive", prediction="?",
+                               model_version="v", client="ip:b", policy=policy)
+    assert other.learned and first.feedback_counts() == {"sentiment": 4}
+    assert [r.client for r in first.feedback_after(0)] == ["ip:a"] * 3 + ["ip:b"]
+    first.dispose()
+    second.dispose()
+
+
+def test_an_answer_folded_into_the_serving_version_is_not_learned_again(storage):
+    policy = LearningPolicy.parse("100 per minute", "1 per day")
+    add(storage, "first")
+    storage.add_feedback(model="sentiment", text="held one", label="Positive", prediction="?",
+                         model_version="v", client="ip:a", policy=policy)
+    held = storage.add_feedback(model="sentiment", text="held two", label="Positive", prediction="?",
+                                model_version="v", client="ip:a", policy=policy)
+    assert not held.learned
+    storage.publish("sentiment", {"version": "retrained"}, b"x", feedback_upto=held.id)
+    again = storage.add_feedback(model="sentiment", text="HELD  two", label="Positive", prediction="?",
+                                 model_version="v", client="key:ops", trusted=True, policy=policy)
+    assert (again.learned, again.reason) == (False, "duplicate")
+    assert storage.add_feedback(model="sentiment", text="held two", label="Positive", prediction="?",
+                                model_version="v", online=False).reason == "retrain"
+
+
+def test_a_version_1_database_is_upgraded_in_place(database_url):
+    """Old rows get a learn key, no client, and the old rule's decision: the first of each answer."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine
+    from sqlalchemy.engine import make_url
+
+    old = MetaData()
+    feedback_v1 = Table("feedback", old, Column("id", Integer, primary_key=True, autoincrement=True),
+                        Column("model", String(64), nullable=False), Column("text", Text, nullable=False),
+                        Column("label", String(64), nullable=False), Column("prediction", String(64), nullable=False),
+                        Column("model_version", String(64), nullable=False),
+                        Column("request_key", String(200), nullable=True, unique=True),
+                        Column("created_at", DateTime(timezone=True), nullable=False))
+    info = Table("schema_info", old, Column("id", Integer, primary_key=True, autoincrement=False),
+                 Column("version", Integer, nullable=False))
+    url = make_url(database_url)
+    engine = create_engine(url.set(drivername="postgresql+psycopg") if url.get_backend_name() == "postgresql" else url)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        conn.execute(info.insert().values(id=1, version=1))
+        now = datetime.now(UTC)
+        conn.execute(feedback_v1.insert(), [
+            {"model": "sentiment", "text": text, "label": label, "prediction": "?", "model_version": "v",
+             "request_key": None, "created_at": now}
+            for text, label in [("good film", "Positive"), ("GOOD  film", "Positive"), ("good film", "Negative")]])
+    engine.dispose()
+    storage = Storage(database_url)
+    rows = storage.feedback_after(0)
+    assert [(r.learned, r.client) for r in rows] == [(True, None), (False, None), (True, None)]
+    assert rows[0].learn_key == rows[1].learn_key != rows[2].learn_key
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == SCHEMA_VERSION == 2
+    assert {"feedback_by_learn_key", "feedback_by_client"} <= {i["name"] for i in inspect(storage.engine)
+                                                                .get_indexes("feedback")}
+    assert add(storage, "good film").reason == "duplicate"
+    Storage(database_url).dispose()  # opening it again changes nothing
+    assert [r.learned for r in storage.feedback_after(0)] == [True, False, True, False]
+    storage.dispose()

@@ -29,8 +29,9 @@ variable               default                   meaning
 ``..._REQUEST_TIME_BUDGET``  ``10``              seconds of work one request may take (503 above)
 ``..._MAX_BATCH_CHARS``  ``1000000``             characters in one batch request (413 above)
 ``..._MAX_EXPLAIN_CHARS``  ``100000``            characters explained in one request (413 above)
-``..._CLIENT_LEARNING_BUDGET``  ``10 per day``   answers from one client learned at once; the rest
-                                                 are stored and wait for a retrain
+``..._CLIENT_LEARNING_BUDGET``  ``1 per day``    answers from one client learned at once; the rest
+                                                 are stored and wait for a retrain (measured: 2
+                                                 near-duplicates can flip a confident SST sentence)
 ``..._TRUSTED_API_KEYS``  empty                  ``name:sha256hex,...``: clients whose answers are
                                                  learned at once (``python -m sentiment_clf.trust``)
 ``..._TRUSTED_PROXIES``  empty                   proxy addresses (IPs or CIDRs) whose
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The folder holding app.py, lib/models/ and instance/.
@@ -77,12 +78,37 @@ class Settings(BaseSettings):
     request_time_budget: float = Field(10.0, gt=0)
     max_batch_chars: int = Field(1_000_000, ge=1)
     max_explain_chars: int = Field(100_000, ge=1)
-    client_learning_budget: str = "10 per day"
+    client_learning_budget: str = "1 per day"
     trusted_api_keys: str = ""
     trusted_proxies: str = ""
     secret_key: str | None = None
     ready_probe_interval: float = Field(5.0, ge=0)
     checkpoint_every: int = Field(1000, ge=1)
+
+    @field_validator("feedback_rate_limit", "client_learning_budget")
+    @classmethod
+    def _a_limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # "20 per minute"; a ValueError says what is wrong
+        return value
+
+    @field_validator("trusted_api_keys")
+    @classmethod
+    def _keys(cls, value: str) -> str:
+        from sentiment_clf.trust import parse_trusted_keys
+
+        parse_trusted_keys(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            ipaddress.ip_network(entry, strict=False)
+        return value
 
     def database(self) -> str:
         from sentiment_clf.storage import default_url

@@ -7,50 +7,46 @@ retrain``, or a rollback) and feedback rows it has not learned yet. Every worker
 of every server that reads the same database therefore converges to the same
 models, and a restart rebuilds them from the stored feedback.
 
-The learning rule, applied in feedback-id order:
+The learning rule, applied in feedback-id order: an answer that was stored as
+learned (``feedback.learned``, decided once when it was stored, see
+:mod:`sentiment_clf.trust`) teaches the model one example: its text with the label
+the user gave, added to the naive Bayes counts with the fitted vocabulary (exact,
+see :meth:`LinearTextModel.learn <sentiment_clf.linear_model.LinearTextModel.learn>`).
+The decision learns a (model, tokenized text, label) once, whatever the number of
+times it is sent (a flood of the same answer cannot outweigh the training data),
+and only so many answers of one client (its learning budget); the rest wait for a
+retrain. A process reads only the learned rows, and keeps none of their texts.
 
-* an answer teaches the model one example: its text with the label the user gave,
-  added to the naive Bayes counts with the fitted vocabulary (exact, see
-  :meth:`LinearTextModel.learn <sentiment_clf.linear_model.LinearTextModel.learn>`);
-* a (text, label) pair is learned once per model, whatever the number of times it
-  is sent: the text is compared after tokenizing, so case and spacing do not make
-  a new one. A flood of the same answer cannot outweigh the training data.
-
-Invariant (tested): replaying all stored feedback on the base model gives the
-same predictions as fitting the classifier on the base data plus the learned
-feedback, with the base model's vectorizer.
+Invariant (tested): replaying the stored feedback on the base model gives the
+same predictions as fitting the classifier on the base data plus the feedback
+stored as learned, with the base model's vectorizer.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sentiment_clf.admission import learn_key
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.storage import FeedbackRow, Storage
-from sentiment_clf.text import tokenize
 
 logger = logging.getLogger(__name__)
 
 
-def feedback_key(text: str, label: str) -> tuple[str, str]:
-    """What makes two answers the same for learning: the tokenized text and the label."""
-    return " ".join(tokenize(text)), label
+def feedback_key(model: str, text: str, label: str) -> str:
+    """What makes two answers the same for learning (the stored ``learn_key``): the
+    model, the tokenized text and the label."""
+    return learn_key(model, text, label)
 
 
-def learnable(rows, seen: set) -> list[FeedbackRow]:
-    """The rows the learning rule keeps, in order; adds their keys to ``seen``."""
-    kept = []
-    for row in rows:
-        key = feedback_key(row.text, row.label)
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
+def learnable(rows) -> list[FeedbackRow]:
+    """The rows the learning rule learns online, in order: those stored as learned."""
+    return [row for row in rows if row.learned]
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,6 @@ class OnlineModel:
     applied_upto: int  # every feedback id up to this one has been considered
     learned: int = 0  # feedback rows learned on top of the base
     last_learned_id: int = 0
-    seen: frozenset = field(default_factory=frozenset, repr=False)
 
     @property
     def version(self) -> str:
@@ -75,14 +70,12 @@ class OnlineModel:
 
     def learn(self, rows: list[FeedbackRow], upto: int) -> OnlineModel:
         """Learn this model's ``rows`` (ids above ``applied_upto``); all ids to ``upto`` are seen."""
-        seen = set(self.seen)
-        new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto], seen)
+        new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto])
         if not new or not self.model.supports_partial_fit:  # the others learn by retraining
             return replace(self, applied_upto=max(upto, self.applied_upto))
         updated = self.model.learn([r.text for r in new], [r.label for r in new])
         return replace(self, model=updated, applied_upto=max(upto, self.applied_upto),
-                       learned=self.learned + len(new), last_learned_id=new[-1].id,
-                       seen=frozenset(seen))
+                       learned=self.learned + len(new), last_learned_id=new[-1].id)
 
 
 class ModelRegistry:
@@ -130,9 +123,9 @@ class ModelRegistry:
             if current is None or current.published != active.get(name):
                 self._served[name] = self._start(name, active.get(name))
         after = min(m.applied_upto for m in self._served.values())
-        rows = self.storage.feedback_after(after)
-        if rows:
-            upto = rows[-1].id
+        upto = self.storage.last_feedback_id()  # first: a row committed later has a larger id
+        if upto > after:
+            rows = self.storage.feedback_after(after, upto_id=upto, learned_only=True)
             self._served = {name: m.learn(rows, upto) for name, m in self._served.items()}
 
     def _start(self, name: str, published: str | None) -> OnlineModel:
@@ -145,8 +138,5 @@ class ModelRegistry:
             model = LinearTextModel.loads(stored.manifest, stored.arrays,
                                           source=f"{self.storage.url}: {name} version {published}")
             upto, base_version = stored.feedback_upto, published
-        # Feedback folded into a published version counts as learned already.
-        seen: set = set()
-        learnable(self.storage.feedback_after(0, model=name, upto_id=upto), seen)
         logger.info("serving %s version %s (feedback up to id %d included)", name, base_version, upto)
-        return OnlineModel(name, model, base_version, published, applied_upto=upto, seen=frozenset(seen))
+        return OnlineModel(name, model, base_version, published, applied_upto=upto)

@@ -6,7 +6,9 @@ of truth: every worker and every server rebuilds its models from it.
 
 Tables
 ------
-``feedback``        one row per answer a user gave; never updated or deleted.
+``feedback``        one row per answer a user gave, with the client that gave it (an
+                    opaque id) and whether it is learned online, decided once as it
+                    is stored (``trust.py``); never deleted.
 ``model_versions``  retrained models: manifest JSON and the arrays file's bytes.
 ``activations``     which version serves each model; the newest row not rolled
                     back wins, no row means the base model shipped on disk.
@@ -52,9 +54,13 @@ from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from sentiment_clf import admission
+from sentiment_clf.admission import IdempotencyKeyReused, Stored  # noqa: F401 - the storage API names them
+from sentiment_clf.trust import LearningPolicy
+
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: feedback.client, .learned, .learn_key
 # Any constant: the key of the PostgreSQL advisory lock that orders feedback inserts.
 _FEEDBACK_LOCK = 727_001
 
@@ -71,7 +77,12 @@ feedback = Table(
     Column("model_version", String(64), nullable=False),
     Column("request_key", String(200), nullable=True, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("client", String(80), nullable=True),  # "key:<name>" or "ip:<hash>"; None before version 2
+    Column("learned", Boolean, nullable=False),  # learned online (else only by a retrain)
+    Column("learn_key", String(64), nullable=False),  # learn_key(model, text, label)
     Index("feedback_by_model", "model", "id"),
+    Index("feedback_by_learn_key", "model", "learn_key"),
+    Index("feedback_by_client", "client", "created_at"),
     sqlite_autoincrement=True,  # ids are never reused
 )
 
@@ -120,10 +131,6 @@ health_probe = Table("health_probe", metadata, Column("id", Integer, primary_key
                      Column("checked_at", DateTime(timezone=True), nullable=False))
 
 
-class IdempotencyKeyReused(ValueError):
-    """A request key already names a stored answer about another model."""
-
-
 @dataclass(frozen=True)
 class FeedbackRow:
     id: int
@@ -133,6 +140,9 @@ class FeedbackRow:
     prediction: str
     model_version: str
     created_at: datetime
+    learned: bool = True
+    learn_key: str = ""
+    client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,10 @@ class Storage:
                     found = conn.execute(select(schema_info.c.version)).scalar()
                     if found is None:
                         conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+                    elif found == 1:
+                        admission.upgrade_to_2(conn, self.dialect, feedback)
+                        conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
+                        found = SCHEMA_VERSION
                 return self._check_schema_version(found)
             except (OperationalError, IntegrityError):
                 if attempt == 4:
@@ -210,48 +224,61 @@ class Storage:
 
     # -- feedback -------------------------------------------------------------
 
-    def add_feedback(self, *, model: str, text: str, label: str, prediction: str,
-                     model_version: str, request_key: str | None = None) -> tuple[int, bool]:
-        """Store one answer durably; return ``(id, created)``.
+    def add_feedback(self, *, model: str, text: str, label: str, prediction: str, model_version: str,
+                     request_key: str | None = None, client: str | None = None, trusted: bool = False,
+                     online: bool = True, policy: LearningPolicy | None = None) -> Stored:
+        """Store one answer durably and decide, once, whether it is learned online.
 
         With a ``request_key`` already stored (a client retrying the same request),
-        nothing is added and the first row's id comes back with ``created`` False.
+        nothing is added and the first row comes back with ``created`` False; the
+        same key with another model, text or label raises IdempotencyKeyReused.
+        With a ``client`` and a ``policy``, a client over its rate limit raises
+        RateLimited (nothing stored) and its answers beyond its learning budget are
+        stored unlearned, unless it is ``trusted``. ``online`` False: the model
+        learns only by retraining. Decisions are serialized (an advisory lock on
+        PostgreSQL, SQLite's write lock taken by the insert before any count).
         """
+        key, now = admission.learn_key(model, text, label), _now()
         row = {"model": model, "text": text, "label": label, "prediction": prediction,
-               "model_version": model_version, "request_key": request_key, "created_at": _now()}
+               "model_version": model_version, "request_key": request_key, "created_at": now,
+               "client": client, "learned": False, "learn_key": key}
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
                 primary_key = conn.execute(insert(feedback).values(**row)).inserted_primary_key
                 assert primary_key is not None  # None only for an insert of several rows
-                new_id = primary_key[0]
-            return int(new_id), True
+                new_id = int(primary_key[0])
+                if client is not None and policy is not None and policy.rate_limit is not None:
+                    admission.check_rate(conn, feedback, client, now, policy.rate_limit)  # raises: the insert is undone
+                reason = admission.why_not_learned(conn, feedback, _folded_upto(model), new_id, model, key, client,
+                                                   now, trusted, online, policy)
+                if reason is None:
+                    conn.execute(update(feedback).where(feedback.c.id == new_id).values(learned=True))
+            return Stored(new_id, True, reason is None, reason)
         except IntegrityError:
             if request_key is None:
                 raise
             with self.engine.connect() as conn:
-                found = conn.execute(select(feedback.c.id, feedback.c.model)
-                                     .where(feedback.c.request_key == request_key)).one_or_none()
+                found = admission.stored_before(conn, feedback, request_key, model, text, label)
             if found is None:
                 raise
-            if found.model != model:
-                raise IdempotencyKeyReused(
-                    f"the Idempotency-Key {request_key!r} was already used for an answer about "
-                    f"{found.model}; use a new key for a new answer") from None
-            return int(found.id), False
+            return found
 
     def feedback_after(self, after_id: int = 0, *, model: str | None = None,
-                       upto_id: int | None = None) -> list[FeedbackRow]:
-        """Feedback with ``after_id < id <= upto_id``, oldest first."""
+                       upto_id: int | None = None, learned_only: bool = False) -> list[FeedbackRow]:
+        """Feedback with ``after_id < id <= upto_id``, oldest first; only rows learned
+        online with ``learned_only``."""
         query = select(feedback).where(feedback.c.id > after_id).order_by(feedback.c.id)
         if model is not None:
             query = query.where(feedback.c.model == model)
         if upto_id is not None:
             query = query.where(feedback.c.id <= upto_id)
+        if learned_only:
+            query = query.where(feedback.c.learned.is_(True))
         with self.engine.connect() as conn:
             return [FeedbackRow(r.id, r.model, r.text, r.label, r.prediction, r.model_version,
-                                r.created_at) for r in conn.execute(query)]
+                                r.created_at, r.learned, r.learn_key, r.client) for r in conn.execute(query)]
 
     def get_feedback(self, feedback_id: int) -> FeedbackRow | None:
         rows = self.feedback_after(feedback_id - 1, upto_id=feedback_id)
@@ -330,6 +357,15 @@ class Storage:
                 raise LookupError(f"{model}: the base model serves already; nothing to roll back")
             conn.execute(update(activations).where(activations.c.id == current).values(rolled_back=True))
         return self.active_versions().get(model)
+
+
+def _folded_upto(model: str):
+    """The last feedback id the serving retrained version of ``model`` was trained on (0 for
+    the base model), as a scalar subquery."""
+    serving = (select(activations.c.version).where(activations.c.model == model, activations.c.rolled_back.is_(False))
+               .order_by(activations.c.id.desc()).limit(1).scalar_subquery())
+    return select(func.coalesce(func.max(model_versions.c.feedback_upto), 0)).where(
+        model_versions.c.model == model, model_versions.c.version == serving).scalar_subquery()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -1,9 +1,11 @@
 """Retraining with the stored feedback, and publishing the result as the serving version.
 
 :func:`retrain` fits a model again on the data it was built from (:func:`base_data`)
-plus the feedback learned so far, with the serving model's settings, and publishes
-it to the database only if its test accuracy is at most ``tolerance`` below the
-model serving now. Every server reading that database switches to it.
+plus every stored answer, learned online or held (a client's answers beyond its
+learning budget wait for this), each distinct answer once, with the serving
+model's settings, and publishes it to the database only if its test accuracy is at
+most ``tolerance`` below the model serving now: that gate decides whether the held
+answers are learned. Every server reading that database switches to it.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from sklearn.metrics import accuracy_score
 
 from model import NLPModel
 from sentiment_clf.config import Settings
-from sentiment_clf.learning import ModelRegistry, learnable
-from sentiment_clf.storage import Storage
+from sentiment_clf.learning import ModelRegistry
+from sentiment_clf.storage import FeedbackRow, Storage
 from sentiment_clf.training import reports
 from sentiment_clf.training.holdout import SPLIT_SEED, describe_data, holdout_split
 from sentiment_clf.training.recipes import Recipe
@@ -47,9 +49,17 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
     return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
 
 
+def distinct_answers(rows: list[FeedbackRow]) -> list[FeedbackRow]:
+    """Every answer, learned online or held, once per (model, tokenized text, label), in id order."""
+    first: dict[str, FeedbackRow] = {}
+    for row in rows:
+        first.setdefault(row.learn_key, row)
+    return list(first.values())
+
+
 def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: float,
             report_root: Path) -> tuple[bool, dict]:
-    """Fit base data + learned feedback; publish if not worse than serving by > ``tolerance``.
+    """Fit base data + stored answers; publish if not worse than serving by > ``tolerance``.
 
     ``data`` is what :func:`base_data` returns, ``base`` the model shipped in
     lib/models. The candidate's report goes to ``report_root/<name>/<version>/``
@@ -58,7 +68,7 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
     """
     train_texts, train_targets, test, description = data
     serving = ModelRegistry({task.name: base.served()}, storage, sync_interval=0).get(task.name)
-    learned = learnable(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto), set())
+    learned = distinct_answers(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto))
     texts = train_texts + [row.text for row in learned]
     targets = train_targets + [row.label for row in learned]
     logger.info("%s: retraining on %d texts + %d answers (feedback up to id %d)",
@@ -72,7 +82,7 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
     metrics = {
         "evaluation": ("sentence-level (root) accuracy on the SST test split" if task.protocol == "sst"
                        else f"accuracy on the held-out {task.test_size:.0%} (seed {SPLIT_SEED})")
-                      + "; retrained on the base training data plus the learned feedback",
+                      + "; retrained on the base training data plus the stored answers (each distinct one once)",
         **reports.evaluate(task, candidate, test, report_dir),
         "serving_version": serving.version,
         "serving_test_accuracy": serving_accuracy,

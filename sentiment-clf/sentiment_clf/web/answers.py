@@ -5,17 +5,20 @@ probabilities into answers and maps storage failures to HTTP errors.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
 
 from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import Conflict, ServiceUnavailable
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests, UnprocessableEntity
 
 from sentiment_clf import metrics
 from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.storage import IdempotencyKeyReused, Storage
+from sentiment_clf.storage import IdempotencyKeyReused, Storage, Stored
+from sentiment_clf.trust import LearningPolicy, RateLimited
+from sentiment_clf.web.clients import Client
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +65,43 @@ def answer(model, probabilities, query: str, explain: bool = False) -> dict:
     return result
 
 
+def learning_policy() -> LearningPolicy:
+    """The current app's per-client limits (FEEDBACK_RATE_LIMIT, CLIENT_LEARNING_BUDGET)."""
+    config = current_app.config
+    return _policy(config["FEEDBACK_RATE_LIMIT"], config["CLIENT_LEARNING_BUDGET"])
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(rate_limit: str, budget: str) -> LearningPolicy:
+    return LearningPolicy.parse(rate_limit, budget)
+
+
 def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: str, label: str,
-                   key: str | None = None) -> int:
-    """Store an answer with what the model predicted, then learn it here at once."""
+                   key: str | None = None, client: Client | None = None) -> Stored:
+    """Store an answer with what the model predicted, then learn it here at once if it
+    is to be learned online (the database decides: ``trust.py``).
+
+    Raises a 422 for an Idempotency-Key reused with another answer, a 429 (with
+    Retry-After) when the client sent its limit of answers, a 503 when the database
+    cannot store it.
+    """
     online = registry.get(name)
     prediction = predict_one(online.model, query)["prediction"]  # what the endpoint answers
     try:
-        feedback_id, _ = storage.add_feedback(
-            model=name, text=query, label=label, prediction=prediction,
-            model_version=online.version, request_key=key)
+        stored = storage.add_feedback(
+            model=name, text=query, label=label, prediction=prediction, model_version=online.version,
+            request_key=key, client=client.id if client else None, trusted=bool(client and client.trusted),
+            online=online.model.supports_partial_fit, policy=learning_policy())
     except IdempotencyKeyReused as exc:
-        raise Conflict(str(exc)) from None
+        raise UnprocessableEntity(str(exc)) from None
+    except RateLimited as exc:
+        raise TooManyRequests(f"too many answers from this client: the limit is {exc.limit}; "
+                              f"try again in {exc.retry_after} s", retry_after=exc.retry_after) from None
     except SQLAlchemyError:
         logger.exception("could not store feedback")
         raise ServiceUnavailable("the feedback could not be stored; nothing was saved, try again") from None
-    metrics.FEEDBACK.labels(name, label).inc()
-    registry.sync()
-    return feedback_id
+    if stored.created:
+        metrics.FEEDBACK.labels(name, label).inc()
+    if stored.learned:
+        registry.sync()
+    return stored

@@ -108,10 +108,14 @@ def build(types: Schemas, version: str = "1") -> dict:
             body={"application/json": schema("batch")})}
     paths["/feedback"] = {"post": _operation(
         "post_feedback", "A user's answer: the right label for a text",
-        {"201": _reply(schema("id"), "Stored durably; the id of the record"), **errors(400, 409, 413, 429, 503)},
+        {"201": _reply(schema("id"), "Stored durably: the record's id, and whether it is learned online "
+                                     "(a client's answers beyond its learning budget wait for a retrain)"),
+         **errors(400, 401, 413, 422, 429, 503)},
         body={"application/json": schema("feedback")},
         parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
                      "description": key.get("description", ""), "schema": key}])}
+    # Anonymous, or a trusted API key (TRUSTED_API_KEYS) whose answers are learned at once.
+    paths["/feedback"]["post"]["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     paths["/models"] = {"get": _operation("get_models", "The models served", {"200": _reply(
         schema("models"), "Every model with its version, labels and metrics")})}
     paths["/health"] = {"get": _operation("get_health", "Alive", {"200": _reply(
@@ -144,5 +148,7 @@ def build(types: Schemas, version: str = "1") -> dict:
                  "description": f"Text classifiers over JSON ({', '.join(spec.name for spec in endpoint_models())}), "
                                 "with feedback that the models learn from. Every error is {\"message\": \"...\"}."},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a trusted API key"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "a trusted API key"}}},
     }

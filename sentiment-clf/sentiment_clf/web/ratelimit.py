@@ -1,24 +1,29 @@
-"""Per-client rate limits (flask-limiter): answers always, predictions when configured."""
+"""The optional per-client limit on predictions (flask-limiter, PREDICT_RATE_LIMIT).
+
+Answers are limited elsewhere: FEEDBACK_RATE_LIMIT is counted in the database as
+each answer is stored (``storage.add_feedback``), per client across every worker,
+every server and both feedback routes. flask-limiter's counters here live in
+RATELIMIT_STORAGE_URI (per process with the default ``memory://``).
+"""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 from flask_limiter import Limiter, RouteLimit
-from flask_limiter.util import get_remote_address
 
-FEEDBACK_ENDPOINTS = ("feedback", "ui.feedback")
+from sentiment_clf.web.clients import client_address
 
 
-def install(app: Flask, prediction_endpoints: list[str]) -> Limiter:
-    """Limit the feedback endpoints always (answers change the models: one client may
-    send only so many), the prediction endpoints only when PREDICT_RATE_LIMIT is set."""
-    limiter = Limiter(get_remote_address, app=app, on_breach=_rate_limited)
-    _limit(app, FEEDBACK_ENDPOINTS, limiter.limit(lambda: app.config["FEEDBACK_RATE_LIMIT"]))
-    if app.config["PREDICT_RATE_LIMIT"]:
-        _limit(app, prediction_endpoints, limiter.limit(app.config["PREDICT_RATE_LIMIT"]))
+def install(app: Flask, prediction_endpoints: list[str]) -> Limiter | None:
+    """Limit the prediction endpoints when PREDICT_RATE_LIMIT is set, per client address
+    (TRUSTED_PROXIES' X-Forwarded-For counts, as for answers); else nothing is installed."""
+    if not app.config["PREDICT_RATE_LIMIT"]:
+        return None
+    limiter = Limiter(client_address, app=app, on_breach=_rate_limited)
+    _limit(app, prediction_endpoints, limiter.limit(app.config["PREDICT_RATE_LIMIT"]))
     return limiter
 
 
@@ -29,12 +34,9 @@ def _limit(app: Flask, endpoints: Iterable[str], limit: RouteLimit) -> None:
 
 
 def _rate_limited(limit):
-    """A 429 with a clear message and Retry-After; the page shows its own (ui.py)."""
-    if request.blueprint == "ui":
-        return None
+    """A 429 with a clear message and Retry-After."""
     retry_after = max(1, int(limit.reset_at - time.time()))
-    what = "answers" if request.endpoint == "feedback" else "requests"
-    response = jsonify(message=f"too many {what} from this client: the limit is {limit.limit}; "
+    response = jsonify(message=f"too many requests from this client: the limit is {limit.limit}; "
                                f"try again in {retry_after} s")
     response.status_code = 429
     response.headers["Retry-After"] = str(retry_after)

@@ -17,7 +17,9 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from sentiment_clf import metrics
 from sentiment_clf.tasks import MODELS, ModelSpec
+from sentiment_clf.trust import NOT_LEARNED
 from sentiment_clf.web.answers import Services, answer, json_response, predict_one, store_feedback
+from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query
 
 logger = logging.getLogger(__name__)
@@ -161,15 +163,22 @@ class Ready(_ServiceResource):
 class Feedback(_ServiceResource):
     """``POST {"model": "sentiment", "query": "...", "label": "Positive"}``: a user's answer.
 
-    Answers 201 ``{"id": N}`` once the answer is committed to the database. An
-    ``Idempotency-Key`` header makes a retried request return the first id
-    instead of storing the answer twice.
+    Answers 201 ``{"id": N, "learned": true}`` once the answer is committed to the
+    database; ``"learned": false`` and a ``"reason"`` when it is stored but not
+    learned online (``trust.py``). The client is its API key (``Authorization:
+    Bearer``, or ``X-API-Key``; 401 if unknown) or its address (``clients.py``). An
+    ``Idempotency-Key`` header makes a retried request return the first id instead
+    of storing the answer twice; the key with another answer is a 422.
     """
 
     def post(self):
+        client = identify()
         given, key = read_feedback()
-        feedback_id = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key)
-        return {"id": feedback_id}, 201
+        stored = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key, client)
+        result: dict = {"id": stored.id, "learned": stored.learned}
+        if stored.reason:
+            result["reason"] = NOT_LEARNED[stored.reason]
+        return result, 201
 
 
 class Models(_ServiceResource):

@@ -68,6 +68,8 @@ class Error(TypedDict):
 @with_config(_CLOSED)
 class FeedbackId(TypedDict):
     id: Annotated[int, Field(ge=1)]
+    learned: Annotated[bool, Field(description="learned online now (else stored for the next retrain)")]
+    reason: NotRequired[Annotated[str, Field(description="why the answer is not learned online")]]
 
 
 if TYPE_CHECKING:  # mypy cannot read a Literal made from MODELS

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from sentiment_clf.web.answers import predict_one, services, store_feedback
+from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 
@@ -78,8 +79,9 @@ def feedback():
         raise BadRequest("Please choose the right answer.") from None
     name, review = given.model, given.review
     label = given.right_label()
-    feedback_id = store_feedback(services().registry, services().storage, name, review, label)
-    return render_template("thanks.html", review=review, model=name, label=label, feedback_id=feedback_id,
+    stored = store_feedback(services().registry, services().storage, name, review, label, client=identify())
+    return render_template("thanks.html", review=review, model=name, label=label, feedback_id=stored.id,
+                           learned=stored.learned,
                            before=given.prediction, now=predict_one(services().registry.get(name).model, review),
                            titles=MODEL_TITLES)
 
@@ -92,4 +94,5 @@ def error_page(error: HTTPException):
         message = "You sent many answers in a short time; please wait a minute and try again."
     elif isinstance(error, CSRFError):
         message = "This form has expired or did not come from this page; please reload the page and try again."
-    return render_template("index.html", review="", message=message, titles=MODEL_TITLES), error.code
+    headers = {k: v for k, v in error.get_headers() if k.lower() in ("retry-after", "www-authenticate")}
+    return render_template("index.html", review="", message=message, titles=MODEL_TITLES), error.code, headers

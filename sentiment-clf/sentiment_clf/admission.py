@@ -1,0 +1,131 @@
+"""The storage side of the learning decision, made once per answer inside its write
+transaction (:meth:`Storage.add_feedback <sentiment_clf.storage.Storage.add_feedback>`),
+and the upgrade of a version-1 database to the columns it needs.
+
+Every worker of every server reads the decision from the database (the ``learned``
+column), so they agree, and none keeps every answer in memory to make it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from limits import RateLimitItem
+from sqlalchemy import Table, bindparam, func, inspect, select, update
+from sqlalchemy.engine import Connection
+
+from sentiment_clf.text import tokenize
+from sentiment_clf.trust import LearningPolicy, RateLimited
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotencyKeyReused(ValueError):
+    """A request key already names a stored answer with another model, text or label."""
+
+
+class Stored(NamedTuple):
+    """What :meth:`Storage.add_feedback` did: the row's id, whether this call stored it
+    (False for a retry), whether it is learned online and, if not, why (a key of
+    ``trust.NOT_LEARNED``)."""
+
+    id: int
+    created: bool
+    learned: bool
+    reason: str | None = None
+
+
+def learn_key(model: str, text: str, label: str) -> str:
+    """What makes two answers the same for learning: the model, the tokenized text
+    (case and spacing do not count) and the label, hashed."""
+    return hashlib.sha256("\x1f".join((model, " ".join(tokenize(text)), label)).encode("utf-8")).hexdigest()
+
+
+def stored_before(conn: Connection, feedback: Table, request_key: str, model: str, text: str,
+                  label: str) -> Stored | None:
+    """The answer stored with ``request_key`` (a retry), if any; IdempotencyKeyReused if it
+    is another answer (as the IETF Idempotency-Key draft says: a 422)."""
+    found = conn.execute(select(feedback.c.id, feedback.c.model, feedback.c.text, feedback.c.label,
+                                feedback.c.learned).where(feedback.c.request_key == request_key)).one_or_none()
+    if found is None:
+        return None
+    if (found.model, found.text, found.label) != (model, text, label):
+        raise IdempotencyKeyReused(
+            f"the Idempotency-Key {request_key!r} was already used for another answer (a different "
+            "model, query or label); use a new key for a new answer")
+    return Stored(int(found.id), False, bool(found.learned), None if found.learned else "duplicate")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite keeps no zone: UTC
+
+
+def check_rate(conn: Connection, feedback: Table, client: str, now: datetime, limit: RateLimitItem) -> None:
+    """RateLimited if ``client`` stored more than the limit's amount in its window, the row
+    just inserted included (inserted first, so the count runs under the write lock)."""
+    window = timedelta(seconds=limit.get_expiry())
+    count, oldest = conn.execute(select(func.count(), func.min(feedback.c.created_at)).where(
+        feedback.c.client == client, feedback.c.created_at > now - window)).one()
+    if count > limit.amount:
+        raise RateLimited(str(limit), max(1, math.ceil((_aware(oldest) + window - now).total_seconds())))
+
+
+def why_not_learned(conn: Connection, feedback: Table, folded, new_id: int, model: str, key: str,
+                    client: str | None, now: datetime, trusted: bool, online: bool,
+                    policy: LearningPolicy | None) -> str | None:
+    """None if the new row is learned online, else why not (a key of ``trust.NOT_LEARNED``).
+    ``folded``: the last id the serving retrained version was trained on (0 for none)."""
+    if not online:
+        return "retrain"
+    earlier = conn.execute(select(feedback.c.id).where(
+        feedback.c.model == model, feedback.c.learn_key == key, feedback.c.id != new_id,
+        feedback.c.learned.is_(True) | (feedback.c.id <= folded)).limit(1)).first()
+    if earlier is not None:
+        return "duplicate"
+    if trusted or client is None or policy is None:
+        return None
+    window = timedelta(seconds=policy.budget.get_expiry())
+    spent = conn.execute(select(func.count()).where(
+        feedback.c.client == client, feedback.c.learned.is_(True),
+        feedback.c.created_at > now - window)).scalar_one()
+    return None if spent < policy.budget.amount else "budget"
+
+
+_NEW_COLUMNS = {  # schema version 2, as ALTER TABLE adds them (then filled in)
+    "client": "VARCHAR(80)",
+    "learned": {"sqlite": "BOOLEAN NOT NULL DEFAULT 0", "postgresql": "BOOLEAN NOT NULL DEFAULT false"},
+    "learn_key": "VARCHAR(64) NOT NULL DEFAULT ''",
+}
+_BATCH = 1000
+
+
+def upgrade_to_2(conn: Connection, dialect: str, feedback: Table) -> None:
+    """Add version 2's columns and indexes to a version-1 ``feedback`` table, in place.
+
+    Old rows have no client; each is learned as the version-1 rule learned it:
+    the first answer of each (model, tokenized text, label), in id order. Each step
+    can run again (a worker that died half-way, or two starting together).
+    """
+    have = {column["name"] for column in inspect(conn).get_columns("feedback")}
+    for name, kind in _NEW_COLUMNS.items():
+        if name not in have:
+            ddl = kind[dialect] if isinstance(kind, dict) else kind
+            conn.exec_driver_sql(f"ALTER TABLE feedback ADD COLUMN {name} {ddl}")
+    seen: set[str] = set()
+    changes = []
+    rows = conn.execute(select(feedback.c.id, feedback.c.model, feedback.c.text, feedback.c.label)
+                        .order_by(feedback.c.id))
+    for row in rows:
+        key = learn_key(row.model, row.text, row.label)
+        changes.append({"row_id": row.id, "key": key, "first": key not in seen})
+        seen.add(key)
+    statement = (update(feedback).where(feedback.c.id == bindparam("row_id"))
+                 .values(learn_key=bindparam("key"), learned=bindparam("first")))
+    for start in range(0, len(changes), _BATCH):
+        conn.execute(statement, changes[start:start + _BATCH])
+    for index in feedback.indexes:
+        index.create(conn, checkfirst=True)
+    logger.info("upgraded the feedback table to schema version 2 (%d answers)", len(changes))
