@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bench.bench_predict import machine, save_results
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, seconds_until_closed
 
 SENTENCES = [
     "that movie was boring",
@@ -197,24 +197,7 @@ def time_to_close(port: int, kind: str, limit: float = 120) -> float:
                               if line.lower().startswith(b"content-length")))
             while len(body) < length:
                 body += sock.recv(65536)
-        started = time.monotonic()
-        sock.settimeout(1 if kind == "slowloris" else limit)
-        sent = 0
-        while time.monotonic() - started < limit:
-            if kind == "slowloris":
-                try:
-                    sock.send(SLOW_HEAD[sent:sent + 1])
-                    sent += 1
-                except OSError:
-                    break
-            try:
-                if not sock.recv(65536):
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-        return time.monotonic() - started
+        return seconds_until_closed(sock, limit, SLOW_HEAD if kind == "slowloris" else b"", interval=1)
 
 
 def main(argv=None) -> int:

@@ -75,3 +75,27 @@ class LiveServer:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+def seconds_until_closed(sock: socket.socket, limit: float = 30, dribble: bytes = b"",
+                         interval: float = 0.2) -> float:
+    """Seconds until the server closes ``sock`` (at most ``limit``); meanwhile sends
+    ``dribble`` one byte every ``interval`` seconds, as a slowloris client does."""
+    started = time.monotonic()
+    sock.settimeout(interval)
+    sent = 0
+    while time.monotonic() - started < limit:
+        if sent < len(dribble):
+            try:
+                sock.send(dribble[sent:sent + 1])
+                sent += 1
+            except OSError:
+                break
+        try:
+            if not sock.recv(65536):
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    return time.monotonic() - started

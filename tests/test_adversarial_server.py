@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import need
-from live_server import LiveServer, gunicorn_command
+from live_server import LiveServer, gunicorn_command, seconds_until_closed
 
 SLOW_HEAD = b"GET /?query=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 10_000
 
@@ -106,28 +106,6 @@ def test_health_and_predictions_answer_while_128_slow_connections_are_open(tmp_p
         slow.close()
         server.stop()
     assert "Traceback" not in server.log()
-
-
-def seconds_until_closed(sock: socket.socket, limit: float = 30, dribble: bytes = b"") -> float:
-    """Seconds until the server closes ``sock``; sends ``dribble`` a byte every 0.2 s meanwhile."""
-    started = time.monotonic()
-    sock.settimeout(0.2)
-    sent = 0
-    while time.monotonic() - started < limit:
-        if dribble:
-            try:
-                sock.send(dribble[sent:sent + 1])
-                sent += 1
-            except OSError:
-                break
-        try:
-            if not sock.recv(65536):
-                break
-        except TimeoutError:
-            continue
-        except OSError:
-            break
-    return time.monotonic() - started
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_keepalive(server):
