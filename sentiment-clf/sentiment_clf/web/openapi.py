@@ -110,7 +110,7 @@ def build(types: Schemas, version: str = "1") -> dict:
         "post_feedback", "A user's answer: the right label for a text",
         {"201": _reply(schema("id"), "Stored durably: the record's id, and whether it is learned online "
                                      "(a client's answers beyond its learning budget wait for a retrain)"),
-         **errors(400, 401, 413, 422, 429, 503)},
+         **errors(400, 401, 413, 415, 422, 429, 503)},
         body={"application/json": schema("feedback")},
         parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
                      "description": key.get("description", ""), "schema": key}])}
