@@ -1,6 +1,10 @@
 # The service in a container: slim Python, a non-root user, the README's gunicorn
 # entry point. (Docker cannot run on the project's build machines; the command
 # below is the one the tests start: gunicorn --chdir sentiment-clf 'app:create_app()'.)
+# gunicorn.conf.py runs gevent workers, so the server needs no buffering proxy in front
+# against slow or idle clients: SENTIMENT_CLF_KEEPALIVE (5 s) bounds how long a
+# connection may wait or dribble its request head, SENTIMENT_CLF_WORKER_CONNECTIONS
+# (1000) how many one worker holds.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
