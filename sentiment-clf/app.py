@@ -84,7 +84,7 @@ def create_app(config: dict | None = None) -> Flask:
                                               ui.served_names())
     storage = Storage(app.config["DATABASE_URL"])
     registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
-                             app.config["SYNC_INTERVAL"])
+                             app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"])
     services = app.extensions["sentiment_clf"] = Services(registry, storage)
 
     api = Api(app, catch_all_404s=True)

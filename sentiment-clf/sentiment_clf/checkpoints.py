@@ -5,7 +5,8 @@ of them at each start costs time and, while it runs, memory, so a worker that ha
 learned ``CHECKPOINT_EVERY`` answers since the last checkpoint stores its learned
 state: the learned terms' added counts, the labels' added totals and the class
 counts (:class:`~sentiment_clf.classifiers.NaiveBayesCounts`), a few bytes a
-learned term. A starting worker loads the newest checkpoint of its model's base
+learned term, and the base's smoothed totals by label (so a start need not read
+every saved count to add them up). A starting worker loads the newest checkpoint of its model's base
 version and replays only the learned answers after it.
 
 A checkpoint is packed like a model (``model_files.pack_arrays``: numeric arrays
@@ -70,6 +71,7 @@ def dumps(name: str, base_version: str, model: LinearTextModel, *, feedback_upto
         raise ValueError(f"{name}: nothing learned and folded to checkpoint")
     arrays = {"learned_terms": counts.folded.terms, "learned_counts": counts.folded.counts,
               "added_total": counts.folded_totals[0], "class_count": counts.folded_totals[1],
+              "base_totals": counts.base_totals(),
               "position": np.array([feedback_upto, learned, last_learned_id], dtype=np.int64)}
     payload = model_files.pack_arrays(arrays)
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": name,
@@ -99,7 +101,7 @@ def loads(manifest: dict, payload: bytes, base: LinearTextModel, *, source: str)
         if position != [manifest.get(key) for key in ("feedback_upto", "learned", "last_learned_id")]:
             raise ValueError("its position does not match its manifest")
         counts = base.counts.with_folded(arrays["learned_terms"], arrays["learned_counts"],
-                                          arrays["added_total"], arrays["class_count"])
+                                          arrays["added_total"], arrays["class_count"], arrays["base_totals"])
     except (KeyError, ValueError, TypeError) as exc:
         raise model_files.ModelFileError(f"{source}: inconsistent checkpoint ({exc})") from None
     return Checkpoint(base.with_counts(counts), *position)

@@ -208,22 +208,30 @@ class NaiveBayesCounts:
         return replace(self, folded=folded, recent=None, folded_totals=(self.added_total, self.class_count))
 
     def with_folded(self, terms: np.ndarray, counts: np.ndarray, added_total: np.ndarray,
-                    class_count: np.ndarray) -> NaiveBayesCounts:
+                    class_count: np.ndarray, base_totals: np.ndarray) -> NaiveBayesCounts:
         """These saved counts with a folded state read back (a checkpoint); ValueError
-        when it does not fit them."""
+        when it does not fit them. ``base_totals`` are :meth:`base_totals`, as saved with
+        it (so a start need not read every saved count to add them up)."""
         n_terms, n_labels = self.feature_count.shape
         terms = np.asarray(terms)
         if terms.dtype != np.int64 or terms.ndim != 1 or counts.shape != (len(terms), n_labels) \
-                or added_total.shape != (n_labels,) or class_count.shape != (n_labels,):
+                or any(a.shape != (n_labels,) for a in (added_total, class_count, base_totals)):
             raise ValueError("the learned counts do not match the model's labels")
-        if len(terms) and (terms[0] < 0 or terms[-1] >= n_terms or not (np.diff(terms) > 0).all()):
+        if len(terms) and (terms[0] < 0 or terms[-1] >= n_terms or not (terms[1:] > terms[:-1]).all()):
             raise ValueError("the learned terms are not distinct columns of the vocabulary, in order")
-        arrays = [np.asarray(a, dtype=np.float64) for a in (counts, added_total, class_count)]
-        if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays):
+        arrays = [np.asarray(a, dtype=np.float64) for a in (counts, added_total, class_count, base_totals)]
+        if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays) or not (arrays[3] > 0).all():
             raise ValueError("the learned counts are not finite and non-negative")
-        counts, added_total, class_count = arrays
+        counts, added_total, class_count, base_totals = arrays
         return replace(self, folded=LearnedCounts(terms, counts), recent=None, added_total=added_total,
-                       class_count=class_count, folded_totals=(added_total, class_count))
+                       class_count=class_count, folded_totals=(added_total, class_count),
+                       _base_totals=[base_totals])
+
+    def base_totals(self) -> np.ndarray:
+        """The saved smoothed totals of each label (computed once: it reads every saved count)."""
+        if not self._base_totals:
+            self._base_totals.append((self.feature_count + self.alpha).sum(axis=0))
+        return self._base_totals[0]
 
     def totals_after_learning(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(log of the smoothed totals now, shift of every unlearned term's row)``,
@@ -236,9 +244,7 @@ class NaiveBayesCounts:
         """
         if self.added_total is None:
             return None
-        if not self._base_totals:
-            self._base_totals.append((self.feature_count + self.alpha).sum(axis=0))
-        base = self._base_totals[0]
+        base = self.base_totals()
         log_totals = np.log(base + self.added_total)
         return log_totals, np.log(base) - log_totals
 

@@ -17,6 +17,12 @@ times it is sent (a flood of the same answer cannot outweigh the training data),
 and only so many answers of one client (its learning budget); the rest wait for a
 retrain. A process reads only the learned rows, and keeps none of their texts.
 
+Bounded replay: a start does not replay every answer. The learned state (the
+learned terms' counts, a few bytes a term, no texts) is checkpointed in the
+database every ``checkpoint_every`` learned answers (:mod:`sentiment_clf.checkpoints`);
+a process starts from the newest checkpoint of its base version and replays the
+learned answers after it, a window of ids at a time.
+
 Invariant (tested): replaying the stored feedback on the base model gives the
 same predictions as fitting the classifier on the base data plus the feedback
 stored as learned, with the base model's vectorizer.
@@ -30,6 +36,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sentiment_clf import checkpoints
 from sentiment_clf.admission import learn_key
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError
@@ -61,6 +68,11 @@ class OnlineModel:
     applied_upto: int  # every feedback id up to this one has been considered
     learned: int = 0  # feedback rows learned on top of the base
     last_learned_id: int = 0
+    # Every fold_every learned answers the model folds what it learned (the state a
+    # checkpoint stores): at the same answers in every process, so all learn the same floats.
+    fold_every: int = 1000
+    folded_upto: int = 0  # the id of the last answer folded
+    checkpointed: int = 0  # the answers learned in the newest checkpoint known
 
     @property
     def version(self) -> str:
@@ -73,18 +85,34 @@ class OnlineModel:
         new = learnable([r for r in rows if r.model == self.name and r.id > self.applied_upto])
         if not new or not self.model.supports_partial_fit:  # the others learn by retraining
             return replace(self, applied_upto=max(upto, self.applied_upto))
-        updated = self.model.learn([r.text for r in new], [r.label for r in new])
-        return replace(self, model=updated, applied_upto=max(upto, self.applied_upto),
-                       learned=self.learned + len(new), last_learned_id=new[-1].id)
+        model, learned, folded_upto = self.model, self.learned, self.folded_upto
+        while new:
+            room = self.fold_every - learned % self.fold_every  # answers until the next fold
+            chunk, new = new[:room], new[room:]
+            model, learned = model.learn([r.text for r in chunk], [r.label for r in chunk]), learned + len(chunk)
+            if learned % self.fold_every == 0:
+                model, folded_upto = model.fold(), chunk[-1].id
+        return replace(self, model=model, applied_upto=max(upto, self.applied_upto), learned=learned,
+                       last_learned_id=chunk[-1].id, folded_upto=folded_upto)
+
+    @property
+    def folded(self) -> int:
+        """The answers learned up to the last fold."""
+        return self.learned - self.learned % self.fold_every
 
 
 class ModelRegistry:
     """The models a process serves, kept in step with the database."""
 
-    def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5):
+    # Feedback ids read at once while a start catches up (bounds what it holds in memory).
+    REPLAY_WINDOW = 10_000
+
+    def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5,
+                 checkpoint_every: int = 1000):
         self.base_models = base_models
         self.storage = storage
         self.sync_interval = sync_interval
+        self.checkpoint_every = checkpoint_every
         self._served: dict[str, OnlineModel] = {}
         self._lock = threading.Lock()
         self._last_sync = float("-inf")
@@ -127,6 +155,7 @@ class ModelRegistry:
         if upto > after:
             rows = self.storage.feedback_after(after, upto_id=upto, learned_only=True)
             self._served = {name: m.learn(rows, upto) for name, m in self._served.items()}
+        self._served = {name: self._checkpoint_if_due(m) for name, m in self._served.items()}
 
     def _start(self, name: str, published: str | None) -> OnlineModel:
         """The base a model's feedback builds on: the shipped model, or a published version."""
@@ -139,4 +168,43 @@ class ModelRegistry:
                                           source=f"{self.storage.url}: {name} version {published}")
             upto, base_version = stored.feedback_upto, published
         logger.info("serving %s version %s (feedback up to id %d included)", name, base_version, upto)
-        return OnlineModel(name, model, base_version, published, applied_upto=upto)
+        return self._catch_up(OnlineModel(name, model, base_version, published, applied_upto=upto,
+                                          fold_every=self.checkpoint_every))
+
+    def _catch_up(self, online: OnlineModel) -> OnlineModel:
+        """``online`` with what was learned since its base: the newest checkpoint, then
+        the learned answers after it, a window of ids at a time."""
+        end = self.storage.last_feedback_id()  # first: a row committed later has a larger id
+        if not online.model.supports_partial_fit:  # it learns only by retraining
+            return replace(online, applied_upto=max(end, online.applied_upto))
+        found = checkpoints.load_newest(self.storage, online.name, online.base_version, online.model,
+                                        after=online.applied_upto)
+        if found is not None:
+            online = replace(online, model=found.model, applied_upto=found.feedback_upto, learned=found.learned,
+                             last_learned_id=found.last_learned_id, folded_upto=found.feedback_upto,
+                             checkpointed=found.learned)
+            logger.info("%s: started from a checkpoint of %d learned answers (feedback up to id %d)",
+                        online.name, found.learned, found.feedback_upto)
+        while online.applied_upto < end:
+            upto = min(end, online.applied_upto + self.REPLAY_WINDOW)
+            rows = self.storage.feedback_after(online.applied_upto, model=online.name, upto_id=upto,
+                                               learned_only=True)
+            online = online.learn(rows, upto)
+        return online
+
+    def _checkpoint_if_due(self, online: OnlineModel) -> OnlineModel:
+        """Store a checkpoint of ``online``'s last fold (every ``checkpoint_every`` learned
+        answers) unless one is stored already. A failure is logged: the model serves
+        on, and a later sync tries again."""
+        if online.folded <= online.checkpointed or checkpoints.base_identity(online.model) is None:
+            return online
+        try:
+            stored = checkpoints.newest_learned(self.storage, online.name, online.base_version)
+            if stored < online.folded:
+                checkpoints.save(self.storage, online.name, online.base_version, online.model,
+                                 feedback_upto=online.folded_upto, learned=online.folded,
+                                 last_learned_id=online.folded_upto)
+        except SQLAlchemyError:
+            logger.exception("could not store a checkpoint of %s; it serves on", online.name)
+            return online
+        return replace(online, checkpointed=online.folded)
