@@ -18,6 +18,8 @@ bench/results/workers.json.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -27,6 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -34,6 +37,7 @@ from bench.bench_predict import machine, save_results
 from tests.live_server import free_port, gunicorn_path
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2  # the default, which start() keeps
 APPS = {"service": ("app:create_app()", "/?query=that%20movie%20was%20boring"),
         "constant JSON app": ("bench.constant_app:create_app()", "/constant")}
 WARM_UP: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -100,22 +104,74 @@ def memory_kib(pid: int) -> dict[str, int]:
             "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
 
 
+def serving_worker(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of ``pids`` holds the server side of the connection from ``client_port``."""
+    owners = {}  # socket inode -> pid
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                owners[int(target[8:-1])] = pid
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], int(fields[9])
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            return owners.get(inode)
+    return None
+
+
+def one_connection_per_worker(port: int, pids: list[int], tries: int = 20) -> dict[int, http.client.HTTPConnection]:
+    """A kept-alive connection to each worker. A gevent worker keeps a connection for
+    all its requests, and new connections mostly go to whichever worker wakes first, so
+    connections are opened in bursts until each worker holds one."""
+    held: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(tries):
+        burst = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(8)]
+        for conn in burst:
+            conn.connect()
+        for conn in burst:
+            conn.request("GET", "/health")
+            conn.getresponse().read()
+            assert conn.sock is not None
+            pid = serving_worker(pids, port, conn.sock.getsockname()[1])
+            if pid is not None and pid not in held:
+                held[pid] = conn
+            else:
+                conn.close()
+        if len(held) == len(pids):
+            return held
+    raise RuntimeError(f"could not reach every worker: {sorted(held)} of {pids}")
+
+
 def worker_memory(requests_per_kind: int, folder: Path) -> list[dict[str, int]]:
     port = free_port()
     process = start(APPS["service"][0], port, folder / "memory")
     url = f"http://127.0.0.1:{port}"
     try:
         first_answer(url + APPS["service"][1], time.perf_counter())
-        with requests.Session() as session:
-            for i in range(requests_per_kind):
-                for method, path, body in WARM_UP:
+        deadline = time.monotonic() + 30
+        while len(pids := workers(process.pid)) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first worker can answer before the last is forked
+        connections = one_connection_per_worker(port, pids)
+        for i in range(requests_per_kind):
+            for method, path, body in WARM_UP:
+                for conn in connections.values():  # every kind of request, in every worker
                     if method == "GET":
-                        response = session.get(url + path, params=body and {**body, "query": f"{body['query']} {i}"})
+                        query = body and "?" + urlencode({**body, "query": f"{body['query']} {i}"})
+                        conn.request("GET", path + (query or ""))
                     else:
-                        response = session.post(url + path, json=body)
-                    response.raise_for_status()
+                        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status >= 400:
+                        raise RuntimeError(f"{method} {path}: {response.status}")
+        for conn in connections.values():
+            conn.close()
         time.sleep(1)
-        return [memory_kib(pid) for pid in workers(process.pid)]
+        return [memory_kib(pid) for pid in pids]
     finally:
         stop(process)
 
