@@ -75,6 +75,20 @@ def test_a_checkpoint_round_trips_exactly():
     same_predictions(restored.model.learn(["dull fun"], ["Positive"]), learned.learn(["dull fun"], ["Positive"]))
 
 
+def test_a_fold_changes_no_answer_and_learning_stays_exact():
+    base, manifest, payload = saved()
+    texts, labels = [t for t, _ in ANSWERS], [label for _, label in ANSWERS]
+    two_layers = base.learn(texts[:5], labels[:5]).fold().learn(texts[5:], labels[5:])
+    counts = two_layers.counts
+    assert counts is not None and counts.folded is not None and counts.recent is not None
+    same_predictions(two_layers.fold(), two_layers)  # the same floats before and after a fold
+    fitted = NLPModel.loads(manifest, payload).partial_fit(texts, labels)
+    np.testing.assert_allclose(two_layers.predict_proba(PROBES), fitted.predict_proba(PROBES), rtol=0, atol=1e-12)
+    np.testing.assert_allclose([two_layers.predict_one(t) for t in PROBES], fitted.predict_proba(PROBES),
+                               rtol=0, atol=1e-12)
+    assert two_layers.explain("great film")["margin"] == pytest.approx(fitted.explain("great film")["margin"])
+
+
 def test_a_start_from_a_checkpoint_and_later_answers_equals_a_full_replay(storage):
     base = saved()[0]
     for text, label in ANSWERS[:5]:

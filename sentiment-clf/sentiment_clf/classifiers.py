@@ -79,15 +79,6 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _find(terms: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(places in columns found in the sorted terms, their places in terms)``."""
-    if not len(terms):
-        return _NO_TERMS, _NO_TERMS
-    found = np.minimum(np.searchsorted(terms, columns), len(terms) - 1)
-    where = np.flatnonzero(terms[found] == columns)
-    return where, found[where]
-
-
 def _with_terms(terms: np.ndarray, counts: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``terms`` with the distinct ``columns`` they lack, sorted, and ``counts`` with a
     row of zeros for each (a new array either way)."""
@@ -249,20 +240,22 @@ class NaiveBayesCounts:
         return log_totals, np.log(base) - log_totals
 
     def learned_rows(self, columns: np.ndarray, log_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(places in columns of the learned terms, their weight rows)``."""
-        layers = [(layer, *_find(layer.terms, columns)) for layer in (self.folded, self.recent) if layer is not None]
-        if len(layers) == 1:  # one layer: its counts as they are
-            layer, where, found = layers[0]
-            delta = layer.counts[found]
-        else:
-            delta = np.zeros((len(columns), len(log_totals)))
-            hit = np.zeros(len(columns), dtype=bool)
-            for layer, where, found in layers:
-                delta[where] += layer.counts[found]  # 0 + folded, then + recent
-                hit[where] = True
-            where = np.flatnonzero(hit)
-            delta = delta[where]
-        return where, np.log(self.feature_count[columns[where]] + delta + self.alpha) - log_totals
+        """``(which columns are learned terms, as booleans; the weight rows of every column
+        as a learned term)``: the rows of the others are meaningless."""
+        found = []  # (in the layer, the layer's row where it is) of each layer with terms
+        for layer in (self.folded, self.recent):
+            if layer is not None and len(layer.terms):
+                places = np.minimum(layer.terms.searchsorted(columns), len(layer.terms) - 1)
+                found.append((layer.terms[places] == columns, layer.counts[places]))
+        if not found:
+            return np.zeros(len(columns), dtype=bool), np.zeros((len(columns), len(log_totals)))
+        if len(found) == 1:
+            hit, delta = found[0]
+        else:  # folded + recent, each a row of zeros where it lacks the term
+            (in_folded, folded), (in_recent, recent) = found
+            hit = in_folded | in_recent
+            delta = folded * in_folded[:, np.newaxis] + recent * in_recent[:, np.newaxis]
+        return hit, np.log(self.feature_count[columns] + delta + self.alpha) - log_totals
 
 
 def arrays_from_format1(arrays: dict[str, np.ndarray], params: dict, n_labels: int) -> dict[str, np.ndarray]:

@@ -181,12 +181,12 @@ class LinearTextModel:
         rows = self.weights[columns]
         if self.shift is not None:
             rows = rows + self.shift
-            where, learned = self._learned_rows(columns)
-            rows[where] = learned
+            hit, learned = self._learned_rows(columns)
+            rows[hit] = learned[hit]
         return rows
 
     def _learned_rows(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(places in columns of the terms learned since saving, their weight rows)``."""
+        """``(which columns are terms learned since saving, their weight rows as such)``."""
         assert self.counts is not None and self.log_totals is not None  # only a model that learned
         return self.counts.learned_rows(columns, self.log_totals)
 
@@ -203,16 +203,13 @@ class LinearTextModel:
         if shift is None:
             return self._python_scores_as_saved(counts)
         idf, weights, n_scores = self._idf_view, self._weights_view, len(self._bias_list)
-        columns = np.fromiter(counts, dtype=np.intp, count=len(counts))
-        where, rows = self._learned_rows(columns)
-        learned = dict(zip(columns[where].tolist(), rows.tolist(), strict=True))
+        hits, rows = self._learned_rows(np.fromiter(counts, dtype=np.intp, count=len(counts)))
         sums = [0.0] * n_scores
         squares = shifted = 0.0
-        for column, count in counts.items():
+        for (column, count), hit, row in zip(counts.items(), hits.tolist(), rows.tolist(), strict=True):
             value = ((math.log(count) + 1.0) if self.sublinear_tf else count) * idf[column]
             squares += value * value
-            row = learned.get(column)
-            if row is None:
+            if not hit:
                 start = column * n_scores
                 for k in range(n_scores):
                     sums[k] += value * weights[start + k]
