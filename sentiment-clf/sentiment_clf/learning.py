@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sentiment_clf import checkpoints
 from sentiment_clf.admission import learn_key
+from sentiment_clf.config import Settings
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.storage import FeedbackRow, Storage
@@ -108,11 +109,13 @@ class ModelRegistry:
     REPLAY_WINDOW = 10_000
 
     def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5,
-                 checkpoint_every: int = 1000):
+                 checkpoint_every: int | None = None):
         self.base_models = base_models
         self.storage = storage
         self.sync_interval = sync_interval
-        self.checkpoint_every = checkpoint_every
+        # Every process on one database must fold at the same answers (the settings' value
+        # unless told): the same answers then give the same floats everywhere.
+        self.checkpoint_every = Settings().checkpoint_every if checkpoint_every is None else checkpoint_every
         self._served: dict[str, OnlineModel] = {}
         self._lock = threading.Lock()
         self._last_sync = float("-inf")
