@@ -14,8 +14,8 @@ workers, its own SQLite database through SENTIMENT_CLF_DATA_DIR) is started on
   the checkpoint; each round starts from a fresh copy without it).
 
 Each round measures the cold start (process start until ``/health`` answers 200)
-and, after warm-up requests of every kind (predictions with explanations, a
-batch, feedback, pages), each worker's memory from ``/proc/<pid>/smaps_rollup``:
+and, after warm-up requests of every kind in each worker (predictions with
+explanations, a batch, feedback, pages), each worker's memory from ``/proc/<pid>/smaps_rollup``:
 RSS and private (USS: Private_Clean + Private_Dirty). Medians over the rounds,
 and each case's ratio to the empty database. Not a test: it prints figures for
 BENCHMARKS.md and writes them as JSON to bench/results/replay.json.
@@ -23,6 +23,7 @@ BENCHMARKS.md and writes them as JSON to bench/results/replay.json.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -30,6 +31,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 from sqlalchemy import func, insert, select
@@ -37,7 +39,8 @@ from sqlalchemy import text as sql
 
 import util
 from bench.bench_predict import machine, save_results
-from bench.bench_workers import WARM_UP, memory_kib, workers
+from bench.bench_workers import WARM_UP, memory_kib, one_connection_per_worker, workers
+from sentiment_clf import checkpoints as checkpoint_store
 from sentiment_clf.admission import learn_key
 from sentiment_clf.config import Settings
 from sentiment_clf.learning import ModelRegistry
@@ -90,10 +93,18 @@ def checkpoint(folder: Path) -> dict:
     served = registry.get("sentiment")
     counts = served.model.counts
     assert counts is not None and counts.folded is not None
+    base = registry.base_models["sentiment"]
+    loads = []
+    for _ in range(5):  # what a start adds: reading, checking and restoring the checkpoint
+        begun = time.perf_counter()
+        found = checkpoint_store.load_newest(storage, "sentiment", served.base_version, base)
+        loads.append(time.perf_counter() - begun)
+        assert found is not None and found.learned == served.learned
     close(storage)
     if not stored[0]:
         raise RuntimeError("no checkpoint was written")
     return {"checkpoints": stored[0], "checkpoint_bytes": stored[1], "in_process_full_replay_s": replay_s,
+            "in_process_checkpoint_load_s": statistics.median(loads),
             "learned": served.learned, "learned_terms": len(counts.folded.terms),
             "version": served.version}
 
@@ -117,18 +128,29 @@ def health(url: str, started: float, timeout: float = 120.0) -> tuple[float, dic
     raise RuntimeError(f"{url}/health did not answer within {timeout} s")
 
 
-def warm_up(url: str, rounds: int) -> None:
-    with requests.Session() as session:
-        for i in range(rounds):
-            for method, path, body in WARM_UP:
-                if body and "query" in body:  # a new text each round
-                    body = {**body, "query": f"{body['query']} {i}"}
+def warm_up(server: LiveServer, rounds: int) -> list[int]:
+    """Every kind of request, ``rounds`` times, in every worker (each on its own kept-alive
+    connection: a gevent worker keeps a client's connection); returns the workers' pids."""
+    deadline = time.monotonic() + 30
+    while len(pids := workers(server.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first worker can answer before the second is forked
+    connections = one_connection_per_worker(server.port, pids)
+    for i in range(rounds):
+        for method, path, body in WARM_UP:
+            if body and "query" in body:  # a new text each round
+                body = {**body, "query": f"{body['query']} {i}"}
+            for conn in connections.values():
                 if method == "GET":
-                    answer = session.get(url + path, params=body)
+                    conn.request("GET", path + ("?" + urlencode(body) if body else ""))
                 else:
-                    answer = session.post(url + path, json=body)
-                if answer.status_code >= 500:
-                    raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
+                    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                text = answer.read()
+                if answer.status >= 500:
+                    raise RuntimeError(f"{method} {path}: {answer.status} {text[:200]!r}")
+    for conn in connections.values():
+        conn.close()
+    return pids
 
 
 def one_start(template: Path, folder: Path, warm_rounds: int) -> dict:
@@ -141,13 +163,20 @@ def one_start(template: Path, folder: Path, warm_rounds: int) -> dict:
     server = LiveServer(folder / "server.log", workers=2, env=env)
     try:
         cold_start, answer = health(server.url, started)
-        warm_up(server.url, warm_rounds)
+        pids = warm_up(server, warm_rounds)
         time.sleep(1)
-        memory = [memory_kib(pid) for pid in workers(server.process.pid)]
+        memory = [memory_kib(pid) for pid in pids]
     finally:
         server.stop()
     return {"cold_start_s": cold_start, "sentiment_version": answer["models"]["sentiment"]["version"],
             "memory_kib": memory}
+
+
+def paired(runs: list[dict], empty: list[dict]) -> float:
+    """The median over rounds of (this case's cold start - the empty database's), each
+    pair started one after the other: steadier than a ratio of medians on a busy machine."""
+    return statistics.median(run["cold_start_s"] - other["cold_start_s"] for run, other in zip(runs, empty,
+                                                                                                strict=True))
 
 
 def summary(runs: list[dict]) -> dict:
@@ -194,8 +223,12 @@ def main(argv=None) -> int:
         found = results["summary"][case]
         found["ratio_to_empty"] = {key: found[key] / empty[key]
                                    for key in ("cold_start_s", "cold_start_min_s", "rss_kib", "private_kib")}
-    print(f"\n{args.answers:,} learned answers; checkpoint {results['checkpoint']['checkpoint_bytes']:,} bytes "
-          f"({results['checkpoint']['learned_terms']:,} learned terms); median of {args.rounds} starts, 2 workers")
+        found["cold_start_paired_difference_s"] = paired(runs[case], runs[CASES[0]])
+    made = results["checkpoint"]
+    print(f"\n{args.answers:,} learned answers; checkpoint {made['checkpoint_bytes']:,} bytes "
+          f"({made['learned_terms']:,} learned terms), loaded in {made['in_process_checkpoint_load_s'] * 1e3:.0f} ms "
+          f"in-process (a full replay: {made['in_process_full_replay_s']:.1f} s); median of {args.rounds} starts, "
+          "2 workers")
     print("| database | cold start s (fastest) | RSS MiB / worker | private MiB / worker "
           "| vs empty: start (fastest), RSS, private |")
     print("|---|---:|---:|---:|---|")
@@ -207,6 +240,9 @@ def main(argv=None) -> int:
               f"{found['rss_kib'] / 1024:.1f} | {found['private_kib'] / 1024:.1f} | "
               + (f"{ratios['cold_start_s']:.2f}x ({ratios['cold_start_min_s']:.2f}x), {ratios['rss_kib']:.2f}x, "
                  f"{ratios['private_kib']:.2f}x" if ratios else "") + " |")
+    for case in CASES[1:]:
+        print(f"{case}: cold start minus the empty database's, median of the {args.rounds} pairs: "
+              f"{results['summary'][case]['cold_start_paired_difference_s'] * 1e3:+.0f} ms")
     save_results("replay.json", results)
     print(f"machine: {results['machine']}")
     return 0
