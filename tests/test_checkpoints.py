@@ -2,12 +2,15 @@
 
 Round trip, refusal of altered checkpoints (a fall back, never a wrong model), a
 start from a checkpoint equal to a full replay, when checkpoints are written and
-how many are kept, and one base version never using another's.
+how many are kept, one base version never using another's, and a real server
+restarted from its checkpoint.
 """
 import json
+import time
 
 import numpy as np
 import pytest
+import requests
 from sqlalchemy import select, update
 
 from model import NLPModel
@@ -16,6 +19,8 @@ from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.storage import Storage
 from sentiment_clf.storage import checkpoints as table
+
+from live_server import LiveServer
 
 LABELS = ["Negative", "Positive"]
 BASE_TEXTS = ["a great , moving film", "great fun", "wonderful acting", "a boring , dull mess",
@@ -189,3 +194,39 @@ def test_a_model_never_saved_gets_no_checkpoints(storage):
         answer(storage, text, label)
     assert registry(storage, base, every=2).get("toy").learned == 4
     assert stored(storage) == []
+
+
+def test_a_restarted_server_starts_from_its_checkpoint_and_serves_the_same_model(tmp_path, database_url):
+    """Against real servers: answers learned past a checkpoint survive a restart, which
+    reads the checkpoint and replays only the answers after it."""
+    env = {"DATABASE_URL": database_url, "SENTIMENT_CLF_CHECKPOINT_EVERY": "5",
+           "SENTIMENT_CLF_CLIENT_LEARNING_BUDGET": "100 per day",
+           "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "1000 per minute"}
+    probes = ["a great , moving film", "dull and tedious", "what a film"]
+
+    def served(server) -> tuple[str, list]:
+        version = {m["name"]: m["version"] for m in requests.get(f"{server.url}/models", timeout=10).json()["models"]}
+        answers = requests.post(f"{server.url}/batch", json={"queries": probes}, timeout=10).json()["results"]
+        return version["sentiment"], [a["probabilities"] for a in answers]
+
+    first = LiveServer(tmp_path / "first.log", workers=2, env=env)
+    try:
+        first.wait_ready()
+        for i in range(12):
+            reply = requests.post(f"{first.url}/feedback", timeout=10, json={
+                "model": "sentiment", "query": f"a great , moving film number {i}", "label": "Negative"})
+            assert reply.status_code == 201 and reply.json()["learned"], reply.text
+        time.sleep(1)  # past the sync interval (0.5 s): both workers have learned every answer
+        before = served(first)
+    finally:
+        first.stop()
+    assert before[0].endswith("+fb12")
+    assert [row.feedback_upto for row in stored(Storage(database_url)) if row.model == "sentiment"] == [5, 10]
+
+    second = LiveServer(tmp_path / "second.log", workers=2, env=env)
+    try:
+        second.wait_ready()
+        assert served(second) == before
+    finally:
+        second.stop()
+    assert "started from a checkpoint of 10 learned answers" in second.log()
