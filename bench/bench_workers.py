@@ -53,7 +53,9 @@ WARM_UP: list[tuple[str, str, dict[str, Any] | None]] = [
 
 def start(app: str, port: int, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_DATA_DIR": str(folder),
-           "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute"}
+           # every answer comes from one address: lift its limits so the workers learn them all
+           "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute",
+           "SENTIMENT_CLF_CLIENT_LEARNING_BUDGET": "100000 per day"}
     command = [gunicorn_path(), app] if app.startswith("bench.") else \
         [gunicorn_path(), "--chdir", "sentiment-clf", app]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         server = LiveServer(Path(tmp) / "server.log", workers=args.workers, env={
             "SENTIMENT_CLF_DATA_DIR": tmp, "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "1000000 per minute",
+            "SENTIMENT_CLF_CLIENT_LEARNING_BUDGET": "1000000 per day",  # one address sends every answer
             "SENTIMENT_CLF_ACCESS_LOG": "false"})
         try:
             server.wait_ready()
