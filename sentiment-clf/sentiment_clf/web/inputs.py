@@ -7,6 +7,7 @@ raises a werkzeug HTTPException whose message this module words, in one place
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -39,6 +40,7 @@ try:  # what gunicorn's body reader raises for a malformed (chunked) body
 except ImportError:  # not under gunicorn
     _BODY_ERRORS = (ClientDisconnected,)
 
+_HIGH_ESCAPE = re.compile("%[89a-fA-F][0-9a-fA-F]")
 JSON_ONLY = "send the body as JSON, with the header Content-Type: application/json"
 # Bodies a single prediction reads besides JSON: a form (curl -d), or none at all.
 _FORM_TYPES = frozenset(("application/x-www-form-urlencoded", ""))
@@ -159,7 +161,7 @@ def read_body() -> bytes:
 
 def check_url() -> None:
     """A 400 for a URL whose percent-escapes are not UTF-8 (werkzeug would keep them as
-    the literal text ``%FF``); cheap unless the path is not ASCII or the query holds escapes."""
+    the literal text ``%FF``); cheap unless the path or the query holds non-ASCII bytes."""
     environ = request.environ
     path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
     if environ.get("RAW_URI", "").startswith("//"):  # gunicorn reads //health as the path /health
@@ -167,7 +169,9 @@ def check_url() -> None:
     try:
         if not path.isascii():  # WSGI gives the path's bytes as latin-1 characters
             path.encode("latin-1").decode("utf-8")
-        if "%" in query or not query.isascii():
+        # Only an escape of a byte over 0x7F (or a raw non-ASCII byte) can be bad UTF-8;
+        # plain escapes such as %20 are on every request and need no decoding here.
+        if not query.isascii() or _HIGH_ESCAPE.search(query):
             unquote_to_bytes(query).decode("utf-8")
     except UnicodeError:
         raise BadRequest("the URL is not valid: its percent-escapes are not UTF-8 text") from None
