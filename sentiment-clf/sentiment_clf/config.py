@@ -104,10 +104,9 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
-        import ipaddress
+        from sentiment_clf.trust import parse_trusted_proxies
 
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            ipaddress.ip_network(entry, strict=False)
+        parse_trusted_proxies(value)
         return value
 
     def database(self) -> str:

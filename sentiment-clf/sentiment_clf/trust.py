@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import re
 import secrets
 import sys
@@ -47,6 +48,12 @@ def parse_trusted_keys(setting: str) -> dict[str, str]:
                              "(make one with: python -m sentiment_clf.trust new-key NAME)")
         keys[digest] = name.strip()
     return keys
+
+
+def parse_trusted_proxies(setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.1,192.168.0.0/16,..."`` as networks; a malformed entry is a ValueError."""
+    return tuple(ipaddress.ip_network(entry, strict=False)
+                 for entry in filter(None, (e.strip() for e in setting.split(","))))
 
 
 class RateLimited(Exception):

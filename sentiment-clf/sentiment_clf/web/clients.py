@@ -23,7 +23,7 @@ from functools import lru_cache
 from flask import current_app, request
 from werkzeug.exceptions import Unauthorized
 
-from sentiment_clf.trust import hash_key, parse_trusted_keys
+from sentiment_clf.trust import hash_key, parse_trusted_keys, parse_trusted_proxies
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -42,8 +42,7 @@ def trusted_keys(setting: str) -> dict[str, str]:
 
 @lru_cache(maxsize=8)
 def trusted_proxies(setting: str) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry.strip(), strict=False)
-                 for entry in setting.split(",") if entry.strip())
+    return parse_trusted_proxies(setting)
 
 
 def presented_key() -> str | None:

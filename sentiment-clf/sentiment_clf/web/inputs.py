@@ -144,19 +144,22 @@ def read_body() -> bytes:
     over the limit, chunked or not, a 413 that names the limit.
     """
     limit = request.max_content_length
-    too_large = RequestEntityTooLarge(f"the request body is over {limit:,} bytes, the limit for this endpoint")
     try:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(limit) from None
     except _BODY_ERRORS:
         raise BadRequest("the request body is malformed or incomplete (a bad chunked encoding, or "
                          "fewer bytes than announced)") from None
     if request.content_length is not None and len(data) < request.content_length:
         raise BadRequest("the request body is malformed or incomplete (fewer bytes than announced)")
     if request.content_length is None and limit is not None and len(data) >= limit:
-        raise too_large  # a chunked body is cut at the limit by werkzeug, silently
+        raise _too_large(limit)  # a chunked body is cut at the limit by werkzeug, silently
     return data
+
+
+def _too_large(limit: int | None) -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(f"the request body is over {limit:,} bytes, the limit for this endpoint")
 
 
 def check_url() -> None:
