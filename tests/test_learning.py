@@ -4,7 +4,8 @@ import pytest
 
 import util
 from model import NLPModel
-from sentiment_clf.learning import ModelRegistry, feedback_key, learnable
+from sentiment_clf.admission import learn_key as feedback_key
+from sentiment_clf.learning import ModelRegistry, learnable
 from sentiment_clf.storage import Storage
 
 from conftest import MODELS_DIR

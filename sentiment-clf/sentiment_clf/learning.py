@@ -37,19 +37,12 @@ from dataclasses import dataclass, replace
 from sqlalchemy.exc import SQLAlchemyError
 
 from sentiment_clf import checkpoints
-from sentiment_clf.admission import learn_key
 from sentiment_clf.config import Settings
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.storage import FeedbackRow, Storage
 
 logger = logging.getLogger(__name__)
-
-
-def feedback_key(model: str, text: str, label: str) -> str:
-    """What makes two answers the same for learning (the stored ``learn_key``): the
-    model, the tokenized text and the label."""
-    return learn_key(model, text, label)
 
 
 def learnable(rows) -> list[FeedbackRow]:
