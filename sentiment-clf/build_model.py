@@ -46,7 +46,7 @@ logger = logging.getLogger("build_model")
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = HERE / "lib" / "data" / "sst"
 DEFAULT_MODELS_DIR = HERE / "lib" / "models"
-COMMANDS = ("build", "retrain", "rollback", "versions")
+COMMANDS = ("build", "finetune", "retrain", "rollback", "versions")
 DEFAULT_COMMAND = "build"
 
 
@@ -69,6 +69,30 @@ def run_build(args) -> int:
         return 2
     print(summary(manifests))
     print(f"models and reports written to {args.models_dir}")
+    return 0
+
+
+def run_finetune(args) -> int:
+    """Fine-tune the accurate tier (needs requirements-finetune.txt); print its test figures."""
+    try:
+        from sentiment_clf.training.finetune import Settings, build_accurate
+    except ImportError as exc:
+        logger.error("finetune needs the fine-tuning requirements (pip install -r requirements-finetune.txt): %s", exc)
+        return 2
+    data_root = args.data_root or args.data_dir.parent
+    settings = Settings(epochs=args.epochs, seed=args.seed, threads=args.threads, sample=args.sample,
+                        max_steps=args.max_steps)
+    try:
+        manifest = build_accurate(data_root, args.models_dir, settings, progress=not args.no_progress,
+                                  hf_dir=args.hf_dir)
+    except (FileNotFoundError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    for name, figures in manifest["metrics"].items():
+        print(f"accurate {name:15s} test accuracy {figures['test_accuracy']:.4f}  "
+              f"macro-F1 {figures['test_macro_f1']:.4f}  ({figures['test_texts']} texts)")
+    print(f"ordinary text flagged by hatespeech: {manifest['ordinary_text_flagged']}")
+    print(f"took {manifest['build_seconds'] / 60:.1f} min; written to {args.models_dir / 'accurate'}")
     return 0
 
 
@@ -159,6 +183,22 @@ def make_parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--no-comparison", action="store_true",
                               help="SST models: skip comparing other classifiers on dev (most of the build's time)")
     build_parser.set_defaults(run=run_build)
+
+    finetune_parser = commands.add_parser(
+        "finetune", parents=[data], help="fine-tune the accurate tier (a transformer, on CPU)",
+        description="Fine-tune one shared encoder with a head per model; export int8 ONNX with a report.")
+    finetune_parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                                 help="writes <models-dir>/accurate (default: %(default)s)")
+    finetune_parser.add_argument("--epochs", type=int, default=2)
+    finetune_parser.add_argument("--seed", type=int, default=20261129)
+    finetune_parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
+    finetune_parser.add_argument("--sample", type=int, default=None,
+                                 help="use only this many texts of each data set (a quick run)")
+    finetune_parser.add_argument("--max-steps", type=int, default=None, help="stop after this many batches")
+    finetune_parser.add_argument("--hf-dir", type=Path, default=None,
+                                 help="also save the fine-tuned encoder in Hugging Face's format here")
+    finetune_parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    finetune_parser.set_defaults(run=run_finetune)
 
     retrain_parser = commands.add_parser(
         "retrain", parents=[data, database], help="retrain with the stored feedback",

@@ -1,0 +1,221 @@
+"""The accurate tier: one fine-tuned transformer encoder with a linear head per model.
+
+A saved accurate model is a folder (``lib/models/accurate/``) of:
+
+``encoder.onnx``
+    the encoder (all-MiniLM-L6-v2, fine-tuned here), int8 dynamically quantized; it
+    takes ``input_ids`` and ``attention_mask`` and gives each text's mean-pooled
+    vector, so one forward pass serves every head.
+``tokenizer.json``
+    the WordPiece tokenizer, read by the ``tokenizers`` library (no Python code).
+``heads.npz``
+    each served model's head, ``<name>.weight`` (labels x width) and ``<name>.bias``,
+    as ``.npy`` arrays read with ``allow_pickle=False`` (model_files.py).
+``manifest.json``
+    the labels of each head, the SHA-256 of every file above, metrics and provenance.
+
+Every file is checked against the manifest before anything in it is parsed; nothing
+is unpickled. Serving needs onnxruntime, tokenizers and numpy only (no torch).
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.model_files import ModelFileError, unpack_arrays
+
+FORMAT = "sentiment-clf/accurate-model"
+FORMAT_VERSION = 1
+ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
+FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)
+MAX_TOKENS = 128  # longer texts are cut here, as in training
+PAD_ID, PAD_TOKEN = 0, "[PAD]"
+EXPLAIN_MAX_WORDS = 64  # leave-one-word-out explanations look at the first 64 words
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"@\w+")
+
+
+def normalize(text: str) -> str:
+    """The text as the encoder was trained to read it: HTML entities decoded, links and
+    @mentions replaced by placeholders (tweets are full of them), spaces collapsed."""
+    text = html.unescape(text)
+    text = _URL.sub("http", text)
+    text = _MENTION.sub("@user", text)
+    return " ".join(text.split())
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
+    """The manifest of the accurate model in ``directory`` and its files' bytes, each
+    checked against the manifest's SHA-256; ModelFileError naming what is wrong."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{directory / MANIFEST_FILE}: no accurate model manifest here") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{directory / MANIFEST_FILE}: not a valid JSON manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{directory / MANIFEST_FILE}: not a {FORMAT} model of version {FORMAT_VERSION}")
+    payloads = {}
+    for name in FILES:
+        try:
+            payload = (directory / name).read_bytes()
+        except FileNotFoundError:
+            raise ModelFileError(f"{directory / name}: missing from the accurate model") from None
+        expected = manifest.get("sha256", {}).get(name)
+        found = hashlib.sha256(payload).hexdigest()
+        if found != expected:
+            raise ModelFileError(
+                f"{directory / name}: checksum mismatch, the file was altered or damaged (expected sha256 "
+                f"{expected}, found {found}); rebuild it with build_model.py finetune or restore it from git")
+        payloads[name] = payload
+    return manifest, payloads
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+class Encoder:
+    """The shared encoder: texts in, one pooled vector per text out.
+
+    The ONNX session is made on first use, in the process that uses it (a session
+    does not survive a fork, and gunicorn forks its workers after loading the app).
+    ``embed_one`` goes through a :class:`MicroBatcher`: concurrent requests in a
+    worker share one forward pass.
+    """
+
+    def __init__(self, onnx_model: bytes, tokenizer_json: str, *, threads: int = 1,
+                 max_batch: int = 32, max_wait: float = 0.002):
+        from tokenizers import Tokenizer
+
+        self._onnx_model: bytes | None = onnx_model
+        self._threads = threads
+        self._session: Any = None
+        self._session_lock = threading.Lock()
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD_TOKEN)
+        self.batcher = MicroBatcher(self.embed, max_batch=max_batch, max_wait=max_wait)
+
+    def session(self):
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    import onnxruntime
+
+                    options = onnxruntime.SessionOptions()
+                    options.intra_op_num_threads = self._threads
+                    options.inter_op_num_threads = 1
+                    self._session = onnxruntime.InferenceSession(
+                        self._onnx_model, options, providers=["CPUExecutionProvider"])
+                    self._onnx_model = None  # the session holds its own copy
+        return self._session
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One pooled vector per text (rows in order), in one forward pass."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch([normalize(text) for text in texts])
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self.session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.batcher.submit(text)
+
+
+class AccurateHead:
+    """One served model of the accurate tier: the shared encoder and this model's head.
+
+    Answers like a fast model does (``labels``, ``predict_proba``, ``predict_one``,
+    ``explain``), so the endpoints treat both tiers alike.
+    """
+
+    classifier = "transformer"
+    supports_partial_fit = False
+
+    def __init__(self, name: str, labels: tuple[str, ...], weight: np.ndarray, bias: np.ndarray,
+                 encoder: Encoder, manifest: dict, version: str):
+        self.name, self.labels, self.encoder = name, tuple(labels), encoder
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.bias = np.asarray(bias, dtype=np.float32)
+        self.manifest_, self.version = manifest, version
+
+    def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        return _softmax(vectors @ self.weight.T + self.bias)
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """Probabilities (texts x labels), for a batch: one forward pass."""
+        return self.proba_from_vectors(self.encoder.embed(list(texts)))
+
+    def predict_one(self, text: str) -> np.ndarray:
+        """One text's probabilities; concurrent calls in a process are batched together."""
+        return self.proba_from_vectors(self.encoder.embed_one(text)[np.newaxis, :])[0]
+
+    def explain(self, text: str, top: int = 10) -> dict:
+        """Leave-one-word-out: how much the predicted label's probability drops when each
+        word (of the first EXPLAIN_MAX_WORDS) is removed, all variants in one forward pass.
+
+        Returns ``{"method", "predicted_probability", "toward", "away"}``; ``toward``
+        holds the words whose removal lowers the predicted label's probability (they
+        push toward it), ``away`` those whose removal raises it; each ``{"term",
+        "weight"}`` with the change in probability, largest first, at most ``top``.
+        """
+        words = text.split()[:EXPLAIN_MAX_WORDS]
+        rest = text.split()[EXPLAIN_MAX_WORDS:]
+        variants = [text] + [" ".join(words[:i] + words[i + 1:] + rest) for i in range(len(words))]
+        proba = self.predict_proba(variants)
+        predicted = int(proba[0].argmax())
+        changes = (proba[0, predicted] - proba[1:, predicted]).tolist()
+        ranked = sorted(zip(words, changes, strict=True), key=lambda pair: -abs(pair[1]))
+        return {"method": "leave-one-word-out", "predicted_probability": float(proba[0, predicted]),
+                "toward": [{"term": w, "weight": c} for w, c in ranked if c > 0][:top],
+                "away": [{"term": w, "weight": c} for w, c in ranked if c < 0][:top]}
+
+
+def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarray) -> str:
+    """A head's version: 12 hex digits of a hash over the encoder and the head's arrays."""
+    digest = hashlib.sha256(encoder_sha.encode())
+    digest.update(name.encode())
+    digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(bias, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32,
+                  max_wait: float = 0.002) -> dict[str, AccurateHead]:
+    """Every head of the accurate model in ``directory``, sharing one encoder, by model name."""
+    manifest, payloads = read_checked(directory)
+    encoder = Encoder(payloads[ENCODER_FILE], payloads[TOKENIZER_FILE].decode("utf-8"),
+                      threads=threads, max_batch=max_batch, max_wait=max_wait)
+    try:
+        arrays = unpack_arrays(payloads[HEADS_FILE])
+    except ValueError as exc:
+        raise ModelFileError(f"{Path(directory) / HEADS_FILE}: {exc}") from None
+    heads = {}
+    for name, labels in manifest["heads"].items():
+        weight, bias = arrays[f"{name}.weight"], arrays[f"{name}.bias"]
+        if weight.shape[0] != len(labels) or bias.shape != (len(labels),):
+            raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} does not match its labels")
+        heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoder, manifest,
+                                   head_version(manifest["sha256"][ENCODER_FILE], name, weight, bias))
+    return heads

@@ -1,0 +1,107 @@
+"""Micro-batching: concurrent single requests in one process share one model call.
+
+A transformer's forward pass costs much less per text in a batch than one text at
+a time. :class:`MicroBatcher` collects the texts that requests submit while a batch
+is open and answers each request with its own row. A batch closes at ``max_batch``
+items or ``max_wait`` seconds after it opened, like MLServer's and BentoML's
+adaptive batching; when the last batch held one item (no concurrency), the next
+one does not wait at all, so a lone request pays no delay.
+
+There is no batching thread: the first request to find no batch running leads
+one (waits, runs it, hands out the rows), then passes the lead to the first
+request still waiting. It works with threads and with gevent's greenlets (whose
+patched locks and sleeps yield to other requests).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Slot:
+    __slots__ = ("item", "result", "error", "done", "lead", "event")
+
+    def __init__(self, item: Any):
+        self.item = item
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False
+        self.event = threading.Event()
+
+
+class MicroBatcher(Generic[Item, Result]):
+    """``submit(item)`` returns ``run(batch)[i]`` for its item, with concurrent submits batched.
+
+    ``run`` takes a list of items and returns one result per item, in order. If it
+    raises, every request of that batch (and only of that batch) gets the exception.
+    ``batch_sizes`` counts the batches run by size, for benchmarks and tests.
+    """
+
+    def __init__(self, run: Callable[[list[Item]], Sequence[Result]], *, max_batch: int = 32,
+                 max_wait: float = 0.002):
+        if max_batch < 1 or max_wait < 0:
+            raise ValueError("max_batch must be at least 1 and max_wait not negative")
+        self._run, self.max_batch, self.max_wait = run, max_batch, max_wait
+        self._condition = threading.Condition()
+        self._pending: list[_Slot] = []
+        self._leading = False
+        self._last_size = 1
+        self.batch_sizes: dict[int, int] = {}
+
+    def submit(self, item: Item) -> Result:
+        slot = _Slot(item)
+        with self._condition:
+            self._pending.append(slot)
+            if not self._leading:
+                self._leading = slot.lead = True
+            elif len(self._pending) >= self.max_batch:
+                self._condition.notify_all()
+        while not slot.done:
+            if slot.lead:
+                slot.lead = False
+                self._lead()
+            else:
+                slot.event.wait()
+                slot.event.clear()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _lead(self) -> None:
+        with self._condition:
+            if self._last_size > 1:  # others were around last time: wait for them to join
+                deadline = time.monotonic() + self.max_wait
+                while len(self._pending) < self.max_batch:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._condition.wait(remaining)
+            batch = self._pending[:self.max_batch]
+            del self._pending[:self.max_batch]
+            self._last_size = len(batch)
+        try:
+            results = self._run([slot.item for slot in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"the batch function gave {len(results)} results for {len(batch)} items")
+            for slot, result in zip(batch, results, strict=True):
+                slot.result = result
+        except Exception as exc:  # each request of this batch gets it, nobody else
+            for slot in batch:
+                slot.error = exc
+        with self._condition:
+            self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
+            for slot in batch:
+                slot.done = True
+            if self._pending:
+                self._pending[0].lead = True
+                self._pending[0].event.set()
+            else:
+                self._leading = False
+        for slot in batch:
+            slot.event.set()
