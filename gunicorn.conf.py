@@ -103,6 +103,15 @@ def pre_fork(server, worker):
     gc.freeze()
 
 
+def post_worker_init(worker):
+    # The accurate tier's ONNX session is made in each worker (one made in the master
+    # would not survive the fork), here rather than on the first request.
+    services = getattr(worker.wsgi, "extensions", {}).get("sentiment_clf")
+    for head in getattr(services, "accurate", {}).values():
+        head.encoder.warm()
+        break  # the heads share one encoder
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -8,7 +8,10 @@ A prediction endpoint takes one ``query`` from the URL (``?query=...``), a JSON
 body (``{"query": "..."}``) or a form body, on GET or POST, and answers::
 
     {"prediction": "Negative", "confidence": 0.87,
-     "probabilities": {"Negative": 0.87, "Positive": 0.13}}
+     "probabilities": {"Negative": 0.87, "Positive": 0.13}, "variant": "fast", "version": "..."}
+
+``variant=accurate`` (URL, form or JSON, as ``query``) asks the fine-tuned transformer
+instead of the fast linear model.
 
 Every error is JSON: ``{"message": "..."}``. The resources are in
 ``sentiment_clf/web/resources.py``; README's "Where a request goes" follows one.
@@ -25,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from sentiment_clf.config import Settings
 from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.loading import load_models
+from sentiment_clf.loading import load_accurate_tier, load_models
 from sentiment_clf.storage import Storage
 from sentiment_clf.tasks import MODELS, endpoint_models
 from sentiment_clf.web import middleware, openapi, ratelimit, schemas, ui
@@ -85,7 +88,9 @@ def create_app(config: dict | None = None) -> Flask:
     storage = Storage(app.config["DATABASE_URL"])
     registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
                              app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"])
-    services = app.extensions["sentiment_clf"] = Services(registry, storage)
+    accurate = load_accurate_tier(app.config["MODEL_DIR"], threads=app.config["ACCURATE_THREADS"],
+                                  max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"])
+    services = app.extensions["sentiment_clf"] = Services(registry, storage, accurate)
 
     api = Api(app, catch_all_404s=True)
     prediction_endpoints = add_routes(api, services)

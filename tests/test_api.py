@@ -11,8 +11,10 @@ from conftest import MODELS_DIR, make_app
 RATINGS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
 
 
-def assert_prediction(body, labels):
-    assert list(body) == ["prediction", "confidence", "probabilities"]
+def assert_prediction(body, labels, variant="fast"):
+    assert list(body) == ["prediction", "confidence", "probabilities", "variant", "version"]
+    assert body["variant"] == variant
+    assert len(body["version"]) == 12
     assert list(body["probabilities"]) == labels
     assert body["prediction"] in labels
     assert body["confidence"] == body["probabilities"][body["prediction"]]
@@ -120,7 +122,7 @@ def test_hatespeech_answers_every_class(client):
 
 def test_questions_answer_both_levels(client):
     body = client.get("/questions", query_string={"query": "What is the capital of Peru ?"}).json
-    assert_prediction({k: body[k] for k in ("prediction", "confidence", "probabilities")},
+    assert_prediction({k: v for k, v in body.items() if k != "fine"},
                       ["abbreviation", "description", "entity", "human", "location", "numeric"])
     assert body["prediction"] == "location"
     assert len(body["fine"]["probabilities"]) == 47

@@ -139,6 +139,10 @@ class Encoder:
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return self.session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
+    def warm(self) -> None:
+        """Make the session and run it once, so a worker's first request does not pay for it."""
+        self.embed(["warm up"])
+
     def embed_one(self, text: str) -> np.ndarray:
         return self.batcher.submit(text)
 
@@ -159,6 +163,8 @@ class AccurateHead:
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
         self.manifest_, self.version = manifest, version
+        self.base_version = version  # a retrained head (training/retrain.py) keeps the committed one's
+        self.feedback_learned = 0  # stored answers a retrained head was fitted with
 
     def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
         return _softmax(vectors @ self.weight.T + self.bias)

@@ -41,11 +41,18 @@ variable               default                   meaning
 ``..._READY_PROBE_INTERVAL``  ``5``              seconds between /ready's database write probes
 ``..._CHECKPOINT_EVERY``  ``1000``               learned answers between checkpoints of the
                                                  learned state in the database
+``..._DEFAULT_VARIANT``  ``fast``                the tier a request without ``variant`` gets:
+                                                 ``fast`` (linear models) or ``accurate``
+``..._ACCURATE_THREADS``  ``1``                  CPU threads of each worker's transformer
+``..._ACCURATE_MAX_BATCH``  ``32``               texts one micro-batch holds at most
+``..._ACCURATE_MAX_WAIT_MS``  ``2``              how long a micro-batch stays open for more
+                                                 requests (only when requests overlap)
 =====================  ========================  ==========================================
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +91,10 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     ready_probe_interval: float = Field(5.0, ge=0)
     checkpoint_every: int = Field(1000, ge=1)
+    default_variant: Literal["fast", "accurate"] = "fast"
+    accurate_threads: int = Field(1, ge=1, le=64)
+    accurate_max_batch: int = Field(32, ge=1, le=1024)
+    accurate_max_wait_ms: float = Field(2.0, ge=0, le=1000)
 
     @field_validator("feedback_rate_limit", "client_learning_budget")
     @classmethod
@@ -142,4 +153,8 @@ class Settings(BaseSettings):
             "SECRET_KEY": self.secret_key,
             "READY_PROBE_INTERVAL": self.ready_probe_interval,
             "CHECKPOINT_EVERY": self.checkpoint_every,
+            "DEFAULT_VARIANT": self.default_variant,
+            "ACCURATE_THREADS": self.accurate_threads,
+            "ACCURATE_MAX_BATCH": self.accurate_max_batch,
+            "ACCURATE_MAX_WAIT": self.accurate_max_wait_ms / 1000,
         }

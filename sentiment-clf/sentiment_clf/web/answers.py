@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import ServiceUnavailable, TooManyRequests, UnprocessableEntity
+from werkzeug.exceptions import NotFound, ServiceUnavailable, TooManyRequests, UnprocessableEntity
 
 from sentiment_clf import metrics
+from sentiment_clf.accurate import AccurateHead
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.storage import IdempotencyKeyReused, Storage, Stored
 from sentiment_clf.trust import LearningPolicy, RateLimited
@@ -29,6 +30,18 @@ class Services:
 
     registry: ModelRegistry
     storage: Storage
+    accurate: dict[str, AccurateHead] = field(default_factory=dict)  # the accurate tier, by model name
+
+    def model(self, name: str, variant: str):
+        """The model that answers for ``name`` in ``variant``, and its version."""
+        if variant == "accurate":
+            try:
+                head = self.accurate[name]
+            except KeyError:
+                raise NotFound("the accurate tier is not served here (no accurate model was loaded)") from None
+            return head, head.version
+        online = self.registry.get(name)
+        return online.model, online.version
 
 
 def services() -> Services:
@@ -46,12 +59,13 @@ def json_response(data) -> Response:
     return current_app.response_class(json.dumps(data) + "\n", mimetype="application/json")
 
 
-def predict_one(model, query: str, explain: bool = False) -> dict:
+def predict_one(model, query: str, explain: bool = False, variant: str = "fast", version: str = "") -> dict:
     """The answer for one text: the best label, its probability, and every label's."""
-    return answer(model, model.predict_one(query), query, explain)
+    return answer(model, model.predict_one(query), query, explain, variant, version)
 
 
-def answer(model, probabilities, query: str, explain: bool = False) -> dict:
+def answer(model, probabilities, query: str, explain: bool = False, variant: str = "fast",
+           version: str = "") -> dict:
     """The answer's shape, from the text's probabilities in the model's label order."""
     values = probabilities.tolist()
     best = max(range(len(values)), key=values.__getitem__)  # the first of equals, as argmax
@@ -59,6 +73,8 @@ def answer(model, probabilities, query: str, explain: bool = False) -> dict:
         "prediction": model.labels[best],
         "confidence": values[best],
         "probabilities": dict(zip(model.labels, values, strict=True)),
+        "variant": variant,
+        "version": version,
     }
     if explain:
         result["explanation"] = model.explain(query)
@@ -77,7 +93,8 @@ def _policy(rate_limit: str, budget: str) -> LearningPolicy:
 
 
 def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: str, label: str,
-                   key: str | None = None, client: Client | None = None) -> Stored:
+                   key: str | None = None, client: Client | None = None, variant: str = "fast",
+                   accurate: dict[str, AccurateHead] | None = None) -> Stored:
     """Store an answer with what the model predicted, then learn it here at once if it
     is to be learned online (the database decides: ``trust.py``).
 
@@ -86,10 +103,15 @@ def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: 
     cannot store it.
     """
     online = registry.get(name)
-    prediction = predict_one(online.model, query)["prediction"]  # what the endpoint answers
+    # What the user saw: the answer of the tier asked about, and that model's version. The
+    # label is about the text, so the fast model learns it online under the same policy
+    # whichever tier answered; the accurate tier learns stored answers when retrained.
+    shown, version = (accurate[name], accurate[name].version) if variant == "accurate" and accurate \
+        else (online.model, online.version)
+    prediction = predict_one(shown, query)["prediction"]
     try:
         stored = storage.add_feedback(
-            model=name, text=query, label=label, prediction=prediction, model_version=online.version,
+            model=name, text=query, label=label, prediction=prediction, model_version=version,
             request_key=key, client=client.id if client else None, trusted=bool(client and client.trusted),
             online=online.model.supports_partial_fit, policy=learning_policy())
     except IdempotencyKeyReused as exc:

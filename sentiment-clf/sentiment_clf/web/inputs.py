@@ -24,7 +24,7 @@ from werkzeug.exceptions import (
 )
 
 from sentiment_clf.tasks import MODELS
-from sentiment_clf.web.schemas import FLAG_WORDS, FeedbackBody, Schemas, first_problem
+from sentiment_clf.web.schemas import FLAG_WORDS, VARIANTS, FeedbackBody, Schemas, first_problem
 
 QUERY_HELP = ("send the text as 'query': in the URL (?query=...), as a form field, "
               "or as a JSON body {\"query\": \"...\"}")
@@ -95,6 +95,22 @@ def read_flag(name: str) -> bool:
         return FLAG_WORDS[schemas().flag.validate_python(value)]
     except ValidationError:
         raise BadRequest(f"'{name}' must be 1 or 0 (or true/false), not {value!r}") from None
+
+
+def read_variant() -> str:
+    """The tier asked for, ``variant``: ``fast`` or ``accurate``, in the URL, a JSON body or a
+    form, as ``query``; absent (or null) is the service's DEFAULT_VARIANT. Anything else is a 400."""
+    value = request.args.get("variant")
+    if value is None and _may_have_body():
+        if request.is_json and read_body():
+            value = json_body().get("variant")
+        elif not request.is_json:
+            value = _form().get("variant")
+    if value is None:
+        return current_app.config["DEFAULT_VARIANT"]
+    if value not in VARIANTS:
+        raise BadRequest(f"'variant' must be one of {', '.join(VARIANTS)}, not {value!r}")
+    return value
 
 
 def read_batch() -> tuple[list[str], bool]:
@@ -253,6 +269,8 @@ def input_error(exc: ValidationError, body: dict, kind: str) -> HTTPException:
         return BadRequest(problem.description) if kind == "feedback" else problem
     if field == "explain":
         return BadRequest(_json_flag_message("explain", body["explain"]))
+    if field == "variant":
+        return BadRequest(f"'variant' must be one of {', '.join(VARIANTS)}, not {body['variant']!r}")
     if field == "model":
         return BadRequest(f"unknown model {body.get('model')!r}: choose one of {sorted(MODELS)}")
     if field == "label":

@@ -10,6 +10,7 @@ import logging
 import math
 import time
 
+import numpy as np
 from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +21,7 @@ from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.trust import NOT_LEARNED
 from sentiment_clf.web.answers import Services, answer, json_response, predict_one, store_feedback
 from sentiment_clf.web.clients import identify
-from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query
+from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ BATCH_CHUNK_TEXTS = 256
 
 class _ServiceResource(Resource):
     def __init__(self, services: Services):
+        self.services = services
         self.registry = services.registry
         self.storage = services.storage
 
@@ -57,14 +59,30 @@ class Prediction(_ServiceResource):
         return self.predict()
 
     def predict(self):
-        query, explain = read_query(), read_flag("explain")
+        query, explain, variant = read_query(), read_flag("explain"), read_variant()
         if explain:
             check_explain(len(query))
-        result = predict_one(self.registry.get(self.spec.name).model, query, explain)
+        if variant == "accurate":
+            result = self._accurate(query, explain)
+        else:
+            online = self.registry.get(self.spec.name)
+            result = predict_one(online.model, query, explain, "fast", online.version)
+            for key, other in self.spec.levels.items():
+                level = self.registry.get(other)
+                result[key] = predict_one(level.model, query, explain, "fast", level.version)
         metrics.count_prediction(self.spec.name, result["prediction"])
-        for key, other in self.spec.levels.items():
-            result[key] = predict_one(self.registry.get(other).model, query, explain)
         return json_response(result)
+
+    def _accurate(self, query: str, explain: bool) -> dict:
+        """One forward pass (micro-batched with concurrent requests) answers the model and its levels."""
+        head, version = self.services.model(self.spec.name, "accurate")
+        vector = head.encoder.embed_one(query)[np.newaxis, :]
+        result = answer(head, head.proba_from_vectors(vector)[0], query, explain, "accurate", version)
+        for key, other in self.spec.levels.items():
+            level, level_version = self.services.model(other, "accurate")
+            result[key] = answer(level, level.proba_from_vectors(vector)[0], query, explain, "accurate",
+                                 level_version)
+        return result
 
 
 class BatchPrediction(_ServiceResource):
@@ -78,33 +96,44 @@ class BatchPrediction(_ServiceResource):
         # A batch may be larger than one query's body; the bound is still set before reading.
         request.max_content_length = current_app.config["MAX_BATCH_BYTES"]
         texts, explain = read_batch()
+        variant = read_variant()
         # The budget counts the work, from when the body has been read and checked.
         budget = current_app.config["REQUEST_TIME_BUDGET"]
         deadline = time.perf_counter() + budget
-        model = self.registry.get(self.spec.name).model
-        levels = {key: self.registry.get(other).model for key, other in self.spec.levels.items()}
+        names = {None: self.spec.name, **self.spec.levels}
+        models = {key: self.services.model(name, variant) for key, name in names.items()}
+        # The transformer costs ~100x a linear model per text: smaller chunks, so the
+        # deadline is checked often (an explained text is one forward pass of its own).
+        chunk_texts = (1 if explain else 64) if variant == "accurate" else BATCH_CHUNK_TEXTS
         results: list[dict] = []
-        for chunk in _chunks(texts):
+        for chunk in _chunks(texts, chunk_texts):
             if time.perf_counter() > deadline:
                 return _over_budget(budget, len(results), len(texts))
             time.sleep(0)  # let other requests on this worker run
-            part = [answer(model, row, text, explain)
-                    for row, text in zip(model.predict_proba(chunk), chunk, strict=True)]
-            for key, other_model in levels.items():
-                for result, row, text in zip(part, other_model.predict_proba(chunk), chunk, strict=True):
-                    result[key] = answer(other_model, row, text, explain)
+            if variant == "accurate":
+                vectors = models[None][0].encoder.embed(chunk)
+                rows = {key: model.proba_from_vectors(vectors) for key, (model, _) in models.items()}
+            else:
+                rows = {key: model.predict_proba(chunk) for key, (model, _) in models.items()}
+            model, version = models[None]
+            part = [answer(model, row, text, explain, variant, version)
+                    for row, text in zip(rows[None], chunk, strict=True)]
+            for key in self.spec.levels:
+                level, level_version = models[key]
+                for result, row, text in zip(part, rows[key], chunk, strict=True):
+                    result[key] = answer(level, row, text, explain, variant, level_version)
             results += part
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response({"results": results})
 
 
-def _chunks(texts: list[str]):
-    """``texts`` in order, in runs of at most BATCH_CHUNK_TEXTS texts and, but for a
-    single long text, BATCH_CHUNK_CHARS characters."""
+def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS):
+    """``texts`` in order, in runs of at most ``most`` texts and, but for a single long
+    text, BATCH_CHUNK_CHARS characters."""
     start, chars = 0, 0
     for end, text in enumerate(texts):
-        if end > start and (chars + len(text) > BATCH_CHUNK_CHARS or end - start == BATCH_CHUNK_TEXTS):
+        if end > start and (chars + len(text) > BATCH_CHUNK_CHARS or end - start == most):
             yield texts[start:end]
             start, chars = end, 0
         chars += len(text)
@@ -127,8 +156,11 @@ class Health(_ServiceResource):
     def get(self):
         return {
             "status": "ok",
+            "default_variant": current_app.config["DEFAULT_VARIANT"],
             "models": {name: {"version": m.version, "labels": list(m.model.labels)}
                        for name, m in self.registry.served().items()},
+            "accurate": {name: {"version": head.version, "labels": list(head.labels)}
+                         for name, head in self.services.accurate.items()},
         }
 
 
@@ -174,7 +206,9 @@ class Feedback(_ServiceResource):
     def post(self):
         client = identify()
         given, key = read_feedback()
-        stored = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key, client)
+        variant = given.variant or current_app.config["DEFAULT_VARIANT"]
+        stored = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key, client,
+                                variant, self.services.accurate)
         result: dict = {"id": stored.id, "learned": stored.learned}
         if stored.reason:
             result["reason"] = NOT_LEARNED[stored.reason]
@@ -190,7 +224,9 @@ class Models(_ServiceResource):
         for spec in MODELS.values():
             routes.update({other: f"{spec.endpoint} ({key})" for key, other in spec.levels.items()})
         return {"models": [_describe(name, m, routes[name], stored.get(name, 0))
-                           for name, m in self.registry.served().items()]}
+                           for name, m in self.registry.served().items()]
+                + [_describe_accurate(name, head, routes[name], stored.get(name, 0))
+                   for name, head in self.services.accurate.items()]}
 
 
 def _describe(name: str, online, route: str, stored: int) -> dict:
@@ -198,6 +234,7 @@ def _describe(name: str, online, route: str, stored: int) -> dict:
     training_data = manifest.get("training_data", {})
     return {
         "name": name,
+        "variant": "fast",
         "endpoint": route,
         "classifier": online.model.classifier,
         "learns_online": online.model.supports_partial_fit,
@@ -210,4 +247,24 @@ def _describe(name: str, online, route: str, stored: int) -> dict:
             "feedback_learned": training_data.get("feedback_learned", 0) + online.learned},
         "feedback_stored": stored,
         "metrics": manifest.get("metrics", {}),
+    }
+
+
+def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
+    manifest = head.manifest_
+    return {
+        "name": name,
+        "variant": "accurate",
+        "endpoint": f"{route} (variant=accurate)",
+        "classifier": f"{head.classifier}: {manifest['base_weights']['model']} fine-tuned, "
+                      f"{manifest.get('quantization', 'int8')}",
+        "learns_online": False,  # it learns stored answers when retrained
+        "version": head.version,
+        "base_version": head.base_version,
+        "labels": list(head.labels),
+        "training_data": {"phrases": manifest.get("training_data", {}).get("train_texts", {}).get(
+            "hate" if name == "hatespeech" else "questions" if name.startswith("questions") else "sst"),
+            "feedback_learned": head.feedback_learned},
+        "feedback_stored": stored,
+        "metrics": manifest.get("metrics", {}).get(name, {}),
     }

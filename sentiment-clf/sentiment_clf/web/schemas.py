@@ -29,6 +29,8 @@ from typing_extensions import TypedDict
 
 from sentiment_clf.tasks import MODELS, endpoint_models
 
+# The model tiers: "fast" (linear models) and "accurate" (the fine-tuned transformer).
+VARIANTS = ("fast", "accurate")
 # The yes/no words of a flag in the URL or a form (absent is no).
 FLAG_WORDS = {"1": True, "true": True, "0": False, "false": False}
 # The page classifies reviews of at least this many characters (surrounding space aside).
@@ -50,14 +52,27 @@ class Term(TypedDict):
     weight: float
 
 
-class Explanation(TypedDict):
-    """Which terms pushed the answer toward its label and away from ``versus``."""
+class FastExplanation(TypedDict):
+    """The fast tier: which terms pushed the answer toward its label and away from ``versus``."""
 
     versus: str
     margin: float
     bias: float
     toward: list[Term]
     away: list[Term]
+
+
+class AccurateExplanation(TypedDict):
+    """The accurate tier, leave-one-word-out: how much the predicted label's probability
+    drops without each word (``toward``), or rises (``away``)."""
+
+    method: Literal["leave-one-word-out"]
+    predicted_probability: float
+    toward: list[Term]
+    away: list[Term]
+
+
+Explanation = FastExplanation | AccurateExplanation
 
 
 @with_config(_CLOSED)
@@ -83,9 +98,17 @@ class ModelVersion(TypedDict):
     labels: list[str]
 
 
+if TYPE_CHECKING:
+    Variant = str
+else:
+    Variant = Literal[VARIANTS]
+
+
 class Health(TypedDict):
     status: Literal["ok"]
-    models: dict[str, ModelVersion]
+    default_variant: Variant
+    models: Annotated[dict[str, ModelVersion], Field(description="the fast tier's models")]
+    accurate: Annotated[dict[str, ModelVersion], Field(description="the accurate tier's models")]
 
 
 class Ready(TypedDict):
@@ -100,6 +123,7 @@ class TrainingData(TypedDict):
 
 class ModelEntry(TypedDict):
     name: ModelName
+    variant: Variant
     endpoint: str
     classifier: str
     learns_online: bool
@@ -140,6 +164,8 @@ def _prediction(name: str) -> type:
         "probabilities": with_config(_CLOSED)(_typed_dict(f"{_title(name)}Probabilities",
                                                           {label: _Unit for label in labels})),
         "explanation": NotRequired[Explanation],  # with explain=1
+        "variant": Annotated[_literal(VARIANTS), Field(description="the tier that answered")],
+        "version": Annotated[str, Field(description="the version of the model that answered")],
     }
     fields.update({key: _prediction(other) for key, other in MODELS[name].levels.items()})
     return with_config(_CLOSED)(_typed_dict(f"{_title(name)}Prediction", fields))
@@ -157,6 +183,7 @@ class FeedbackBody(BaseModel):
     model: str
     label: str
     query: str
+    variant: Variant | None = None  # the tier whose answer the user saw (default: the service's)
 
 
 # -- the page's answer forms -----------------------------------------------------
@@ -168,6 +195,7 @@ class VerdictForm(BaseModel):
     review: str
     prediction: str
     verdict: str
+    variant: Variant | None = None  # the tier whose answer is judged
 
     def right_label(self) -> str:
         """The prediction, or the other label."""
@@ -183,6 +211,7 @@ class LabelForm(BaseModel):
     review: str
     prediction: str = ""  # what the model said, shown on the thank-you page
     label: str
+    variant: Variant | None = None
 
     def right_label(self) -> str:
         return self.label
@@ -211,6 +240,7 @@ class Schemas:
     query: TypeAdapter  # one query, validated alone on the fast path (GET /?query=...)
     flag: TypeAdapter  # a flag's word in the URL or a form
     json_flag: TypeAdapter  # a flag in a JSON body: true, false or null
+    variant: TypeAdapter  # "fast", "accurate" or null
     prediction_args: TypeAdapter  # a prediction's URL or form fields (query, flag)
     prediction_body: TypeAdapter  # a prediction's JSON body
     batch: TypeAdapter
@@ -232,20 +262,25 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
         description=f"the text to classify, 1 to {max_query_chars:,} characters; surrounding space is "
                     "stripped", json_schema_extra={"pattern": r"\S"})]  # more than white space
     flag: Any = Annotated[_literal(tuple(FLAG_WORDS)), Field(description="1: also give the terms behind the answer")]
+    variant: Any = Annotated[_literal(VARIANTS) | None, Field(
+        description="fast: the linear model; accurate: the fine-tuned transformer (default: the service's, "
+                    "usually fast)")]
     json_flag: Any = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
     review: Any = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
                                                    max_length=max_query_chars),
                             Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
     # Request bodies may carry other fields: they are ignored (clients can evolve).
-    prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"))
-    prediction_body = create_model("PredictionBody", query=(query, ...), explain=(json_flag, None))
+    prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"), variant=(variant, None))
+    prediction_body = create_model("PredictionBody", query=(query, ...), explain=(json_flag, None),
+                                   variant=(variant, None))
     batch = create_model("BatchBody", queries=(Annotated[list[query], Field(min_length=1, max_length=max_batch)], ...),
-                         explain=(json_flag, None))
+                         explain=(json_flag, None), variant=(variant, None))
     feedback = [create_model(f"{_title(name)}Feedback", __base__=FeedbackBody, model=(_literal(name), ...),
                              label=(_literal(spec.labels), ...), query=(query, ...)) for name, spec in MODELS.items()]
     predictions: dict[str, Any] = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
     return Schemas(
         query=TypeAdapter(query), flag=TypeAdapter(flag), json_flag=TypeAdapter(json_flag),
+        variant=TypeAdapter(variant),
         prediction_args=TypeAdapter(prediction_args), prediction_body=TypeAdapter(prediction_body),
         batch=TypeAdapter(batch), feedback=_tagged(feedback), idempotency_key=TypeAdapter(IdempotencyKey),
         review=TypeAdapter(review), review_form=TypeAdapter(create_model("ReviewForm", review=(str, ""))),

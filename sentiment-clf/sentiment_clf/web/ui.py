@@ -6,12 +6,13 @@ says now.
 """
 from __future__ import annotations
 
+import numpy as np
 from flask import Blueprint, current_app, render_template, request
 from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from sentiment_clf.web.answers import predict_one, services, store_feedback
+from sentiment_clf.web.answers import answer, predict_one, services, store_feedback
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
@@ -19,6 +20,7 @@ from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 blueprint = Blueprint("ui", __name__, url_prefix="/ui")
 
 MODEL_TITLES = {"sentiment": "Sentiment", "ratings": "Rating"}
+VARIANT_TITLES = {"fast": "fast", "accurate": "accurate (transformer)"}
 
 
 def served_names() -> list[str]:
@@ -38,8 +40,28 @@ def review_problem(review: str) -> str | None:
     return None
 
 
-def predictions(review: str) -> dict[str, dict]:
-    return {name: predict_one(services().registry.get(name).model, review) for name in served_names()}
+def predictions(review: str) -> dict[str, dict[str, dict]]:
+    """Each model's answer on each tier: ``{name: {"fast": answer, "accurate": answer}}``. The
+    accurate answers of every model come from one forward pass."""
+    found: dict[str, dict[str, dict]] = {}
+    accurate = services().accurate
+    vector = None
+    for name in served_names():
+        online = services().registry.get(name)
+        found[name] = {"fast": predict_one(online.model, review, False, "fast", online.version)}
+        if name in accurate:
+            head = accurate[name]
+            if vector is None:
+                vector = head.encoder.embed_one(review)[np.newaxis, :]
+            found[name]["accurate"] = answer(head, head.proba_from_vectors(vector)[0], review, False,
+                                             "accurate", head.version)
+    return found
+
+
+def _now(name: str, variant: str, review: str) -> dict:
+    """What the ``variant`` tier of model ``name`` answers now."""
+    model, version = services().model(name, variant)
+    return predict_one(model, review, False, variant, version)
 
 
 @blueprint.before_request
@@ -64,7 +86,7 @@ def classify():
     review = review.strip()
     return render_template("index.html", review=review, results=predictions(review),
                            labels={n: services().registry.get(n).model.labels for n in served_names()},
-                           titles=MODEL_TITLES)
+                           titles=MODEL_TITLES, variant_titles=VARIANT_TITLES)
 
 
 @blueprint.post("/feedback")
@@ -79,11 +101,14 @@ def feedback():
         raise BadRequest("Please choose the right answer.") from None
     name, review = given.model, given.review
     label = given.right_label()
-    stored = store_feedback(services().registry, services().storage, name, review, label, client=identify())
+    variant = given.variant or current_app.config["DEFAULT_VARIANT"]
+    if variant == "accurate" and name not in services().accurate:  # no accurate model loaded
+        variant = "fast"
+    stored = store_feedback(services().registry, services().storage, name, review, label, client=identify(),
+                            variant=variant, accurate=services().accurate)
     return render_template("thanks.html", review=review, model=name, label=label, feedback_id=stored.id,
-                           learned=stored.learned,
-                           before=given.prediction, now=predict_one(services().registry.get(name).model, review),
-                           titles=MODEL_TITLES)
+                           learned=stored.learned, before=given.prediction, now=_now(name, variant, review),
+                           titles=MODEL_TITLES, variant=VARIANT_TITLES[variant])
 
 
 @blueprint.errorhandler(HTTPException)
