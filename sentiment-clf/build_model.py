@@ -189,7 +189,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Fine-tune one shared encoder with a head per model; export int8 ONNX with a report.")
     finetune_parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                                  help="writes <models-dir>/accurate (default: %(default)s)")
-    finetune_parser.add_argument("--epochs", type=int, default=2)
+    finetune_parser.add_argument("--epochs", type=int, default=1)
     finetune_parser.add_argument("--seed", type=int, default=20261129)
     finetune_parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
     finetune_parser.add_argument("--sample", type=int, default=None,
