@@ -46,6 +46,31 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 	.venv-mlserver/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# MLServer's HuggingFace runtime serving the accurate tier's fine-tuned encoder
+# (bench/mlserver_hf.py), in a virtual environment of its own. Pins, and why:
+# - torch==2.13.0: the CPU wheel on this machine's disk; any other (or an unpinned)
+#   torch pulls a multi-GB CUDA build.
+# - transformers==4.41.2 (so tokenizers 0.19.1, huggingface-hub <1.0): mlserver-huggingface
+#   1.7.1 imports transformers.pipelines.Conversation, removed in transformers 4.42, and
+#   requires optimum <2.0, whose 1.20.0 caps transformers at <4.42 too.
+# - tensorflow-cpu==2.21.0: mlserver-huggingface imports tensorflow at start whatever the
+#   framework, and declares `tensorflow`; tensorflow-cpu is the same release without the
+#   GPU kernels (a 274 MB wheel). So mlserver-huggingface and tf-keras (which also declares
+#   `tensorflow`) go in with --no-deps, after everything they need; `pip check` then reports
+#   only that `tensorflow` (the name) is missing for those two.
+# - optimum[onnxruntime]'s extra is onnxruntime, onnx, datasets, evaluate and protobuf, listed
+#   by hand for the same --no-deps reason.
+# - uvloop==0.21.0: as for .venv-mlserver, MLServer 1.7.1's parallel workers crash at start
+#   with uvloop 0.22/0.23.
+.venv-mlserver-hf/.installed:
+	$(PYTHON) -m venv .venv-mlserver-hf
+	.venv-mlserver-hf/bin/python -m pip install --quiet "mlserver==1.7.1" "uvloop==0.21.0" "torch==2.13.0" \
+		"transformers==4.41.2" "tokenizers==0.19.1" "huggingface-hub==0.36.2" "safetensors==0.8.0" \
+		"optimum==1.20.0" "onnxruntime==1.32.0" "onnx==1.23.2" "datasets==5.0.1" "evaluate==0.4.6" \
+		"protobuf==6.33.6" "tensorflow-cpu==2.21.0" "pillow==13.0.0" "numpy==2.4.6"
+	.venv-mlserver-hf/bin/python -m pip install --quiet --no-deps "mlserver-huggingface==1.7.1" "tf-keras==2.21.0"
+	touch $@
+
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m bench.soak
 
@@ -75,4 +100,4 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-finetune
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-mlserver .pytest_cache
+	rm -rf $(VENV) .venv-mlserver .venv-mlserver-hf .pytest_cache
