@@ -62,16 +62,32 @@ class MicroBatcher(Generic[Item, Result]):
                 self._leading = slot.lead = True
             elif len(self._pending) >= self.max_batch:
                 self._condition.notify_all()
-        while not slot.done:
-            if slot.lead:
-                slot.lead = False
-                self._lead()
-            else:
-                slot.event.wait()
-                slot.event.clear()
+        try:
+            while not slot.done:
+                if slot.lead:  # stays set while leading: the slot is in the batch it leads
+                    self._lead()
+                else:
+                    slot.event.wait()
+                    slot.event.clear()
+        except BaseException:  # interrupted (gevent.Timeout, a killed greenlet): don't strand the others
+            self._abandon(slot)
+            raise
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+    def _abandon(self, slot: _Slot) -> None:
+        """``slot``'s caller stopped waiting: drop it from the queue and, if it held the
+        lead without running its batch, pass the lead on (else every later submit waits)."""
+        with self._condition:
+            if slot in self._pending:
+                self._pending.remove(slot)
+            if slot.lead and not slot.done:
+                if self._pending:
+                    self._pending[0].lead = True
+                    self._pending[0].event.set()
+                else:
+                    self._leading = False
 
     def _lead(self) -> None:
         with self._condition:
@@ -85,6 +101,7 @@ class MicroBatcher(Generic[Item, Result]):
             batch = self._pending[:self.max_batch]
             del self._pending[:self.max_batch]
             self._last_size = len(batch)
+        interrupted: BaseException | None = None
         try:
             results = self._run([slot.item for slot in batch])
             if len(results) != len(batch):
@@ -94,6 +111,10 @@ class MicroBatcher(Generic[Item, Result]):
         except Exception as exc:  # each request of this batch gets it, nobody else
             for slot in batch:
                 slot.error = exc
+        except BaseException as exc:  # the leader was interrupted: it re-raises, its batch fails
+            interrupted = exc
+            for slot in batch:
+                slot.error = RuntimeError(f"the batch was interrupted ({type(exc).__name__})")
         with self._condition:
             self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
             for slot in batch:
@@ -105,3 +126,5 @@ class MicroBatcher(Generic[Item, Result]):
                 self._leading = False
         for slot in batch:
             slot.event.set()
+        if interrupted is not None:
+            raise interrupted
