@@ -86,11 +86,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["schemas"] = schemas.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"],
                                               ui.served_names())
     storage = Storage(app.config["DATABASE_URL"])
-    registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
-                             app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"])
     accurate = load_accurate_tier(app.config["MODEL_DIR"], threads=app.config["ACCURATE_THREADS"],
                                   max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"])
-    services = app.extensions["sentiment_clf"] = Services(registry, storage, accurate)
+    registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
+                             app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"], accurate)
+    services = app.extensions["sentiment_clf"] = Services(registry, storage)
 
     api = Api(app, catch_all_404s=True)
     prediction_endpoints = add_routes(api, services)

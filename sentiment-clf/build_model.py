@@ -97,19 +97,33 @@ def run_finetune(args) -> int:
 
 
 def run_retrain(args) -> int:
-    """Retrain the chosen models; 3 if one was not published, 2 if data is missing."""
+    """Retrain the chosen models (fast, or the accurate tier's heads); 3 if one was not
+    published, 2 if data is missing."""
     storage, settings = open_storage(args.database_url)
+    if args.variant == "accurate":
+        from sentiment_clf.accurate import load_accurate
+        from sentiment_clf.training.retrain_accurate import base_data as accurate_data
+        from sentiment_clf.training.retrain_accurate import retrain_head
+
+        heads = load_accurate(args.models_dir / "accurate", threads=2)
+
+        def one(name):
+            data = accurate_data(name, args.data_root or args.data_dir.parent)
+            return retrain_head(heads[name], data, storage, args.tolerance)
+    else:
+        def one(name):
+            data = base_data(RECIPES[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
+            return retrain(RECIPES[name], data, storage, NLPModel.load(args.models_dir / name), args.tolerance,
+                           settings.data_dir / "reports")
     status = 0
     for name in args.model or list(RECIPES):
         try:
-            data = base_data(RECIPES[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
+            published, outcome = one(name)
         except (FileNotFoundError, util.DataFormatError) as exc:
             logger.error("%s", exc)
             return 2
-        base = NLPModel.load(args.models_dir / name)
-        published, outcome = retrain(RECIPES[name], data, storage, base, args.tolerance,
-                                     settings.data_dir / "reports")
-        line = (f"{name}: serving {outcome['serving_version']} {outcome['serving_accuracy']:.2%}, "
+        label = f"accurate {name}" if args.variant == "accurate" else name
+        line = (f"{label}: serving {outcome['serving_version']} {outcome['serving_accuracy']:.2%}, "
                 f"retrained with {outcome['feedback_learned']} answers {outcome['candidate_accuracy']:.2%}")
         if published:
             print(f"{line}: published as version {outcome['version']}")
@@ -119,11 +133,18 @@ def run_retrain(args) -> int:
     return status
 
 
+def _stored_name(args) -> str:
+    """The model's name in the database: a retrained accurate head is "accurate:<name>"."""
+    from sentiment_clf.accurate import PUBLISHED_PREFIX
+
+    return PUBLISHED_PREFIX + args.model if args.variant == "accurate" else args.model
+
+
 def run_rollback(args) -> int:
     """Serve the version served before; 1 if there is none."""
     storage, _ = open_storage(args.database_url)
     try:
-        now = storage.rollback(args.model)
+        now = storage.rollback(_stored_name(args))
     except LookupError as exc:
         print(exc)
         return 1
@@ -134,7 +155,11 @@ def run_rollback(args) -> int:
 def run_versions(args) -> int:
     """List each model's published versions, the serving one marked with ``*``."""
     storage, _ = open_storage(args.database_url)
+    from sentiment_clf.accurate import PUBLISHED_PREFIX
+
     for name in args.model or list(RECIPES):
+        if args.variant == "accurate":
+            name = PUBLISHED_PREFIX + name
         rows = storage.versions(name)
         active = any(row["active"] for row in rows)
         print(f"{name}: {'' if active else '* '}base model from lib/models")
@@ -158,6 +183,8 @@ def _option_groups() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                            "(dev and test still come from --data-dir)")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--database-url", default=None, help="default: the service's database")
+    database.add_argument("--variant", choices=("fast", "accurate"), default="fast",
+                          help="the fast models, or the accurate tier's heads (default: %(default)s)")
     return data, database
 
 

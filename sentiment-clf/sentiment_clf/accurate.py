@@ -33,6 +33,8 @@ from sentiment_clf.batching import MicroBatcher
 from sentiment_clf.model_files import ModelFileError, unpack_arrays
 
 FORMAT = "sentiment-clf/accurate-model"
+HEAD_FORMAT = "sentiment-clf/accurate-head"  # a retrained head, published to the database
+PUBLISHED_PREFIX = "accurate:"  # a retrained head's model name in the database: "accurate:sentiment"
 FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
 FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)
@@ -114,13 +116,14 @@ class Encoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD_TOKEN)
-        self.batcher = MicroBatcher(self.embed, max_batch=max_batch, max_wait=max_wait)
+        self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            lambda texts: list(self.embed(texts)), max_batch=max_batch, max_wait=max_wait)
 
     def session(self):
         if self._session is None:
             with self._session_lock:
                 if self._session is None:
-                    import onnxruntime
+                    import onnxruntime  # type: ignore[import-untyped]  # no type information shipped
 
                     options = onnxruntime.SessionOptions()
                     options.intra_op_num_threads = self._threads
@@ -163,8 +166,33 @@ class AccurateHead:
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
         self.manifest_, self.version = manifest, version
-        self.base_version = version  # a retrained head (training/retrain.py) keeps the committed one's
+        self.base_version = version  # a retrained head (training/retrain_accurate.py) keeps the committed one's
+        self.published: str | None = None  # the database version serving, None for the committed head
         self.feedback_learned = 0  # stored answers a retrained head was fitted with
+
+    def retrained(self, manifest: dict, payload: bytes, source: str) -> AccurateHead:
+        """This head's published version (``training/retrain_accurate.py``): the same encoder,
+        the stored weights. ModelFileError if the payload does not match its manifest or the
+        version was fitted on another encoder."""
+        if manifest.get("format") != HEAD_FORMAT or manifest.get("model") != self.name:
+            raise ModelFileError(f"{source}: not an accurate head for {self.name}")
+        if hashlib.sha256(payload).hexdigest() != manifest.get("arrays_sha256"):
+            raise ModelFileError(f"{source}: checksum mismatch, the stored head was altered or damaged")
+        encoder_sha = self.manifest_["sha256"][ENCODER_FILE]
+        if manifest.get("encoder_sha256") != encoder_sha:
+            raise ModelFileError(f"{source}: fitted on another encoder than the one served "
+                                 f"({manifest.get('encoder_sha256')} != {encoder_sha}); retrain it again")
+        try:
+            arrays = unpack_arrays(payload)
+        except ValueError as exc:
+            raise ModelFileError(f"{source}: {exc}") from None
+        weight, bias = arrays["weight"], arrays["bias"]
+        if weight.shape != self.weight.shape or bias.shape != self.bias.shape:
+            raise ModelFileError(f"{source}: the head's shape does not match {self.name}'s labels")
+        head = AccurateHead(self.name, self.labels, weight, bias, self.encoder, self.manifest_, manifest["version"])
+        head.base_version, head.published = self.base_version, manifest["version"]
+        head.feedback_learned = int(manifest.get("training_data", {}).get("feedback_learned", 0))
+        return head
 
     def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
         return _softmax(vectors @ self.weight.T + self.bias)

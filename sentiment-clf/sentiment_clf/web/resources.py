@@ -14,7 +14,7 @@ import numpy as np
 from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
 from sentiment_clf import metrics
 from sentiment_clf.tasks import MODELS, ModelSpec
@@ -76,7 +76,12 @@ class Prediction(_ServiceResource):
     def _accurate(self, query: str, explain: bool) -> dict:
         """One forward pass (micro-batched with concurrent requests) answers the model and its levels."""
         head, version = self.services.model(self.spec.name, "accurate")
-        vector = head.encoder.embed_one(query)[np.newaxis, :]
+        try:
+            vector = head.encoder.embed_one(query)[np.newaxis, :]
+        except Exception:  # the whole micro-batch failed: its requests (only) get this error
+            logger.exception("the accurate model failed on a micro-batch")
+            raise InternalServerError("the accurate model failed on the batch this request was part of; "
+                                      "nothing was stored, so retry (or use variant=fast)") from None
         result = answer(head, head.proba_from_vectors(vector)[0], query, explain, "accurate", version)
         for key, other in self.spec.levels.items():
             level, level_version = self.services.model(other, "accurate")
@@ -100,7 +105,8 @@ class BatchPrediction(_ServiceResource):
         # The budget counts the work, from when the body has been read and checked.
         budget = current_app.config["REQUEST_TIME_BUDGET"]
         deadline = time.perf_counter() + budget
-        names = {None: self.spec.name, **self.spec.levels}
+        names: dict[str | None, str] = {None: self.spec.name}
+        names.update(self.spec.levels)
         models = {key: self.services.model(name, variant) for key, name in names.items()}
         # The transformer costs ~100x a linear model per text: smaller chunks, so the
         # deadline is checked often (an explained text is one forward pass of its own).
