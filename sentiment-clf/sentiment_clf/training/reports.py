@@ -4,7 +4,8 @@ Each model's ``report/`` folder holds ``metrics.json`` (:func:`write_metrics`),
 the plot drawn by :func:`evaluate`, the settings search as ``selection.csv``
 (:func:`write_selection_table` for the SST models, :func:`write_cv_table` for the
 held-out ones) and, for the SST models, ``classifier_comparison.csv``
-(:func:`write_classifier_comparison`).
+(:func:`write_classifier_comparison`); a held-out model with added text from several
+sources also has ``unseen_sources.csv`` (:func:`write_unseen_source_table`).
 """
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def write_cv_table(rows: list[dict], metric: str, path: Path) -> None:
         for row in sorted(rows, key=lambda r: -r["mean"] if r["mean"] == r["mean"] else float("inf"))))
 
 
+def write_unseen_source_table(rows: list[dict], metric: str, path: Path) -> None:
+    """The candidates checked on the added sources left out of their training (rows with
+    ``unseen_source_error``, holdout.choose), in the order they were checked, as CSV."""
+    checked = sorted((row for row in rows if "unseen_source_error" in row), key=lambda r: -r["mean"])
+    keys = sorted({k for row in checked for k in row["params"]})
+    sources = sorted({s for row in checked for s in row["unseen_source_error"]})
+    _write_csv(path, [*keys, f"cv_{metric}_mean", *(f"error_{s}" for s in sources)], (
+        [_cell(row["params"].get(k, "")) for k in keys] + [f"{row['mean']:.4f}"]
+        + [f"{row['unseen_source_error'][s]:.4f}" for s in sources] for row in checked))
+
+
 def write_classifier_comparison(rows: list[dict], path: Path) -> None:
     """The rows of :func:`comparison.compare_classifiers` as CSV, in their order."""
     _write_csv(path, ["classifier", "C", "dev_accuracy", "dev_log_loss", "mcnemar_p_vs_nb"], (
@@ -111,6 +123,10 @@ def summary(manifests: list[dict]) -> str:
         lines.append(f"{manifest['name']:<15} {manifest['version']:<13} {chosen:>10.2%} "
                      f"{m['test_accuracy']:>9.2%} {m['test_macro_f1']:>9.3f}  "
                      f"{manifest['params']['classifier']}  {published}")
+    for manifest in manifests:
+        for texts, figures in manifest["metrics"].get("ordinary_text_flagged", {}).items():
+            lines.append(f"{manifest['name']}: flags {figures['flagged']} of {figures['texts']} {texts} "
+                         f"({figures['rate']:.2%}) as hate speech or offensive language")
     return "\n".join(lines)
 
 
