@@ -192,3 +192,22 @@ def write_kaggle_tsv(path, sst_frame):
         lines.append(f"{phrase_id}\t{row.sentence_id}\t{row.phrase}\t{row.label}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return per_sentence
+
+
+ACCURATE_DIR = MODELS_DIR / "accurate"
+
+
+@pytest.fixture(scope="session")
+def accurate_dir() -> Path:
+    """The committed accurate tier (``make accurate-model``)."""
+    need((ACCURATE_DIR / "manifest.json").is_file(),
+         f"no accurate model in {ACCURATE_DIR} (make accurate-model writes it)")
+    return ACCURATE_DIR
+
+
+@pytest.fixture(scope="session")
+def accurate_heads(accurate_dir):
+    """Every head of the committed accurate tier, sharing one encoder, by model name."""
+    from sentiment_clf.accurate import load_accurate
+
+    return load_accurate(accurate_dir)

@@ -1,0 +1,194 @@
+"""The accurate tier's saved model (sentiment_clf/accurate.py) as committed.
+
+Its heads and labels, probabilities from both paths, the int8 encoder against the
+fp32 labels recorded when it was built, refusal of altered files, leave-one-word-out
+explanations, two sentences any sentiment model gets right, and serving without torch.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sentiment_clf.accurate import ENCODER_FILE, FILES, HEADS_FILE, MANIFEST_FILE, TOKENIZER_FILE, load_accurate
+from sentiment_clf.model_files import ModelFileError
+from sentiment_clf.tasks import MODELS
+
+from conftest import ROOT
+
+TEXTS = ["a wonderful, moving film", "a dull, tedious mess", "What is the capital of Peru?",
+         "RT @someone: you are a wonderful person http://t.co/x &amp; thanks", "",
+         "   ", "😀 🎬", "It's not bad at all.\tReally\nnot bad.", "great " * 300]
+
+
+def test_every_served_model_has_a_head_with_its_labels(accurate_heads, accurate_dir):
+    assert sorted(accurate_heads) == sorted(MODELS)
+    manifest = json.loads((accurate_dir / MANIFEST_FILE).read_text())
+    for name, head in accurate_heads.items():
+        assert head.labels == MODELS[name].labels
+        assert tuple(manifest["heads"][name]) == MODELS[name].labels
+        assert head.weight.shape[0] == len(head.labels) == head.bias.shape[0]
+        assert len(head.version) == 12
+    # One encoder serves every head.
+    assert len({id(head.encoder) for head in accurate_heads.values()}) == 1
+    assert len({head.version for head in accurate_heads.values()}) == len(accurate_heads)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_probabilities_have_the_right_shape_and_sum_to_one(accurate_heads, name):
+    head = accurate_heads[name]
+    proba = head.predict_proba(TEXTS)
+    assert proba.shape == (len(TEXTS), len(head.labels))
+    assert np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    for text in TEXTS:
+        one = head.predict_one(text)
+        assert one.shape == (len(head.labels),)
+        assert one.sum() == pytest.approx(1, abs=1e-5)
+        # The same text alone through predict_proba: the same forward pass. (In a batch of
+        # other texts a row may differ slightly: int8 dynamic quantization scales each
+        # layer's activations over the whole batch.)
+        np.testing.assert_allclose(one, head.predict_proba([text])[0], rtol=0, atol=1e-5)
+
+
+def embed_as_built(encoder, texts: list[str]) -> np.ndarray:
+    """Pooled vectors batched as finetune.py's _onnx_embedder does when it records the
+    agreement (by length, 64 a batch), so each text shares its batch with the same others."""
+    order = np.argsort([len(t) for t in texts])
+    out = np.zeros((len(texts), encoder.embed(["x"]).shape[1]), dtype=np.float32)
+    for start in range(0, len(texts), 64):
+        index = order[start:start + 64]
+        out[index] = encoder.embed([texts[i] for i in index])
+    return out
+
+
+def test_the_int8_encoder_agrees_with_the_recorded_fp32_labels(accurate_heads, accurate_dir):
+    """The recorded agreement, less 0.02 for int8 kernels that differ between CPUs."""
+    recorded = json.loads((accurate_dir / "report" / "agreement.json").read_text())
+    texts = recorded["texts"]
+    assert len(texts) >= 100
+    found = embed_as_built(next(iter(accurate_heads.values())).encoder, texts)
+    assert set(recorded["fp32_labels"]) == set(accurate_heads)
+    for name, head in accurate_heads.items():
+        fp32 = np.array(recorded["fp32_labels"][name])
+        assert fp32.shape == (len(texts),)
+        int8 = head.proba_from_vectors(found).argmax(axis=1)
+        agreement = float((int8 == fp32).mean())
+        assert agreement >= recorded["agreement"][name] - 0.02, (name, agreement, recorded["agreement"][name])
+
+
+@pytest.fixture()
+def copied(accurate_dir, tmp_path):
+    target = tmp_path / "accurate"
+    shutil.copytree(accurate_dir, target, ignore=shutil.ignore_patterns("report"))
+    return target
+
+
+@pytest.mark.parametrize("name", [ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE])
+def test_an_altered_file_is_refused(copied, name):
+    assert set(FILES) == {ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE}
+    assert sorted(load_accurate(copied)) == sorted(MODELS)  # the copy itself loads
+    path = copied / name
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    path.write_bytes(bytes(payload))
+    with pytest.raises(ModelFileError, match=f"{name}: checksum mismatch"):
+        load_accurate(copied)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: {**m, "format": "sentiment-clf/model"},
+    lambda m: {**m, "format_version": 2},
+    lambda m: {k: v for k, v in m.items() if k != "format"},
+    lambda m: [m],
+], ids=["other-format", "other-version", "no-format", "not-an-object"])
+def test_a_manifest_of_another_format_is_refused(copied, change):
+    path = copied / MANIFEST_FILE
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(ModelFileError, match=f"{MANIFEST_FILE}: not a sentiment-clf/accurate-model"):
+        load_accurate(copied)
+
+
+def test_a_missing_or_unreadable_manifest_is_refused(copied):
+    path = copied / MANIFEST_FILE
+    path.write_text("{not json")
+    with pytest.raises(ModelFileError, match="not a valid JSON manifest"):
+        load_accurate(copied)
+    path.unlink()
+    with pytest.raises(ModelFileError, match="no accurate model manifest"):
+        load_accurate(copied)
+
+
+def test_a_missing_file_is_refused(copied):
+    (copied / HEADS_FILE).unlink()
+    with pytest.raises(ModelFileError, match=f"{HEADS_FILE}: missing"):
+        load_accurate(copied)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a wonderful, moving film", "Positive"),
+    ("a dull, tedious mess", "Negative"),
+])
+def test_plain_sentences_get_the_obvious_sentiment(accurate_heads, text, expected):
+    head = accurate_heads["sentiment"]
+    assert head.labels[int(head.predict_one(text).argmax())] == expected
+    assert head.labels[int(head.predict_proba([text])[0].argmax())] == expected
+
+
+@pytest.mark.parametrize("text", ["a wonderful, moving film", "a dull, tedious mess",
+                                  "the acting is wonderful but the plot is a dull, tedious mess"])
+def test_explain_weighs_the_words_of_the_text_in_the_right_direction(accurate_heads, text):
+    head = accurate_heads["sentiment"]
+    found = head.explain(text, top=len(text.split()))  # every word
+    assert found["method"] == "leave-one-word-out"
+    assert len(head.explain(text, top=2)["toward"]) <= 2
+    # What it measures: the text and each variant without one word, in one forward pass
+    # (one batch, so one int8 scaling: the probabilities are comparable).
+    words = text.split()
+    variants = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    proba = head.predict_proba([text, *variants])
+    predicted = int(proba[0].argmax())
+    assert found["predicted_probability"] == pytest.approx(float(proba[0, predicted]), abs=1e-6)
+    drops = sorted((word, float(proba[0, predicted] - proba[1 + i, predicted])) for i, word in enumerate(words))
+    entries = sorted((entry["term"], entry["weight"]) for entry in found["toward"] + found["away"])
+    assert len(entries) == sum(1 for _, drop in drops if drop != 0)
+    for (term, weight), (word, drop) in zip(entries, [pair for pair in drops if pair[1] != 0], strict=True):
+        assert term == word and weight == pytest.approx(drop, abs=1e-6)
+    assert found["toward"], found  # some word pushes toward the predicted label
+    assert all(entry["weight"] > 0 for entry in found["toward"])
+    assert all(entry["weight"] < 0 for entry in found["away"])
+    for side in ("toward", "away"):
+        magnitudes = [abs(entry["weight"]) for entry in found[side]]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+
+
+def test_explain_names_the_deciding_word(accurate_heads):
+    found = accurate_heads["sentiment"].explain("a dull, tedious mess")
+    assert found["toward"][0]["term"] in {"dull,", "tedious", "mess"}, found
+    found = accurate_heads["sentiment"].explain("a wonderful, moving film")
+    assert found["toward"][0]["term"] in {"wonderful,", "moving"}, found
+
+
+SERVING_ONLY = """
+import sys
+from sentiment_clf.accurate import load_accurate
+heads = load_accurate(sys.argv[1])
+heads["sentiment"].predict_one("a wonderful, moving film")
+heads["ratings"].predict_proba(["a dull, tedious mess", "fine"])
+heads["hatespeech"].explain("you are a wonderful person")
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_serving_the_accurate_tier_imports_no_torch(accurate_dir):
+    result = subprocess.run([sys.executable, "-c", SERVING_ONLY, str(accurate_dir)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert {"onnxruntime", "tokenizers", "numpy"} <= loaded  # the check sees what it ran
+    assert loaded.isdisjoint({"torch", "transformers", "onnx", "sklearn", "pandas", "scipy", "matplotlib"}), \
+        loaded & {"torch", "transformers", "onnx", "sklearn", "pandas", "scipy", "matplotlib"}
