@@ -8,9 +8,11 @@ import pytest
 import build_model
 import util
 from model import NLPModel
+from sentiment_clf.training.holdout import holdout_split, questions_split
+from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.sst import SEARCH_GRID
 
-from conftest import MODELS_DIR, write_kaggle_tsv
+from conftest import MODELS_DIR, SHARED_DATA, need, write_kaggle_tsv
 
 # Socher et al. 2013 naive Bayes, sentence-level test accuracy: the issue's floors.
 FLOORS = {"sentiment": 0.818, "ratings": 0.410}
@@ -155,3 +157,18 @@ def test_a_rebuild_reproduces_the_committed_model(rebuilt, name):
     texts = ["that movie was boring", "a gorgeous , witty film", "it 's not bad at all"]
     np.testing.assert_array_equal(NLPModel.load(rebuilt / name).predict_proba(texts),
                                   NLPModel.load(MODELS_DIR / name).predict_proba(texts))
+
+
+def test_both_question_models_hold_out_the_same_questions():
+    """The accurate tier trains one encoder on both: one split, stratified by fine class."""
+    need((SHARED_DATA / "questions" / "dataset.csv").is_file(), f"no questions in {SHARED_DATA}")
+    coarse = RECIPES["questions"]
+    choosing, held_out = holdout_split(coarse, coarse.load_frame(SHARED_DATA))
+    fine_choosing, fine_held_out = questions_split(SHARED_DATA)
+    assert held_out.index.equals(fine_held_out.index) and choosing.index.equals(fine_choosing.index)
+    assert len(held_out) == 1091
+    # The committed coarse model was measured on those questions.
+    metrics = manifest_in(MODELS_DIR, "questions")["metrics"]
+    assert "stratified by fine" in metrics["evaluation"] and metrics["test_texts"] == 1091
+    support = held_out["target"].value_counts().to_dict()
+    assert {label: metrics["per_class"][label]["support"] for label in coarse.labels} == support
