@@ -84,7 +84,7 @@ def run_finetune(args) -> int:
                         max_steps=args.max_steps)
     try:
         manifest = build_accurate(data_root, args.models_dir, settings, progress=not args.no_progress,
-                                  hf_dir=args.hf_dir)
+                                  hf_dir=args.hf_dir, resume_from=args.resume_from)
     except (FileNotFoundError, util.DataFormatError) as exc:
         logger.error("%s", exc)
         return 2
@@ -224,6 +224,9 @@ def make_parser() -> argparse.ArgumentParser:
     finetune_parser.add_argument("--max-steps", type=int, default=None, help="stop after this many batches")
     finetune_parser.add_argument("--hf-dir", type=Path, default=None,
                                  help="also save the fine-tuned encoder in Hugging Face's format here")
+    finetune_parser.add_argument("--resume-from", type=Path, default=None,
+                                 help="skip the first stage: start from a folder --hf-dir wrote (and the "
+                                      "report of the run that wrote it)")
     finetune_parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     finetune_parser.set_defaults(run=run_finetune)
 
