@@ -13,6 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 from sklearn.metrics import accuracy_score
 
 from model import NLPModel
@@ -20,7 +21,7 @@ from sentiment_clf.config import Settings
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.storage import FeedbackRow, Storage
 from sentiment_clf.training import reports
-from sentiment_clf.training.holdout import SPLIT_SEED, describe_data, holdout_split
+from sentiment_clf.training.holdout import SPLIT_SEED, _fit_data, augmented, describe_data, holdout_split
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
 
@@ -34,7 +35,9 @@ def open_storage(database_url: str | None) -> tuple[Storage, Settings]:
 
 
 def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):
-    """The data a model was built from: ``(train texts, train targets, test frame, description)``.
+    """The data a model was built from: ``(train texts, train targets, test frame, description)``,
+    the recipe's ``augment`` rows (clean text for the hate-speech model) included in the
+    training part, as the build fits them, with ``description["weights"]`` their weights.
 
     ``data_dir`` holds the SST files, ``data_root`` the held-out models' folders.
     The test frame has ``text`` and ``target``: the SST test sentences, or the
@@ -46,7 +49,8 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
         return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
                 splits.description)
     train, test = holdout_split(task, task.load_frame(data_root))
-    return list(train["text"]), list(train["target"]), test, describe_data(task, data_root)
+    texts, targets, weights = _fit_data(task, train["text"], train["target"], augmented(task, data_root))
+    return texts, targets, test, {**describe_data(task, data_root), "weights": weights}
 
 
 def distinct_answers(rows: list[FeedbackRow]) -> list[FeedbackRow]:
@@ -73,7 +77,10 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
     targets = train_targets + [row.label for row in learned]
     logger.info("%s: retraining on %d texts + %d answers (feedback up to id %d)",
                 task.name, len(train_texts), len(learned), serving.applied_upto)
-    candidate = NLPModel(task.labels, **base.settings()).fit(texts, targets)
+    weights = description.get("weights")  # the augment rows' (None: every row weighs 1)
+    if weights is not None:
+        weights = np.concatenate([weights, np.ones(len(learned))])
+    candidate = NLPModel(task.labels, **base.settings()).fit(texts, targets, sample_weight=weights)
 
     y_test = candidate._label_indices(test["target"])
     serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["text"]).argmax(axis=1)))
@@ -95,7 +102,7 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
         return False, summary
     manifest, payload = candidate.dumps(
         name=task.name, metrics=metrics,
-        training_data={**description, "train_phrases": len(train_texts),
+        training_data={**{k: v for k, v in description.items() if k != "weights"}, "train_phrases": len(train_texts),
                        "feedback_learned": len(learned), "feedback_upto": serving.applied_upto})
     storage.publish(task.name, manifest, payload, feedback_upto=serving.applied_upto)
     final_dir = report_root / task.name / manifest["version"]
