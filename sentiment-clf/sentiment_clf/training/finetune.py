@@ -226,7 +226,7 @@ def build_network(dropout: float, weights: Path | None = None):
         arrays = unpack_arrays((Path(weights) / "heads.npz").read_bytes())
         with torch.no_grad():
             for name in HEADS:
-                head = network.heads[name.replace("-", "_")]
+                head: Any = network.heads[name.replace("-", "_")]
                 head.weight.copy_(torch.from_numpy(np.array(arrays[f"{name}.weight"])))
                 head.bias.copy_(torch.from_numpy(np.array(arrays[f"{name}.bias"])))
     # The word-embedding table is half the parameters; freezing it keeps words the

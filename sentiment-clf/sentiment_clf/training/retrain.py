@@ -49,7 +49,7 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
         return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
                 splits.description)
     train, test = holdout_split(task, task.load_frame(data_root))
-    texts, targets, weights = _fit_data(task, train["text"], train["target"], augmented(task, data_root))
+    texts, targets, weights = _fit_data(task, list(train["text"]), list(train["target"]), augmented(task, data_root))
     return texts, targets, test, {**describe_data(task, data_root), "weights": weights}
 
 
