@@ -280,8 +280,10 @@ found["wait"] = [outcome(leader), outcome(follower)]
 
 # 3. A caller waiting in the queue is killed: it is not run, the others are.
 batcher = MicroBatcher(run, max_batch=8, max_wait=0.01)
-callers = [gevent.spawn(batcher.submit, item) for item in range(4)]
-gevent.sleep(0.01)  # 0 runs alone, 1-3 wait
+callers = [gevent.spawn(batcher.submit, 0)]
+gevent.sleep(0.005)  # 0 leads (one yield) and runs alone
+callers += [gevent.spawn(batcher.submit, item) for item in range(1, 4)]
+gevent.sleep(0.01)  # 1-3 wait
 callers[2].kill()
 gevent.joinall(callers, timeout=5)
 found["killed"] = [outcome(g) for g in callers]
