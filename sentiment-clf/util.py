@@ -209,3 +209,17 @@ def load_questions(path) -> pd.DataFrame:
     _check_values(path, frame, "Category1", {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"})
     return pd.DataFrame({"text": frame["Questions"].astype(str), "coarse": frame["Category1"],
                          "fine": frame["Category2"].astype(str)})
+
+
+_PTB = [(re.compile(r"-LRB-"), "("), (re.compile(r"-RRB-"), ")"), (re.compile(r"-LSB-"), "["),
+        (re.compile(r"-RSB-"), "]"), (re.compile(r"``|''"), '"'),
+        (re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b"), r"\1"), (re.compile(r" ([.,!?;:%)\]])"), r"\1"),
+        (re.compile(r"([(\[$]) "), r"\1")]
+
+
+def sst_to_plain(phrase: str) -> str:
+    """An SST phrase as a person writes it: brackets and quotes back, ``n't`` and
+    punctuation attached to the word before (``it 's good .`` -> ``it's good.``)."""
+    for pattern, replacement in _PTB:
+        phrase = pattern.sub(replacement, phrase)
+    return phrase

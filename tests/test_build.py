@@ -8,8 +8,9 @@ import pytest
 import build_model
 import util
 from model import NLPModel
-from sentiment_clf.training.holdout import holdout_split, questions_split
+from sentiment_clf.training.holdout import holdout_split
 from sentiment_clf.training.recipes import RECIPES
+from sentiment_clf.training.splits import questions_split
 from sentiment_clf.training.sst import SEARCH_GRID
 
 from conftest import MODELS_DIR, SHARED_DATA, need, write_kaggle_tsv

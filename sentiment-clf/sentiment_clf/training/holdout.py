@@ -26,9 +26,8 @@ from tqdm import tqdm
 import util
 from model import NLPModel
 from sentiment_clf.training import reports
-from sentiment_clf.training.recipes import RECIPES, Recipe
-
-SPLIT_SEED = 20261122  # the held-out split of the "holdout" models
+from sentiment_clf.training.recipes import Recipe
+from sentiment_clf.training.splits import SPLIT_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +37,6 @@ def holdout_split(spec: Recipe, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     ``spec.stratify_column`` (``target`` unless the recipe says otherwise)."""
     return train_test_split(frame, test_size=spec.test_size, stratify=frame[spec.stratify_column],
                             random_state=SPLIT_SEED)
-
-
-def questions_split(data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The one split of the TREC questions (the ``questions-fine`` recipe's, stratified by
-    fine class) that both question models and the accurate tier choose on and hold out."""
-    spec = RECIPES["questions-fine"]
-    return holdout_split(spec, spec.load_frame(data_root))
 
 
 def describe_data(spec: Recipe, data_root: Path) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import util
+from sentiment_clf.training.splits import questions_split
 
 ORDINARY_SENTENCES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ordinary_sentences.txt"
 FLAGGED = ("hate speech", "offensive language")
@@ -32,17 +33,13 @@ def read_lines(path: Path) -> list[str]:
 
 def sst_sentences(path: Path) -> list[str]:
     """The sentences of an SST split as a person writes them (no PTB escapes)."""
-    from sentiment_clf.training.finetune import sst_to_plain  # torch is imported only to train
-
-    return [sst_to_plain(p) for p in util.load_sst(path, roots_only=True)["phrase"]]
+    return [util.sst_to_plain(p) for p in util.load_sst(path, roots_only=True)["phrase"]]
 
 
 def neither_texts(data_root: Path) -> pd.DataFrame:
     """Clean text a hate-speech model may learn as "neither", none of it measured here:
     the SST *training* sentences and the TREC questions of the choosing part of the
     ``questions-fine`` split, with their ``source``."""
-    from sentiment_clf.training.holdout import questions_split
-
     sources = {"sst_train_sentences": sst_sentences(data_root / "sst" / "train.txt"),
                "trec_choosing_questions": questions_split(data_root)[0]["text"].tolist()}
     return pd.DataFrame({"text": [t for texts in sources.values() for t in texts], "target": "neither",
@@ -53,8 +50,6 @@ def ordinary_texts(data_root: Path, sentences: Path | None = ORDINARY_SENTENCES)
     """The clean texts no model trains on, by set (see the module's docstring). The data
     sets repeat a few texts (23 questions stand on both sides of the split, 3 short SST
     sentences in train and dev or test): those in :func:`neither_texts` are left out."""
-    from sentiment_clf.training.holdout import questions_split
-
     trained = set(neither_texts(data_root)["text"])
     texts = {
         "sst_dev_test_sentences": [*sst_sentences(data_root / "sst" / "dev.txt"),

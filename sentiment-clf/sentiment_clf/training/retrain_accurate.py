@@ -34,7 +34,7 @@ PULL = 1e-3  # strength of the pull toward the committed head (per weight, squar
 
 def base_data(name: str, data_root: Path) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
     """``(train texts, train label indices, test texts, test label indices)`` for head ``name``."""
-    from sentiment_clf.training import finetune  # its data loaders need no torch
+    from sentiment_clf.training import finetune_data as finetune  # numpy and pandas only
 
     if name in ("sentiment", "ratings"):
         frames = finetune.sst_frames(data_root)
