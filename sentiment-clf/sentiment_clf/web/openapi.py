@@ -41,7 +41,11 @@ class OpenAPI30(GenerateJsonSchema):
 
     def nullable_schema(self, schema: Any) -> dict:
         inner = self.generate_inner(schema["schema"])
-        return {"allOf": [inner], "nullable": True} if "$ref" in inner else {**inner, "nullable": True}
+        if "$ref" in inner:
+            return {"allOf": [inner], "nullable": True}
+        if "enum" in inner:  # an enum holds null itself, or validators refuse it despite nullable
+            return {**inner, "enum": [*inner["enum"], None], "nullable": True}
+        return {**inner, "nullable": True}
 
 
 def _reply(schema: dict, description: str, media: str = "application/json") -> dict:

@@ -139,6 +139,10 @@ class ModelList(TypedDict):
     models: list[ModelEntry]
 
 
+def _without_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
 def _literal(values: str | tuple[str, ...]) -> Any:
     """``Literal[values]``: the values are known only at run time, so this is a value for
     pydantic, not a type mypy can check."""
@@ -262,15 +266,19 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
         description=f"the text to classify, 1 to {max_query_chars:,} characters; surrounding space is "
                     "stripped", json_schema_extra={"pattern": r"\S"})]  # more than white space
     flag: Any = Annotated[_literal(tuple(FLAG_WORDS)), Field(description="1: also give the terms behind the answer")]
-    variant: Any = Annotated[_literal(VARIANTS) | None, Field(
-        description="fast: the linear model; accurate: the fine-tuned transformer (default: the service's, "
-                    "usually fast)")]
+    variant_help = ("fast: the linear model; accurate: the fine-tuned transformer (default: the service's, "
+                    "usually fast)")
+    # URL, form: absent means the service's default, which no enum value spells
+    variant_word: Any = Annotated[_literal(VARIANTS), Field(description=variant_help,
+                                                            json_schema_extra=_without_default)]
+    variant: Any = Annotated[_literal(VARIANTS) | None, Field(description=variant_help)]  # JSON: null too
     json_flag: Any = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
     review: Any = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
                                                    max_length=max_query_chars),
                             Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
     # Request bodies may carry other fields: they are ignored (clients can evolve).
-    prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"), variant=(variant, None))
+    prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"),
+                                   variant=(variant_word, None))
     prediction_body = create_model("PredictionBody", query=(query, ...), explain=(json_flag, None),
                                    variant=(variant, None))
     batch = create_model("BatchBody", queries=(Annotated[list[query], Field(min_length=1, max_length=max_batch)], ...),
