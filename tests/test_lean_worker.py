@@ -1,9 +1,10 @@
 """A real gunicorn worker carries only what serving needs.
 
 After answering every kind of request (predictions with explanations, batches,
-feedback, the page, the docs, metrics), no worker has loaded pandas,
-scikit-learn, scipy or matplotlib: each of them maps compiled extensions of its
-own when imported, so a worker's memory map shows whether it did. The model
+feedback, the page, the docs, metrics), on both tiers, no worker has loaded pandas,
+scikit-learn, scipy, matplotlib, torch, transformers or onnx (the accurate tier runs
+on onnxruntime and tokenizers): each of them maps compiled extensions of its own
+when imported, so a worker's memory map shows whether it did. The model
 arrays are mapped from the model files, shared by the workers.
 """
 import subprocess
@@ -14,7 +15,7 @@ import requests
 
 from conftest import MODELS_DIR, ROOT
 
-TRAINING_LIBRARIES = ("pandas", "sklearn", "scipy", "matplotlib")
+TRAINING_LIBRARIES = ("pandas", "sklearn", "scipy", "matplotlib", "torch", "transformers", "onnx")
 
 
 def workers(server) -> list[int]:
@@ -27,6 +28,10 @@ def test_workers_load_no_training_library(live_server):
     for _ in range(4):  # enough requests for both workers
         assert requests.get(f"{url}/", params={"query": "a dull film", "explain": "1"}, timeout=10).ok
         assert requests.post(f"{url}/questions/batch", json={"queries": ["what is it ?"], "explain": True},
+                             timeout=10).ok
+        assert requests.get(f"{url}/questions", params={"query": "what is it ?", "variant": "accurate",
+                                                        "explain": "1"}, timeout=10).ok
+        assert requests.post(f"{url}/hatespeech/batch", json={"queries": ["a fine day"], "variant": "accurate"},
                              timeout=10).ok
         assert requests.post(f"{url}/feedback", json={"model": "sentiment", "query": "a fine film",
                                                       "label": "Positive"}, timeout=10).status_code == 201
