@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models accurate-model bench bench-compare bench-slow soak clean
+.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -19,7 +19,7 @@ lint: $(VENV)/.installed-test
 models: $(VENV)/.installed-train
 	$(BIN)/python sentiment-clf/build_model.py --data-dir $(DATA_DIR)
 
-# The accurate tier: fine-tunes on CPU (about 50 minutes on 2 cores), writes
+# The accurate tier: fine-tunes on CPU (two stages, about 55 minutes on 2 cores), writes
 # sentiment-clf/lib/models/accurate and, for the MLServer comparison, build/accurate-hf.
 accurate-model: $(VENV)/.installed-finetune
 	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --hf-dir build/accurate-hf
@@ -32,6 +32,10 @@ bench: $(VENV)/.installed-test
 # (issue #10's floor: p99 <= 100 ms), and how long an idle connection stays open.
 bench-slow: $(VENV)/.installed-test
 	$(BIN)/python -m bench.slow_clients
+
+# The accurate tier's benchmark, beside MLServer's HuggingFace runtime (BENCHMARKS.md, issue #11).
+bench-accurate: $(VENV)/.installed-test .venv-mlserver-hf/.installed
+	$(BIN)/python -m bench.bench_accurate
 
 # The side-by-side benchmark; MLServer gets a virtual environment of its own.
 # uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.

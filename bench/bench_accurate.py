@@ -1,0 +1,167 @@
+"""The accurate tier's speed and memory, in one run on one machine.
+
+1. The limit, in-process: one sentence's p50/p99 through the int8 encoder and a head
+   (no HTTP, no micro-batcher), and sentences/s in batches of 32, for one process with
+   two threads and for two one-thread processes side by side (as the two gunicorn
+   workers run); the better of the two is "the batched limit".
+2. The service (gunicorn, 2 workers, the README's command) on ``variant=accurate`` at
+   concurrency 1, 8 and 32: concurrent requests in a worker are micro-batched. The
+   floor: requests/s at concurrency 8 at least 80% of the batched limit.
+3. Side by side, rounds taking turns: MLServer 1.7.1's HuggingFace runtime serving the
+   same fine-tuned encoder (bench/mlserver_hf.py; ``build/accurate-hf`` from
+   ``make accurate-model``, ``.venv-mlserver-hf`` from the Makefile).
+4. Worker memory with both tiers loaded, cold start to the first accurate answer, and
+   the fast tier at concurrency 8 in the same server.
+
+Every request sends the same review sentence (MLServer too). Run from the repository
+root: ``python -m bench.bench_accurate`` (``--no-mlserver`` skips 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+from bench.bench_predict import machine, post_script, run_wrk, save_results
+from bench.bench_workers import memory_kib, workers
+from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
+from tests.live_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
+HF_DIR = ROOT / "build" / "accurate-hf"
+TEXT = "a gorgeous, witty and moving film that never quite finds its footing but still leaves you smiling"
+BATCH = 32
+
+logger = logging.getLogger(__name__)
+
+
+def _head(threads: int):
+    from sentiment_clf.accurate import load_accurate
+
+    return load_accurate(MODEL_DIR, threads=threads)["sentiment"]
+
+
+def one_sentence(threads: int, repeats: int) -> dict:
+    head = _head(threads)
+    for _ in range(50):
+        head.predict_proba([TEXT])
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        head.predict_proba([TEXT])
+        timings.append(time.perf_counter_ns() - started)
+    timings.sort()
+    return {"threads": threads, "repeats": repeats, "p50_ms": statistics.median(timings) / 1e6,
+            "p99_ms": timings[int(0.99 * len(timings))] / 1e6}
+
+
+def _batched_rate(threads: int, seconds: float, start_at: float | None = None) -> tuple[int, float]:
+    head = _head(threads)
+    batch = [TEXT] * BATCH
+    head.predict_proba(batch)
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        head.predict_proba(batch)
+        done += BATCH
+    return done, time.perf_counter() - started
+
+
+def batched_limit(seconds: float) -> dict:
+    """Sentences/s in batches: one 2-thread process, and two 1-thread processes at once."""
+    done, elapsed = _batched_rate(2, seconds)
+    one_process = done / elapsed
+    start_at = time.time() + 3  # both processes loaded before either starts counting
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_batched_rate, [(1, seconds, start_at)] * 2)
+    two_processes = sum(d / e for d, e in results)
+    return {"batch": BATCH, "one_process_2_threads": one_process, "two_processes_1_thread": two_processes,
+            "limit": max(one_process, two_processes)}
+
+
+def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir: Path | None) -> dict:
+    port = free_port()
+    accurate_url = f"http://127.0.0.1:{port}/?variant=accurate&query={quote(TEXT)}"
+    fast_url = f"http://127.0.0.1:{port}/?query={quote(TEXT)}"
+    started = time.perf_counter()
+    process = start_gunicorn("app:create_app()", port, 2, folder)
+    try:
+        cold_start = wait_until(lambda: requests.get(accurate_url, timeout=2).status_code == 200, timeout=120)
+        cold_start = time.perf_counter() - started
+        answer = requests.get(accurate_url, timeout=5).json()
+        targets: dict = {"service accurate": (accurate_url, None)}
+        mlserver_context = None
+        if hf_dir is not None:
+            from bench.mlserver_hf import convert_hf_dir, serve, v2_body  # noqa: F401 - convert used by serve
+
+            mlserver_context = serve(hf_dir)
+            server = mlserver_context.__enter__()
+            targets["mlserver-huggingface"] = (server.infer_url, post_script(folder / "v2.lua", v2_body(TEXT)))
+        try:
+            runs = measure_in_rounds(targets, seconds, rounds=2, concurrency=concurrency)
+        finally:
+            if mlserver_context is not None:
+                mlserver_context.__exit__(None, None, None)
+        fast = run_wrk(fast_url, 8, seconds)
+        memory = [memory_kib(pid) for pid in workers(process.pid)]
+    finally:
+        stop_gunicorn(process)
+    return {"cold_start_s": cold_start, "answer": answer, "runs": runs, "fast_c8": fast, "worker_memory_kib": memory}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="wrk run length per server and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--repeats", type=int, default=500, help="in-process single sentences timed")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer's HuggingFace runtime")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    results: dict = {"machine": machine(), "text": TEXT,
+                     "one_sentence": [one_sentence(1, args.repeats), one_sentence(2, args.repeats)],
+                     "batched": batched_limit(seconds=5.0)}
+    with tempfile.TemporaryDirectory(prefix="bench-accurate-") as folder:
+        results.update(serve_and_measure(Path(folder), args.seconds, args.concurrency,
+                                         None if args.no_mlserver else HF_DIR))
+    limit = results["batched"]["limit"]
+    by = {(r["server"], r["connections"]): r for r in results["runs"]}
+    print(f"machine: {results['machine']}")
+    for row in results["one_sentence"]:
+        print(f"in-process, one sentence, {row['threads']} thread(s): p50 {row['p50_ms']:.2f} ms, "
+              f"p99 {row['p99_ms']:.2f} ms")
+    print(f"in-process batched (batch {BATCH}): {results['batched']['one_process_2_threads']:.0f} sentences/s in one "
+          f"2-thread process, {results['batched']['two_processes_1_thread']:.0f} in two 1-thread processes; "
+          f"limit {limit:.0f}")
+    print(f"{'server':24s} {'c':>3s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+    for run in results["runs"]:
+        print(f"{run['server']:24s} {run['connections']:3d} {run['requests_per_s']:8.1f} {run['p50_ms']:8.2f} "
+              f"{run['p99_ms']:8.2f} {run['non_2xx']:8d}")
+    service8 = by.get(("service accurate", 8))
+    if service8:
+        print(f"service at c=8: {service8['requests_per_s'] / limit:.0%} of the in-process batched limit")
+        peer = by.get(("mlserver-huggingface", 8))
+        if peer:
+            print(f"service / MLServer-HF at c=8: {service8['requests_per_s'] / peer['requests_per_s']:.1f}x "
+                  f"req/s, p99 {service8['p99_ms']:.1f} vs {peer['p99_ms']:.1f} ms")
+    print(f"fast tier in the same server, c=8: {results['fast_c8']['requests_per_s']:.0f} req/s, "
+          f"p99 {results['fast_c8']['p99_ms']:.2f} ms")
+    for i, memory in enumerate(results["worker_memory_kib"]):
+        print(f"worker {i}: RSS {memory['rss'] / 1024:.1f} MiB, private {memory['private'] / 1024:.1f} MiB")
+    print(f"cold start to the first accurate answer: {results['cold_start_s']:.2f} s")
+    save_results("bench_accurate.json", results)
+    print(json.dumps({"saved": "bench/results/bench_accurate.json"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
