@@ -113,6 +113,18 @@ def test_a_manifest_of_another_format_is_refused(copied, change):
         load_accurate(copied)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: {**m, "sha256": "abc"}, "checksum mismatch"),
+    (lambda m: {**m, "heads": {**m["heads"], "sarcasm": ["no", "yes"]}}, "no arrays for the head sarcasm"),
+    (lambda m: {**m, "heads": None}, "no heads listed"),
+], ids=["checksums-not-a-mapping", "a-head-without-arrays", "no-heads"])
+def test_a_manifest_that_does_not_match_its_files_is_refused(copied, change, message):
+    path = copied / MANIFEST_FILE
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(ModelFileError, match=message):
+        load_accurate(copied)
+
+
 def test_a_missing_or_unreadable_manifest_is_refused(copied):
     path = copied / MANIFEST_FILE
     path.write_text("{not json")

@@ -78,7 +78,8 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
             payload = (directory / name).read_bytes()
         except FileNotFoundError:
             raise ModelFileError(f"{directory / name}: missing from the accurate model") from None
-        expected = manifest.get("sha256", {}).get(name)
+        checksums = manifest.get("sha256")
+        expected = checksums.get(name) if isinstance(checksums, dict) else None
         found = hashlib.sha256(payload).hexdigest()
         if found != expected:
             raise ModelFileError(
@@ -246,7 +247,12 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32,
     except ValueError as exc:
         raise ModelFileError(f"{Path(directory) / HEADS_FILE}: {exc}") from None
     heads = {}
-    for name, labels in manifest["heads"].items():
+    listed = manifest.get("heads")
+    if not isinstance(listed, dict):
+        raise ModelFileError(f"{Path(directory) / MANIFEST_FILE}: no heads listed")
+    for name, labels in listed.items():
+        if f"{name}.weight" not in arrays or f"{name}.bias" not in arrays:
+            raise ModelFileError(f"{Path(directory) / HEADS_FILE}: no arrays for the head {name}")
         weight, bias = arrays[f"{name}.weight"], arrays[f"{name}.bias"]
         if weight.shape[0] != len(labels) or bias.shape != (len(labels),):
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} does not match its labels")
