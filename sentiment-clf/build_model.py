@@ -81,7 +81,7 @@ def run_finetune(args) -> int:
         return 2
     data_root = args.data_root or args.data_dir.parent
     settings = Settings(epochs=args.epochs, seed=args.seed, threads=args.threads, sample=args.sample,
-                        max_steps=args.max_steps)
+                        max_steps=args.max_steps, hate_stage_passes=args.hate_stage_passes)
     try:
         manifest = build_accurate(data_root, args.models_dir, settings, progress=not args.no_progress,
                                   hf_dir=args.hf_dir, resume_from=args.resume_from)
@@ -224,6 +224,8 @@ def make_parser() -> argparse.ArgumentParser:
     finetune_parser.add_argument("--max-steps", type=int, default=None, help="stop after this many batches")
     finetune_parser.add_argument("--hf-dir", type=Path, default=None,
                                  help="also save the fine-tuned encoder in Hugging Face's format here")
+    finetune_parser.add_argument("--hate-stage-passes", type=int, default=1,
+                                 help="passes over the tweets in the hate-speech stage (0: no such stage)")
     finetune_parser.add_argument("--resume-from", type=Path, default=None,
                                  help="skip the first stage: start from a folder --hf-dir wrote (and the "
                                       "report of the run that wrote it)")
