@@ -89,7 +89,7 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
     return manifest, payloads
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
     scores = scores - scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
@@ -142,6 +142,17 @@ class Encoder:
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return self.session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+    def embed_many(self, texts: list[str], batch: int = 64) -> np.ndarray:
+        """Vectors of many ``texts`` (rows in order), in batches of similar lengths (less padding)."""
+        order = np.argsort([len(text) for text in texts])
+        parts = [self.embed([texts[i] for i in order[start:start + batch]]) for start in range(0, len(texts), batch)]
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        found = np.concatenate(parts)
+        out = np.empty_like(found)
+        out[order] = found
+        return out
 
     def warm(self) -> None:
         """Make the session and run it once, so a worker's first request does not pay for it."""
@@ -196,7 +207,7 @@ class AccurateHead:
         return head
 
     def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        return _softmax(vectors @ self.weight.T + self.bias)
+        return softmax(vectors @ self.weight.T + self.bias)
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities (texts x labels), for a batch: one forward pass."""

@@ -113,6 +113,25 @@ class Settings:
 
 # -- data ------------------------------------------------------------------------
 
+def _step(network, tokenizer, rows: pd.DataFrame, losses: dict, default_loss, optimizer, scheduler):
+    """One optimizer step on ``rows``: each head's loss (``losses[name]``, else
+    ``default_loss``) over the rows that label it, summed. Returns the loss."""
+    torch = _torch()
+    ids, mask = _encode(tokenizer, rows["text"].tolist())
+    pooled = network.dropout(network.pooled(ids, mask))
+    loss = pooled.new_zeros(())
+    for name in HEADS:
+        target = torch.from_numpy(rows[name].to_numpy(copy=True))  # writable: pandas gives read-only
+        if (target != IGNORE).any():
+            loss = loss + losses.get(name, default_loss)(network.heads[name.replace("-", "_")](pooled), target)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return loss
+
+
 def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settings: Settings,
           progress: bool = True) -> dict:
     """Fine-tune ``network`` in place; keep the checkpoint with the best mean dev score.
@@ -168,19 +187,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
             for source, index in batches:
                 if step >= total:
                     break
-                rows = sources[source][0].iloc[index]
-                ids, mask = _encode(tokenizer, rows["text"].tolist())
-                pooled = network.dropout(network.pooled(ids, mask))
-                loss = pooled.new_zeros(())
-                for name in HEADS:
-                    target = torch.from_numpy(rows[name].to_numpy(copy=True))  # writable: pandas gives read-only
-                    if (target != IGNORE).any():
-                        loss = loss + loss_fn(network.heads[name.replace("-", "_")](pooled), target)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
+                loss = _step(network, tokenizer, sources[source][0].iloc[index], {}, loss_fn, optimizer, scheduler)
                 step += 1
                 running.append(float(loss.detach()))
                 if step % 50 == 0:
@@ -233,19 +240,7 @@ def hate_stage(network, tokenizer, frames: dict, settings: Settings, progress: b
               for name in HEADS}
     network.train()
     for source, index in tqdm(batches, desc="accurate: hate-speech stage", unit="batch", disable=not progress):
-        rows = sources[source].iloc[index]
-        ids, mask = _encode(tokenizer, rows["text"].tolist())
-        pooled = network.dropout(network.pooled(ids, mask))
-        loss = pooled.new_zeros(())
-        for name in HEADS:
-            target = torch.from_numpy(rows[name].to_numpy(copy=True))
-            if (target != IGNORE).any():
-                loss = loss + losses[name](network.heads[name.replace("-", "_")](pooled), target)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        _step(network, tokenizer, sources[source].iloc[index], losses, None, optimizer, scheduler)
     after = score()
     kept = after["mean"] > before["mean"]
     if not kept:

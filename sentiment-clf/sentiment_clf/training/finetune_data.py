@@ -99,10 +99,7 @@ def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -
 # -- the model -------------------------------------------------------------------
 
 def _proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
-    scores = vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"]
-    scores -= scores.max(axis=1, keepdims=True)
-    np.exp(scores, out=scores)
-    return scores / scores.sum(axis=1, keepdims=True)
+    return accurate.softmax(vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
 
 
 def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, float]:

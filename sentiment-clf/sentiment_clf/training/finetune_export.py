@@ -65,20 +65,8 @@ def export(network, directory: Path) -> tuple[Path, Path]:
 
 
 def _onnx_embedder(path: Path, tokenizer_json: str, threads: int):
-    encoder = accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads)
-
-    def embed(texts: list[str]) -> np.ndarray:
-        order = np.argsort([len(t) for t in texts])
-        out = None
-        for start in range(0, len(texts), 64):
-            index = order[start:start + 64]
-            part = encoder.embed([texts[i] for i in index])
-            if out is None:
-                out = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
-            out[index] = part
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-    return embed
+    """``texts -> vectors`` through the ONNX encoder at ``path``."""
+    return accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads).embed_many
 
 
 def evaluate(embed, arrays: dict, frames: dict, report_dir: Path) -> dict:

@@ -51,17 +51,6 @@ def base_data(name: str, data_root: Path) -> tuple[list[str], np.ndarray, list[s
     return train["text"].tolist(), train[name].to_numpy(), test["text"].tolist(), test[name].to_numpy()
 
 
-def embed_all(head: AccurateHead, texts: list[str], batch: int = 64) -> np.ndarray:
-    """The encoder's vectors of ``texts`` (in order), in batches of similar lengths."""
-    order = np.argsort([len(text) for text in texts], kind="stable")
-    parts = [head.encoder.embed([texts[i] for i in order[start:start + batch]])
-             for start in range(0, len(texts), batch)]
-    found = np.concatenate(parts) if parts else np.zeros((0, head.weight.shape[1]), np.float32)
-    out = np.empty_like(found)
-    out[order] = found
-    return out
-
-
 def fit_head(vectors: np.ndarray, targets: np.ndarray, weight: np.ndarray, bias: np.ndarray,
              pull: float = PULL) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on ``vectors``, from and pulled toward (weight, bias)."""
@@ -96,9 +85,9 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
     texts = train_texts + [normalize(row.text) for row in answers]
     targets = np.concatenate([train_targets, [base.labels.index(row.label) for row in answers]]).astype(int)
     logger.info("accurate %s: refitting the head on %d texts + %d answers", name, len(train_texts), len(answers))
-    vectors = embed_all(base, texts)
+    vectors = base.encoder.embed_many(texts)
     weight, bias = fit_head(vectors, targets, base.weight, base.bias)
-    test_vectors = embed_all(base, test_texts)
+    test_vectors = base.encoder.embed_many(test_texts)
     candidate_accuracy = float(accuracy_score(test_targets, (test_vectors @ weight.T + bias).argmax(axis=1)))
     serving_accuracy = float(accuracy_score(test_targets, serving.proba_from_vectors(test_vectors).argmax(axis=1)))
     upto = max((row.id for row in answers), default=0)
