@@ -12,6 +12,12 @@
    ``make accurate-model``, ``.venv-mlserver-hf`` from the Makefile).
 4. Worker memory with both tiers loaded, cold start to the first accurate answer, and
    the fast tier at concurrency 8 in the same server.
+5. Where the time goes at concurrency 8, one more run of each tier: the workers' CPU
+   seconds per request, and how wrk's 8 kept-alive connections fall on the 2 workers
+   (counted halfway through). The fast tier's requests cost the HTTP stack and a 30 µs
+   model, so ``1 / (1 / batched limit + 1 / fast req/s)`` is about what 2 cores could
+   serve if every accurate request cost the forward pass at batch 32 plus that stack:
+   the ceiling a perfect batcher could reach.
 
 Every request sends the same review sentence (MLServer too). Run from the repository
 root: ``python -m bench.bench_accurate`` (``--no-mlserver`` skips 3).
@@ -22,8 +28,10 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +39,7 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_predict import machine, post_script, run_wrk, save_results
-from bench.bench_workers import memory_kib, workers
+from bench.bench_workers import connections_by_worker, memory_kib, workers
 from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
 from tests.live_server import free_port
 
@@ -89,6 +97,26 @@ def batched_limit(seconds: float) -> dict:
             "limit": max(one_process, two_processes)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def where_time_goes(url: str, port: int, pids: list[int], seconds: int) -> dict:
+    """One wrk run at concurrency 8 on ``url``: req/s, the workers' CPU per request, and
+    the connections each worker held halfway through."""
+    held: list[int] = []
+    counter = threading.Timer(seconds / 2, lambda: held.extend(connections_by_worker(pids, port)))
+    before = sum(cpu_seconds(pid) for pid in pids)
+    counter.start()
+    run = run_wrk(url, 8, seconds)
+    counter.join()
+    spent = sum(cpu_seconds(pid) for pid in pids) - before
+    return {**run, "worker_cpu_ms_per_request": 1000 * spent / max(1, run["requests"]),
+            "connections_by_worker": held}
+
+
 def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir: Path | None) -> dict:
     port = free_port()
     accurate_url = f"http://127.0.0.1:{port}/?variant=accurate&query={quote(TEXT)}"
@@ -113,10 +141,14 @@ def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir
             if mlserver_context is not None:
                 mlserver_context.__exit__(None, None, None)
         fast = run_wrk(fast_url, 8, seconds)
-        memory = [memory_kib(pid) for pid in workers(process.pid)]
+        pids = workers(process.pid)
+        memory = [memory_kib(pid) for pid in pids]
+        breakdown = {"accurate": where_time_goes(accurate_url, port, pids, seconds),
+                     "fast": where_time_goes(fast_url, port, pids, seconds)}
     finally:
         stop_gunicorn(process)
-    return {"cold_start_s": cold_start, "answer": answer, "runs": runs, "fast_c8": fast, "worker_memory_kib": memory}
+    return {"cold_start_s": cold_start, "answer": answer, "runs": runs, "fast_c8": fast, "worker_memory_kib": memory,
+            "c8_breakdown": breakdown}
 
 
 def main(argv=None) -> int:
@@ -155,6 +187,17 @@ def main(argv=None) -> int:
                   f"req/s, p99 {service8['p99_ms']:.1f} vs {peer['p99_ms']:.1f} ms")
     print(f"fast tier in the same server, c=8: {results['fast_c8']['requests_per_s']:.0f} req/s, "
           f"p99 {results['fast_c8']['p99_ms']:.2f} ms")
+    breakdown = results["c8_breakdown"]
+    ceiling = 1 / (1 / limit + 1 / breakdown["fast"]["requests_per_s"])
+    results["c8_ceiling"] = ceiling
+    for tier in ("accurate", "fast"):
+        row = breakdown[tier]
+        print(f"c=8 again, {tier}: {row['requests_per_s']:.0f} req/s, worker CPU "
+              f"{row['worker_cpu_ms_per_request']:.2f} ms a request, connections per worker "
+              f"{row['connections_by_worker']}")
+    print(f"c=8 ceiling on these cores, 1 / (1 / limit + 1 / fast req/s): {ceiling:.0f} req/s, "
+          f"{ceiling / limit:.0%} of the batched limit; the accurate run above reached "
+          f"{breakdown['accurate']['requests_per_s'] / ceiling:.0%} of it")
     for i, memory in enumerate(results["worker_memory_kib"]):
         print(f"worker {i}: RSS {memory['rss'] / 1024:.1f} MiB, private {memory['private'] / 1024:.1f} MiB")
     print(f"cold start to the first accurate answer: {results['cold_start_s']:.2f} s")

@@ -106,9 +106,9 @@ def memory_kib(pid: int) -> dict[str, int]:
             "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
 
 
-def serving_worker(pids: list[int], server_port: int, client_port: int) -> int | None:
-    """Which of ``pids`` holds the server side of the connection from ``client_port``."""
-    owners = {}  # socket inode -> pid
+def _socket_owners(pids: list[int]) -> dict[int, int]:
+    """Socket inode -> the pid (of ``pids``) that holds it."""
+    owners = {}
     for pid in pids:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             try:
@@ -117,12 +117,34 @@ def serving_worker(pids: list[int], server_port: int, client_port: int) -> int |
                 continue
             if target.startswith("socket:["):
                 owners[int(target[8:-1])] = pid
+    return owners
+
+
+def _server_side(server_port: int) -> list[tuple[int, int]]:
+    """(client port, socket inode) of each established TCP connection to ``server_port``."""
+    found = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        local, remote, inode = fields[1], fields[2], int(fields[9])
-        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+        if int(local.split(":")[1], 16) == server_port and state == "01":  # 01: ESTABLISHED
+            found.append((int(remote.split(":")[1], 16), inode))
+    return found
+
+
+def serving_worker(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of ``pids`` holds the server side of the connection from ``client_port``."""
+    owners = _socket_owners(pids)
+    for remote, inode in _server_side(server_port):
+        if remote == client_port:
             return owners.get(inode)
     return None
+
+
+def connections_by_worker(pids: list[int], server_port: int) -> list[int]:
+    """How many established connections to ``server_port`` each of ``pids`` holds."""
+    owners = _socket_owners(pids)
+    held = [owners.get(inode) for _, inode in _server_side(server_port)]
+    return [held.count(pid) for pid in pids]
 
 
 def one_connection_per_worker(port: int, pids: list[int], tries: int = 20) -> dict[int, http.client.HTTPConnection]:
