@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from gunicorn.http import message  # type: ignore[import-untyped]  # noqa: E402
 
 from sentiment_clf.config import Settings  # noqa: E402
+from sentiment_clf.worker_balance import BalancedStreamServer, ConnectionCounts  # noqa: E402
 
 _settings = Settings()
 
@@ -91,7 +92,13 @@ else:
         stale.unlink()
 
 
+# Kept-alive connections spread evenly over the workers (sentiment_clf/worker_balance.py):
+# one slot per worker in memory the workers share, made here, before they are forked.
+_connection_counts = ConnectionCounts(slots=64)
+
+
 def pre_fork(server, worker):
+    worker.balance_slot = _connection_counts.take_slot()
     # A timer the app started in the master (the rate limiter's in-memory storage starts
     # one of 0.01 s) is a greenlet after the patch; one forked half-run fails in the
     # worker with a traceback in the log. Let it finish first.
@@ -101,6 +108,13 @@ def pre_fork(server, worker):
     # Python's collector would write to every object the workers inherit, turning the
     # pages they share with the master into private copies; frozen objects it skips.
     gc.freeze()
+
+
+def post_fork(server, worker):
+    from gunicorn.workers import ggevent  # type: ignore[import-untyped]
+
+    BalancedStreamServer.counts, BalancedStreamServer.slot = _connection_counts, worker.balance_slot
+    ggevent.StreamServer = BalancedStreamServer  # the server gunicorn's gevent worker builds
 
 
 def post_worker_init(worker):
@@ -114,6 +128,8 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
+
+    _connection_counts.free_slot(getattr(worker, "balance_slot", None))
 
     multiprocess.mark_process_dead(worker.pid)
 

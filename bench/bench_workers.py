@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 import requests
 
 from bench.bench_predict import machine, save_results
-from tests.live_server import free_port, gunicorn_path
+from tests.live_server import free_port, gunicorn_path, server_side, socket_owners
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the default, which start() keeps
@@ -106,45 +106,13 @@ def memory_kib(pid: int) -> dict[str, int]:
             "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
 
 
-def _socket_owners(pids: list[int]) -> dict[int, int]:
-    """Socket inode -> the pid (of ``pids``) that holds it."""
-    owners = {}
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:  # closed meanwhile
-                continue
-            if target.startswith("socket:["):
-                owners[int(target[8:-1])] = pid
-    return owners
-
-
-def _server_side(server_port: int) -> list[tuple[int, int]]:
-    """(client port, socket inode) of each established TCP connection to ``server_port``."""
-    found = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
-        if int(local.split(":")[1], 16) == server_port and state == "01":  # 01: ESTABLISHED
-            found.append((int(remote.split(":")[1], 16), inode))
-    return found
-
-
 def serving_worker(pids: list[int], server_port: int, client_port: int) -> int | None:
     """Which of ``pids`` holds the server side of the connection from ``client_port``."""
-    owners = _socket_owners(pids)
-    for remote, inode in _server_side(server_port):
+    owners = socket_owners(pids)
+    for remote, inode in server_side(server_port):
         if remote == client_port:
             return owners.get(inode)
     return None
-
-
-def connections_by_worker(pids: list[int], server_port: int) -> list[int]:
-    """How many established connections to ``server_port`` each of ``pids`` holds."""
-    owners = _socket_owners(pids)
-    held = [owners.get(inode) for _, inode in _server_side(server_port)]
-    return [held.count(pid) for pid in pids]
 
 
 def one_connection_per_worker(port: int, pids: list[int], tries: int = 20) -> dict[int, http.client.HTTPConnection]:

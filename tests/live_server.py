@@ -37,6 +37,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def socket_owners(pids: list[int]) -> dict[int, int]:
+    """Socket inode -> the pid (of ``pids``) that holds it."""
+    owners = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                owners[int(target[8:-1])] = pid
+    return owners
+
+
+def server_side(server_port: int) -> list[tuple[int, int]]:
+    """(client port, socket inode) of each established TCP connection to ``server_port``."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+        if int(local.split(":")[1], 16) == server_port and state == "01":  # 01: ESTABLISHED
+            found.append((int(remote.split(":")[1], 16), inode))
+    return found
+
+
+def connections_by_worker(pids: list[int], server_port: int) -> list[int]:
+    """How many established connections to ``server_port`` each of ``pids`` holds."""
+    owners = socket_owners(pids)
+    held = [owners.get(inode) for _, inode in server_side(server_port)]
+    return [held.count(pid) for pid in pids]
+
+
 class LiveServer:
     """The service under gunicorn, started with the README's command on a free port."""
 
@@ -66,6 +98,10 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
 
     def stop(self) -> None:
         self.process.terminate()

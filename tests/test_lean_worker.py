@@ -18,11 +18,6 @@ from conftest import MODELS_DIR, ROOT
 TRAINING_LIBRARIES = ("pandas", "sklearn", "scipy", "matplotlib", "torch", "transformers", "onnx")
 
 
-def workers(server) -> list[int]:
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
-    return [int(pid) for pid in children.split()]
-
-
 def test_workers_load_no_training_library(live_server):
     url = live_server.url
     for _ in range(4):  # enough requests for both workers
@@ -37,7 +32,7 @@ def test_workers_load_no_training_library(live_server):
                                                       "label": "Positive"}, timeout=10).status_code == 201
         for page in ("/ui", "/docs", "/metrics", "/models", "/openapi.json", "/ready"):
             assert requests.get(f"{url}{page}", timeout=10).ok, page
-    pids = workers(live_server)
+    pids = live_server.worker_pids()
     assert len(pids) == 2
     for pid in pids:
         maps = Path(f"/proc/{pid}/maps").read_text()

@@ -1,0 +1,97 @@
+"""Kept-alive connections are spread over gunicorn's workers (sentiment_clf/worker_balance.py).
+
+Before, a burst of connections (wrk, a client's connection pool) mostly went to one
+worker, 8/0 or 7/1 of 8 on 2 workers, and stayed there while kept alive.
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+from sentiment_clf.worker_balance import FREE, MAX_DEFER_SECONDS, BalancedStreamServer, ConnectionCounts
+
+from live_server import connections_by_worker
+
+BURST = 8
+
+
+def _wait_for_no_connections(server, pids: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while sum(connections_by_worker(pids, server.port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(connections_by_worker(pids, server.port)) == 0, "earlier connections are still open"
+
+
+def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(live_server):
+    pids = live_server.worker_pids()
+    assert len(pids) == 2
+    for _ in range(3):
+        _wait_for_no_connections(live_server, pids)
+        # As wrk and connection pools do: every connection opened first, then one request on each.
+        burst = [socket.create_connection(("127.0.0.1", live_server.port), timeout=10) for _ in range(BURST)]
+        connections = []
+        try:
+            for sock in burst:
+                connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+                connection.sock = sock
+                connections.append(connection)
+                connection.request("GET", "/health")
+            for connection in connections:
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+            held = connections_by_worker(pids, live_server.port)
+            assert sum(held) == BURST, held
+            assert max(held) - min(held) <= 2, f"connections per worker: {held}"
+        finally:
+            for sock in burst:
+                sock.close()
+
+
+def test_counts_are_per_live_worker():
+    counts = ConnectionCounts(slots=4)
+    first, second, third = counts.take_slot(), counts.take_slot(), counts.take_slot()
+    assert (first, second, third) == (0, 1, 2)
+    counts.set(first, 5)
+    counts.set(second, 2)
+    counts.set(third, 7)
+    assert counts.fewest_elsewhere(first) == 2
+    assert counts.fewest_elsewhere(second) == 5
+    counts.free_slot(second)  # a worker that exited no longer counts, and its slot is reused
+    assert counts.fewest_elsewhere(first) == 7
+    assert counts.take_slot() == second
+    assert counts.take_slot() == 3
+    assert counts.take_slot() is None  # all taken: that worker neither defers nor is waited for
+    assert FREE < 0
+
+
+def _server(counts: ConnectionCounts, slot: int, held: int) -> tuple[BalancedStreamServer, socket.socket]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    server = BalancedStreamServer(listener, handle=lambda *args: None)
+    server.counts, server.slot, server._held = counts, slot, held
+    return server, listener
+
+
+def test_a_busier_worker_defers_but_not_for_long():
+    counts = ConnectionCounts(slots=2)
+    mine, other = counts.take_slot(), counts.take_slot()
+    assert mine is not None and other is not None
+    counts.set(other, 1)
+    server, listener = _server(counts, mine, held=3)
+    try:
+        started = time.monotonic()
+        while server._should_defer():  # the other worker never takes the connection
+            time.sleep(0.001)
+            assert time.monotonic() - started < 1, "deferred without end"
+        assert time.monotonic() - started >= MAX_DEFER_SECONDS * 0.9
+        # As loaded as the least-loaded other worker, or alone: no deferring.
+        server._held = 1
+        assert not server._should_defer()
+        counts.free_slot(other)
+        server._held = 9
+        assert not server._should_defer()
+    finally:
+        listener.close()
