@@ -39,9 +39,9 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_predict import machine, post_script, run_wrk, save_results
-from bench.bench_workers import connections_by_worker, memory_kib, workers
+from bench.bench_workers import memory_kib, workers
 from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
-from tests.live_server import free_port
+from tests.live_server import connections_by_worker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
@@ -136,7 +136,7 @@ def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir
             server = mlserver_context.__enter__()
             targets["mlserver-huggingface"] = (server.infer_url, post_script(folder / "v2.lua", v2_body(TEXT)))
         try:
-            runs = measure_in_rounds(targets, seconds, rounds=2, concurrency=concurrency)
+            runs = measure_in_rounds(targets, seconds, rounds=max(1, seconds // 5), concurrency=concurrency)
         finally:
             if mlserver_context is not None:
                 mlserver_context.__exit__(None, None, None)
@@ -153,7 +153,8 @@ def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="wrk run length per server and concurrency")
+    parser.add_argument("--seconds", type=int, default=20,
+                        help="wrk load per server and concurrency, in rounds of 5 s taking turns")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=500, help="in-process single sentences timed")
     parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer's HuggingFace runtime")
