@@ -157,19 +157,18 @@ def test_a_failing_batch_fails_only_its_own_callers(fail_with, error, message):
 
 def test_a_lone_request_does_not_wait_for_company():
     wait = 0.5
-    run = Recorder(seconds=0)
-    batcher = MicroBatcher(run, max_batch=32, max_wait=wait)
-    for item in (1, 2):  # the first, and one after a batch of one
-        started = time.perf_counter()
-        assert batcher.submit(item) == item * 10
-        assert time.perf_counter() - started < wait / 2
+    first = MicroBatcher(Recorder(seconds=0), max_batch=32, max_wait=wait)
+    started = time.perf_counter()
+    assert first.submit(1) == 10  # the first request of all
+    assert time.perf_counter() - started < wait / 2
     # The wait is real: after a batch of several, the next batch waits for others to
     # join (up to max_wait); after that batch of one, the next does not wait again.
-    run.seconds = 0.1
-    outcomes = submit_all(batcher, list(range(10, 20)))
+    # The batch of several is made deterministic: ten callers queue behind a held batch.
+    run = Recorder(seconds=0)
+    batcher = MicroBatcher(run, max_batch=32, max_wait=wait)
+    outcomes = submit_behind_a_held_batch(batcher, run, list(range(10, 20)))
     assert outcomes == {item: item * 10 for item in range(10, 20)}
-    assert len(run.batches[-1]) > 1, run.batches
-    run.seconds = 0
+    assert sorted(run.batches[-1]) == list(range(10, 20)), run.batches
     started = time.perf_counter()
     assert batcher.submit(3) == 30
     assert time.perf_counter() - started >= wait * 0.9

@@ -23,30 +23,40 @@ def _wait_for_no_connections(server, pids: list[int]) -> None:
     assert sum(connections_by_worker(pids, server.port)) == 0, "earlier connections are still open"
 
 
+def _burst(server, pids: list[int]) -> list[int]:
+    """Connections per worker after a burst of kept-alive connections, opened as wrk and
+    connection pools do: every connection first, then one request on each."""
+    _wait_for_no_connections(server, pids)
+    time.sleep(0.5)  # both workers idle again (a burst onto idle workers landed most unevenly)
+    burst = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(BURST)]
+    try:
+        connections = []
+        for sock in burst:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            connection.sock = sock
+            connections.append(connection)
+            connection.request("GET", "/health")
+        for connection in connections:
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        return connections_by_worker(pids, server.port)
+    finally:
+        for sock in burst:
+            sock.close()
+
+
 def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(live_server):
     pids = live_server.worker_pids()
     assert len(pids) == 2
-    for _ in range(3):
-        _wait_for_no_connections(live_server, pids)
-        # As wrk and connection pools do: every connection opened first, then one request on each.
-        burst = [socket.create_connection(("127.0.0.1", live_server.port), timeout=10) for _ in range(BURST)]
-        connections = []
-        try:
-            for sock in burst:
-                connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
-                connection.sock = sock
-                connections.append(connection)
-                connection.request("GET", "/health")
-            for connection in connections:
-                response = connection.getresponse()
-                response.read()
-                assert response.status == 200
-            held = connections_by_worker(pids, live_server.port)
-            assert sum(held) == BURST, held
-            assert max(held) - min(held) <= 2, f"connections per worker: {held}"
-        finally:
-            for sock in burst:
-                sock.close()
+    found = [_burst(live_server, pids) for _ in range(5)]
+    assert all(sum(held) == BURST for held in found), found
+    # A worker defers for at most 20 ms, so on a machine too busy to wake the other
+    # worker that soon one burst may still land unevenly. Without the balancing the
+    # first burst landed [7, 1] every time and the later ones anywhere from [4, 4] to
+    # [8, 0]; with it, [4, 4].
+    even = [held for held in found if max(held) == min(held)]
+    assert len(even) >= 4, f"connections per worker, burst by burst: {found}"
 
 
 def test_counts_are_per_live_worker():
