@@ -39,9 +39,9 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_predict import machine, post_script, run_wrk, save_results
-from bench.bench_workers import memory_kib, workers
+from bench.bench_workers import memory_kib
 from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
-from tests.live_server import connections_by_worker, free_port
+from tests.live_server import connections_by_worker, free_port, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
@@ -141,7 +141,7 @@ def serve_and_measure(folder: Path, seconds: int, concurrency: list[int], hf_dir
             if mlserver_context is not None:
                 mlserver_context.__exit__(None, None, None)
         fast = run_wrk(fast_url, 8, seconds)
-        pids = workers(process.pid)
+        pids = worker_pids(process.pid)
         memory = [memory_kib(pid) for pid in pids]
         breakdown = {"accurate": where_time_goes(accurate_url, port, pids, seconds),
                      "fast": where_time_goes(fast_url, port, pids, seconds)}

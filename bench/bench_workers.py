@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 import requests
 
 from bench.bench_predict import machine, save_results
-from tests.live_server import free_port, gunicorn_path, server_side, socket_owners
+from tests.live_server import free_port, gunicorn_path, server_side, socket_owners, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the default, which start() keeps
@@ -92,10 +92,6 @@ def cold_starts(rounds: int, folder: Path) -> dict[str, list[float]]:
     return times
 
 
-def workers(master: int) -> list[int]:
-    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
 def memory_kib(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -145,7 +141,7 @@ def worker_memory(requests_per_kind: int, folder: Path) -> list[dict[str, int]]:
     try:
         first_answer(url + APPS["service"][1], time.perf_counter())
         deadline = time.monotonic() + 30
-        while len(pids := workers(process.pid)) < WORKERS and time.monotonic() < deadline:
+        while len(pids := worker_pids(process.pid)) < WORKERS and time.monotonic() < deadline:
             time.sleep(0.1)  # the first worker can answer before the last is forked
         connections = one_connection_per_worker(port, pids)
         for i in range(requests_per_kind):

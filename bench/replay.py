@@ -39,7 +39,7 @@ from sqlalchemy import text as sql
 
 import util
 from bench.bench_predict import machine, save_results
-from bench.bench_workers import WARM_UP, memory_kib, one_connection_per_worker, workers
+from bench.bench_workers import WARM_UP, memory_kib, one_connection_per_worker
 from sentiment_clf import checkpoints as checkpoint_store
 from sentiment_clf.admission import learn_key
 from sentiment_clf.config import Settings
@@ -47,7 +47,7 @@ from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.loading import load_models
 from sentiment_clf.storage import Storage, checkpoints, default_url, feedback
 from sentiment_clf.tasks import MODELS
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def warm_up(server: LiveServer, rounds: int) -> list[int]:
     """Every kind of request, ``rounds`` times, in every worker (each on its own kept-alive
     connection: a gevent worker keeps a client's connection); returns the workers' pids."""
     deadline = time.monotonic() + 30
-    while len(pids := workers(server.process.pid)) < 2 and time.monotonic() < deadline:
+    while len(pids := worker_pids(server.process.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # the first worker can answer before the second is forked
     connections = one_connection_per_worker(server.port, pids)
     for i in range(rounds):

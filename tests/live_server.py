@@ -62,6 +62,11 @@ def server_side(server_port: int) -> list[tuple[int, int]]:
     return found
 
 
+def worker_pids(master: int) -> list[int]:
+    """The worker processes of the gunicorn master ``master``."""
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
 def connections_by_worker(pids: list[int], server_port: int) -> list[int]:
     """How many established connections to ``server_port`` each of ``pids`` holds."""
     owners = socket_owners(pids)
@@ -100,8 +105,7 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        return [int(pid) for pid in children.split()]
+        return worker_pids(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -13,7 +13,8 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score
 
 from sentiment_clf import accurate
 from sentiment_clf.model_files import pack_arrays
-from sentiment_clf.training.finetune_data import HEADS, IGNORE, NEITHER, _proba
+from sentiment_clf.training import ordinary
+from sentiment_clf.training.finetune_data import HEADS, IGNORE, _proba
 from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve
 
 
@@ -101,12 +102,11 @@ def evaluate(embed, arrays: dict, frames: dict, report_dir: Path) -> dict:
 def ordinary_flag_rate(embed, arrays: dict, texts: dict[str, list[str]]) -> dict:
     """The share of each set of ordinary texts that the hate-speech head calls hate speech
     or offensive language."""
-    rates = {}
-    for name, group in texts.items():
-        predicted = _proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech").argmax(axis=1)
-        rates[name] = {"texts": len(group), "flagged": int((predicted != NEITHER).sum()),
-                       "rate": float((predicted != NEITHER).mean())}
-    return rates
+    def labels(group: list[str]) -> list[str]:
+        scores = _proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech")
+        return [HEADS["hatespeech"][i] for i in scores.argmax(axis=1)]
+
+    return ordinary.flag_rate(labels, texts)
 
 
 def agreement(fp32_embed, int8_embed, arrays: dict, texts: list[str]) -> dict:
