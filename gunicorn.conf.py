@@ -98,7 +98,7 @@ _connection_counts = ConnectionCounts(slots=64)
 
 
 def pre_fork(server, worker):
-    worker.balance_slot = _connection_counts.take_slot()
+    worker.balance_slot = _connection_counts.take_slot() if _settings.balance_connections else None
     # A timer the app started in the master (the rate limiter's in-memory storage starts
     # one of 0.01 s) is a greenlet after the patch; one forked half-run fails in the
     # worker with a traceback in the log. Let it finish first.
@@ -113,6 +113,8 @@ def pre_fork(server, worker):
 def post_fork(server, worker):
     from gunicorn.workers import ggevent  # type: ignore[import-untyped]
 
+    if not _settings.balance_connections:
+        return
     BalancedStreamServer.counts, BalancedStreamServer.slot = _connection_counts, worker.balance_slot
     ggevent.StreamServer = BalancedStreamServer  # the server gunicorn's gevent worker builds
 

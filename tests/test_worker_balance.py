@@ -11,7 +11,7 @@ import time
 
 from sentiment_clf.worker_balance import FREE, MAX_DEFER_SECONDS, BalancedStreamServer, ConnectionCounts
 
-from live_server import connections_by_worker
+from live_server import LiveServer, connections_by_worker
 
 BURST = 8
 
@@ -105,3 +105,16 @@ def test_a_busier_worker_defers_but_not_for_long():
         assert not server._should_defer()
     finally:
         listener.close()
+
+
+def test_balancing_can_be_turned_off(tmp_path):
+    server = LiveServer(tmp_path / "server.log", env={"SENTIMENT_CLF_DATA_DIR": str(tmp_path),
+                                                     "SENTIMENT_CLF_BALANCE_CONNECTIONS": "false"})
+    try:
+        server.wait_ready()
+        pids = server.worker_pids()
+        assert len(pids) == 2
+        found = [_burst(server, pids) for _ in range(2)]
+        assert all(sum(held) == BURST for held in found), found
+    finally:
+        server.stop()

@@ -26,6 +26,8 @@ variable               default                   meaning
 ``..._KEEPALIVE``      ``5``                     seconds an idle connection (or one that has not
                                                  sent a whole request head) stays open
 ``..._WORKER_CONNECTIONS``  ``1000``             connections one worker holds at most
+``..._BALANCE_CONNECTIONS``  ``true``         new connections go to the gunicorn worker
+                                                 holding the fewest (worker_balance.py)
 ``..._REQUEST_TIME_BUDGET``  ``10``              seconds of work one request may take (503 above)
 ``..._MAX_BATCH_CHARS``  ``1000000``             characters in one batch request (413 above)
 ``..._MAX_EXPLAIN_CHARS``  ``100000``            characters explained in one request (413 above)
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     ratelimit_storage_uri: str = "memory://"
     keepalive: float = Field(5.0, gt=0)
     worker_connections: int = Field(1000, ge=1)
+    balance_connections: bool = True
     request_time_budget: float = Field(10.0, gt=0)
     max_batch_chars: int = Field(1_000_000, ge=1)
     max_explain_chars: int = Field(100_000, ge=1)
