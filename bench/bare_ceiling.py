@@ -13,7 +13,9 @@ in-process batched limit. This measures, in one run on one machine:
 
 The bare app's figures bound what trimming the web stack could give: its constant
 route is gunicorn's gevent worker alone, and its accurate route is that plus the
-model. The printed bounds are what 2 cores could serve if every request cost the
+model. For the service, the p99 its access log records (the time inside the app)
+is printed beside wrk's, which also counts the socket queue and the load generator.
+The printed bounds are what 2 cores could serve if every request cost the
 forward pass at batch 4 (what 8 connections on 2 workers give a batcher) plus what
 a stack's route costs at concurrency 8, with no idle time. Run from the repository root:
 ``python -m bench.bare_ceiling`` (about 3 minutes).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 import tempfile
 import time
@@ -37,6 +40,7 @@ from bench.compare_mlserver import start_gunicorn, stop_gunicorn, wait_until
 from tests.live_server import free_port, worker_pids
 
 SIZES = (1, 2, 4, 8, 16, 32)
+_DURATION = re.compile(rb'"duration_ms": ([0-9.]+)')
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,15 @@ def per_text_ms(rounds: int, seconds_each: float) -> dict[int, float]:
                 done[size] += size
             spent[size] += time.perf_counter() - started
     return {size: 1000 * spent[size] / done[size] for size in SIZES}
+
+
+def in_app_p99_ms(log: Path, start: int) -> float | None:
+    """p99 of the durations the service's access log recorded from byte ``start`` on:
+    the time inside the app, without the socket queue, gunicorn's parsing or wrk."""
+    with log.open("rb") as file:
+        file.seek(start)
+        durations = sorted(float(found) for found in _DURATION.findall(file.read()))
+    return durations[int(0.99 * len(durations))] if durations else None
 
 
 def main(argv=None) -> int:
@@ -86,13 +99,18 @@ def main(argv=None) -> int:
             rounds: dict[str, list[dict]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, (server, url) in targets.items():
-                    rounds[name].append(where_time_goes(url, servers[server][1], pids[server], args.seconds))
+                    log = Path(folder) / f"{servers[server][1]}.log"  # start_gunicorn's; the bare app logs no requests
+                    start = log.stat().st_size
+                    run = where_time_goes(url, servers[server][1], pids[server], args.seconds)
+                    rounds[name].append({**run, "in_app_p99_ms": in_app_p99_ms(log, start)})
         finally:
             for process, _ in servers.values():
                 stop_gunicorn(process)
     results["c8"] = {name: {"requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
                             "worker_cpu_ms_per_request": statistics.mean(r["worker_cpu_ms_per_request"] for r in runs),
                             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                            "in_app_p99_ms": (statistics.median(r["in_app_p99_ms"] for r in runs)
+                                              if runs[0]["in_app_p99_ms"] is not None else None),
                             "connections_by_worker": [r["connections_by_worker"] for r in runs]}
                      for name, runs in rounds.items()}
     costs, c8 = results["per_text_ms"], results["c8"]
@@ -100,10 +118,12 @@ def main(argv=None) -> int:
     print("in-process, one thread, ms a text at batch " +
           ", ".join(f"{size}: {cost:.2f}" for size, cost in costs.items()))
     print(f"batched limit (better of one 2-thread and two 1-thread processes, batch 32): {limit:.0f} sentences/s")
-    print(f"{'at concurrency 8':22s} {'req/s':>8s} {'of limit':>9s} {'worker CPU ms/req':>18s} {'p99 ms':>8s}")
+    print(f"{'at concurrency 8':22s} {'req/s':>8s} {'of limit':>9s} {'worker CPU ms/req':>18s} {'p99 ms':>8s} "
+          f"{'in-app p99 ms':>14s}")
     for name, row in c8.items():
+        in_app = f"{row['in_app_p99_ms']:14.1f}" if row["in_app_p99_ms"] is not None else f"{'-':>14s}"
         print(f"{name:22s} {row['requests_per_s']:8.0f} {row['requests_per_s'] / limit:9.0%} "
-              f"{row['worker_cpu_ms_per_request']:18.2f} {row['p99_ms']:8.1f}")
+              f"{row['worker_cpu_ms_per_request']:18.2f} {row['p99_ms']:8.1f} {in_app}")
     # What the 2 cores could serve if each request cost the forward pass at batch 4 (8
     # connections on 2 workers) plus a stack's cost, as a share of the limit. Costs are
     # in seconds of the whole machine per request, measured with both cores busy: one

@@ -173,7 +173,7 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None
     return {"connections": connections, "seconds": seconds,
             "requests": int(requests), "elapsed_s": float(elapsed) * _UNITS[unit] / 1e3,
             "requests_per_s": float(_find(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-            "p50_ms": latency(50), "p99_ms": latency(99),
+            "p50_ms": latency(50), "p90_ms": latency(90), "p99_ms": latency(99),
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else "none"}
 

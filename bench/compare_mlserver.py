@@ -65,14 +65,16 @@ def all_rss_kib(pid: int) -> int:
     return total
 
 
-def start_gunicorn(app: str, port: int, workers: int, folder: Path):
-    """gunicorn from the repository root, with its gunicorn.conf.py: the README's command
-    for the service, and the same for the constant app (``bench.constant_app``, found
-    from the root, where gunicorn runs)."""
+def start_gunicorn(app: str, port: int, workers: int, folder: Path, config: Path | None = None):
+    """gunicorn from the repository root, with its gunicorn.conf.py (or ``config``): the
+    README's command for the service, and the same for the constant app
+    (``bench.constant_app``, found from the root, where gunicorn runs)."""
     env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
            "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true"}
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [str(gunicorn), app] if app.startswith("bench.") else [str(gunicorn), "--chdir", "sentiment-clf", app]
+    if config is not None:
+        command[1:1] = ["--config", str(config)]
     return subprocess.Popen(command, cwd=ROOT, env=env,
                             stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
 

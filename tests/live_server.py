@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,6 +116,35 @@ class LiveServer:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+class AnswerCounter:
+    """Counts the answers arriving on ``sock`` (HTTP/1.1 status lines), from a thread,
+    until ``expected`` have come or the server closes; ``answered`` is the count so far."""
+
+    def __init__(self, sock: socket.socket, expected: int):
+        self.answered = 0
+        self._sock, self._expected = sock, expected
+        self._thread = threading.Thread(target=self._read)
+        self._thread.start()
+
+    def _read(self) -> None:
+        tail = b""
+        while self.answered < self._expected:
+            data = self._sock.recv(1 << 16)
+            if not data:
+                return
+            self.answered += (tail + data).count(b"HTTP/1.1 ")
+            tail = data[-8:]  # a status line split between two reads is counted once
+
+    def wait_for_first(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.answered == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def join(self, timeout: float = 60) -> int:
+        self._thread.join(timeout)
+        return self.answered
 
 
 def seconds_until_closed(sock: socket.socket, limit: float = 30, dribble: bytes = b"",

@@ -16,14 +16,14 @@ import pytest
 import requests
 
 from conftest import need
-from live_server import LiveServer, gunicorn_command, seconds_until_closed
+from live_server import AnswerCounter, LiveServer, gunicorn_command, seconds_until_closed
 
 SLOW_HEAD = b"GET /?query=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 10_000
 
 
-def start(folder, **env) -> LiveServer:
+def start(folder, workers: int = 2, **env) -> LiveServer:
     need(gunicorn_command(), "gunicorn is not installed")
-    server = LiveServer(folder / "server.log", workers=2, env={"SENTIMENT_CLF_DATA_DIR": str(folder), **env})
+    server = LiveServer(folder / "server.log", workers=workers, env={"SENTIMENT_CLF_DATA_DIR": str(folder), **env})
     try:
         server.wait_ready()
     except BaseException:
@@ -104,6 +104,31 @@ def test_health_and_predictions_answer_while_128_slow_connections_are_open(tmp_p
         assert slow.closed_by_server == 0
     finally:
         slow.close()
+        server.stop()
+    assert "Traceback" not in server.log()
+
+
+def test_a_client_pipelining_requests_does_not_hold_up_the_other_connections(tmp_path):
+    # One worker, so both connections are its. A sends 2,000 predictions in one go; a
+    # gevent greenlet whose next request is already buffered does not yield on its own,
+    # so without gunicorn.conf.py's post_request the health check waited for all 2,000.
+    pipelined = 2000
+    server = start(tmp_path, workers=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as a:
+            answers = AnswerCounter(a, pipelined)
+            request = b"GET /?query=fine HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            sender = threading.Thread(target=a.sendall, args=(request * pipelined,))
+            sender.start()
+            answers.wait_for_first()  # the worker is in A's requests
+            health = requests.get(f"{server.url}/health", timeout=60)
+            answered_before_health = answers.answered
+            sender.join(60)
+            answered = answers.join(60)
+        assert health.status_code == 200
+        assert answered == pipelined  # every pipelined request was answered, in the end
+        assert 0 < answered_before_health < pipelined // 2, answered_before_health
+    finally:
         server.stop()
     assert "Traceback" not in server.log()
 
