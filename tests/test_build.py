@@ -153,11 +153,22 @@ def test_a_rebuild_reproduces_the_committed_model(rebuilt, name):
     assert_same_metrics(fresh["metrics"], committed["metrics"])
     assert fresh["params"] == committed["params"]
     assert fresh["training_data"] == committed["training_data"]
-    # Deterministic down to the bytes, so the version (a checksum prefix) is the same too.
-    assert fresh["arrays_sha256"] == committed["arrays_sha256"]
+    # The same arrays to the last bit or two. On the kind of CPU that built the committed
+    # files the bytes, and so the version (a checksum prefix), are the same; another kind
+    # may add in another order (on an AVX2-only host 17 of the sentiment model's 442,936
+    # weights came out one unit in the last place apart), so the arrays are compared
+    # within a few such units rather than by checksum.
+    with np.load(MODELS_DIR / name / "model.npz", allow_pickle=False) as want, \
+            np.load(rebuilt / name / "model.npz", allow_pickle=False) as got:
+        assert sorted(got.files) == sorted(want.files)
+        for key in want.files:
+            if want[key].dtype.kind == "f":
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=0, err_msg=key)
+            else:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     texts = ["that movie was boring", "a gorgeous , witty film", "it 's not bad at all"]
-    np.testing.assert_array_equal(NLPModel.load(rebuilt / name).predict_proba(texts),
-                                  NLPModel.load(MODELS_DIR / name).predict_proba(texts))
+    np.testing.assert_allclose(NLPModel.load(rebuilt / name).predict_proba(texts),
+                               NLPModel.load(MODELS_DIR / name).predict_proba(texts), rtol=1e-12, atol=0)
 
 
 def test_both_question_models_hold_out_the_same_questions():
