@@ -11,9 +11,18 @@ show how much it moves with the draw of tweets). Two regressions:
 
 - ``chars``: word 1-3-grams and character 2-5-grams (``char_wb``), as Davidson et al.;
 - ``words``: the fast tier's model kind (``NLPModel``, tweet tokenizer, logistic
-  regression), its settings chosen by 3-fold cross-validation on the training tweets.
+  regression), its settings chosen by 3-fold cross-validation on the training tweets;
+- ``specialist``: a second all-MiniLM-L6-v2, fine-tuned here on the training tweets
+  alone (plus SST's training sentences as "neither", as the shared encoder learns
+  them), fp32 torch, one set of settings fixed before it ran (``SPECIALIST``). Serving
+  it would mean a second encoder: 23 MB more, over the tier's 40 MB. Needs
+  requirements-finetune.txt; about 15 minutes on 2 cores.
 
-Run from the repository root: ``python -m bench.hate_blend [--data-root ../shared/data]``.
+For each blend the share of SST's dev and test sentences flagged (hate speech or
+offensive language) is printed too: ordinary text must stay under 3%.
+
+Run from the repository root: ``python -m bench.hate_blend [--data-root ../shared/data]
+[--only chars words specialist]``.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -29,7 +39,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 ROOT = Path(__file__).resolve().parents[1]
-HATE = 0  # "hate speech" is the first of HATE_LABELS
+HATE, NEITHER = 0, 2  # indexes in HATE_LABELS: "hate speech", "offensive language", "neither"
 
 
 def _scores(truth: np.ndarray, log_scores: np.ndarray) -> tuple[float, float]:
@@ -57,16 +67,16 @@ def choose_on_dev(head_dev, other_dev, truth_dev) -> tuple[str, float, float]:
     return best[1], best[2], best[3]
 
 
-def chars_model(fit, dev, test) -> tuple[np.ndarray, np.ndarray]:
+def chars_model(fit, dev, test, extra: list) -> tuple[np.ndarray, ...]:
     words = TfidfVectorizer(ngram_range=(1, 3), min_df=2, sublinear_tf=True)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True)
     fit_x = hstack([words.fit_transform(fit.text), chars.fit_transform(fit.text)]).tocsr()
     model = LogisticRegression(C=1, max_iter=3000, class_weight="balanced").fit(fit_x, fit.hatespeech)
     return tuple(model.predict_proba(hstack([words.transform(f.text), chars.transform(f.text)]).tocsr())
-                 for f in (dev, test))
+                 for f in (dev, test, *extra))
 
 
-def words_model(fit, dev, test) -> tuple[np.ndarray, np.ndarray]:
+def words_model(fit, dev, test, extra: list) -> tuple[np.ndarray, ...]:
     from model import NLPModel
     from sentiment_clf.tasks import HATE_LABELS
 
@@ -86,20 +96,88 @@ def words_model(fit, dev, test) -> tuple[np.ndarray, np.ndarray]:
     settings = max(rows, key=lambda row: row[0])[1]
     print(f"words: chosen by cross-validation: {settings}")
     model = NLPModel(HATE_LABELS, **settings).fit(texts, labels)
-    return model.predict_proba(dev.text.tolist()), model.predict_proba(test.text.tolist())
+    return tuple(model.predict_proba(f.text.tolist()) for f in (dev, test, *extra))
+
+
+SPECIALIST = {"epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "head_learning_rate": 3e-4,
+              "weight_decay": 0.01, "warmup_share": 0.06, "dropout": 0.1, "hate_weight": 3.0, "seed": 20261130}
+
+
+def specialist_model(fit, dev, test, data_root: Path, extra: list) -> tuple[np.ndarray, ...]:
+    """A MiniLM-L6 fine-tuned on ``fit`` (and SST's training sentences as "neither");
+    its probabilities on ``dev``, ``test`` and each frame of ``extra``."""
+    import random
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from sentiment_clf.training.finetune_data import sst_frames
+    from sentiment_clf.training.finetune_network import _batches, _encode, build_network, load_tokenizer
+
+    settings = SPECIALIST
+    torch.manual_seed(settings["seed"])
+    torch.set_num_threads(2)
+    rng = random.Random(settings["seed"])
+    sst = sst_frames(data_root)["train"]
+    ordinary = sst[sst["hatespeech"] >= 0][["text", "hatespeech"]].drop_duplicates("text")
+    frame = pd.concat([fit[["text", "hatespeech"]], ordinary], ignore_index=True)
+    network, tokenizer = build_network(settings["dropout"]), load_tokenizer()
+    head = network.heads["hatespeech"]
+    batches = _batches(frame, tokenizer, int(settings["batch_size"]), rng, int(settings["epochs"]), "hate")
+    rng.shuffle(batches)
+    encoder_parameters = [p for p in network.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": encoder_parameters, "lr": settings["learning_rate"]},
+                                   {"params": head.parameters(), "lr": settings["head_learning_rate"]}],
+                                  weight_decay=settings["weight_decay"])
+    warmup = int(settings["warmup_share"] * len(batches))
+    steps = len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to 0
+        optimizer, lambda step: min((step + 1) / max(1, warmup), max(0.0, (steps - step) / (steps - warmup))))
+    weights = torch.ones(3)
+    weights[HATE] = settings["hate_weight"]
+    loss_function = torch.nn.CrossEntropyLoss(weight=weights)
+    started = time.monotonic()
+    network.train()
+    for _, rows in tqdm(batches, desc="specialist", unit="batch"):
+        ids, mask = _encode(tokenizer, frame["text"].iloc[rows].tolist())
+        target = torch.tensor(frame["hatespeech"].iloc[rows].to_numpy())
+        loss = loss_function(head(network.dropout(network.pooled(ids, mask))), target)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    print(f"specialist: {len(batches)} steps in {time.monotonic() - started:.0f} s, settings {settings}")
+    network.eval()
+
+    def proba(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), 128):
+                ids, mask = _encode(tokenizer, texts[start:start + 128])
+                out.append(torch.softmax(head(network.pooled(ids, mask)), dim=-1).numpy())
+        return np.concatenate(out)
+
+    return tuple(proba(f.text.tolist()) for f in (dev, test, *extra))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--only", nargs="+", choices=["chars", "words", "specialist"],
+                        default=["chars", "words", "specialist"])
     args = parser.parse_args(argv)
     from sentiment_clf.accurate import load_accurate
-    from sentiment_clf.training.finetune_data import hate_frames
+    from sentiment_clf.training.finetune_data import hate_frames, sst_frames
 
     frames = hate_frames(args.data_root)
+    sst = sst_frames(args.data_root)
+    sentences = pd.concat([sst["dev"], sst["test"]], ignore_index=True)  # ordinary text, neither tier trained on
     fit, dev, test = frames["train"], frames["dev"], frames["test"]
     head = load_accurate(ROOT / "sentiment-clf" / "lib" / "models" / "accurate", threads=2)["hatespeech"]
-    head_dev, head_test = (head.proba_from_vectors(head.encoder.embed_many(f.text.tolist())) for f in (dev, test))
+    head_dev, head_test, head_ordinary = (head.proba_from_vectors(head.encoder.embed_many(f.text.tolist()))
+                                          for f in (dev, test, sentences))
     truth_dev, truth_test = dev.hatespeech.to_numpy(), test.hatespeech.to_numpy()
     hate_f1, macro_f1 = _scores(truth_test, np.log(head_test))
     # How much the held-out figure moves with the draw of tweets: 2,000 bootstrap resamples.
@@ -109,14 +187,18 @@ def main(argv=None) -> int:
     low, high = np.percentile(resampled, [2.5, 97.5])
     print(f"the head alone, held out: hate-class F1 {hate_f1:.3f} (bootstrap 95% interval {low:.2f}-{high:.2f}), "
           f"macro-F1 {macro_f1:.3f}")
-    for name, make in (("chars", chars_model), ("words", words_model)):
-        other_dev, other_test = make(fit, dev, test)
+    makers = {"chars": lambda: chars_model(fit, dev, test, [sentences]),
+              "words": lambda: words_model(fit, dev, test, [sentences]),
+              "specialist": lambda: specialist_model(fit, dev, test, args.data_root, [sentences])}
+    for name in args.only:
+        other_dev, other_test, other_ordinary = makers[name]()
         kind, weight, offset = choose_on_dev(head_dev, other_dev, truth_dev)
         dev_scores = _scores(truth_dev, _blend(kind, weight, offset, head_dev, other_dev))
         hate_f1, macro_f1 = _scores(truth_test, _blend(kind, weight, offset, head_test, other_test))
+        flagged = float(np.mean(_blend(kind, weight, offset, head_ordinary, other_ordinary).argmax(axis=1) != NEITHER))
         print(f"{name}: chosen on dev {kind} mean, weight {weight:.1f}, offset {offset:+.3f} (dev hate-class F1 "
               f"{dev_scores[0]:.3f}, macro-F1 {dev_scores[1]:.3f}); held out: hate-class F1 {hate_f1:.3f}, "
-              f"macro-F1 {macro_f1:.3f}")
+              f"macro-F1 {macro_f1:.3f}; SST dev and test sentences flagged: {flagged:.2%}")
     return 0
 
 
