@@ -36,13 +36,11 @@ import requests
 
 from bench.bench_accurate import TEXT, _head, batched_limit, where_time_goes
 from bench.bench_predict import machine, save_results
-from bench.compare_mlserver import start_gunicorn, stop_gunicorn, wait_until
+from bench.compare_mlserver import combine_rounds, start_gunicorn, stop_gunicorn, wait_until
 from tests.live_server import free_port, worker_pids
 
 SIZES = (1, 2, 4, 8, 16, 32)
 _DURATION = re.compile(rb'"duration_ms": ([0-9.]+)')
-
-logger = logging.getLogger(__name__)
 
 
 def per_text_ms(rounds: int, seconds_each: float) -> dict[int, float]:
@@ -106,9 +104,8 @@ def main(argv=None) -> int:
         finally:
             for process, _ in servers.values():
                 stop_gunicorn(process)
-    results["c8"] = {name: {"requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
+    results["c8"] = {name: {**combine_rounds(runs, (99,)),
                             "worker_cpu_ms_per_request": statistics.mean(r["worker_cpu_ms_per_request"] for r in runs),
-                            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
                             "in_app_p99_ms": (statistics.median(r["in_app_p99_ms"] for r in runs)
                                               if runs[0]["in_app_p99_ms"] is not None else None),
                             "connections_by_worker": [r["connections_by_worker"] for r in runs]}

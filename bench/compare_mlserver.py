@@ -126,12 +126,16 @@ def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: lis
             for name, (url, script) in targets.items():
                 per_round[name].append(run_wrk(url, c, max(1, round(seconds / rounds)), script))
         for name, results in per_round.items():
-            runs.append({"server": name, "connections": c, "rounds": len(results),
-                         "requests_per_s": sum(r["requests"] for r in results) / sum(r["elapsed_s"] for r in results),
-                         "p50_ms": statistics.median(r["p50_ms"] for r in results),
-                         "p99_ms": statistics.median(r["p99_ms"] for r in results),
+            runs.append({"server": name, "connections": c, "rounds": len(results), **combine_rounds(results),
                          "non_2xx": sum(r["non_2xx"] for r in results)})
     return runs
+
+
+def combine_rounds(runs: list[dict], percentiles: tuple[int, ...] = (50, 99)) -> dict:
+    """wrk runs of one target taken in rounds, as one: requests/s over all of them, and
+    the median of the rounds' latency at each of ``percentiles``."""
+    return {"requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
+            **{f"p{p}_ms": statistics.median(r[f"p{p}_ms"] for r in runs) for p in percentiles}}
 
 
 def main(argv=None) -> int:

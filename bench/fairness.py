@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import socket
-import statistics
 import tempfile
 import threading
 import time
@@ -25,14 +24,12 @@ from urllib.parse import quote
 
 import requests
 
+from bench.bench_accurate import TEXT
 from bench.bench_predict import machine, run_wrk, save_results
-from bench.compare_mlserver import ROOT, start_gunicorn, stop_gunicorn, wait_until
+from bench.compare_mlserver import ROOT, combine_rounds, start_gunicorn, stop_gunicorn, wait_until
 from tests.live_server import AnswerCounter, free_port
 
-TEXT = "a gorgeous, witty and moving film that never quite finds its footing but still leaves you smiling"
 CONFIGS = {"with post_request": None, "without post_request": ROOT / "bench" / "gunicorn_without_yield.py"}
-
-logger = logging.getLogger(__name__)
 
 
 def behind_a_pipeline(config: Path | None, folder: Path, pipelined: int) -> dict:
@@ -87,9 +84,7 @@ def main(argv=None) -> int:
             for process, _ in servers.values():
                 stop_gunicorn(process)
     for name, runs in rounds.items():
-        results["c8"][name] = {
-            "requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
-            **{f"p{p}_ms": statistics.median(r[f"p{p}_ms"] for r in runs) for p in (50, 90, 99)}}
+        results["c8"][name] = combine_rounds(runs, (50, 90, 99))
     print(f"machine: {results['machine']}")
     for name, row in results["pipelining"].items():
         print(f"{name}: a health check behind {row['pipelined']:,} pipelined predictions waited "

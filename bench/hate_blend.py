@@ -112,54 +112,41 @@ def specialist_model(fit, dev, test, data_root: Path, extra: list) -> tuple[np.n
     import torch
     from tqdm import tqdm
 
-    from sentiment_clf.training.finetune_data import sst_frames
-    from sentiment_clf.training.finetune_network import _batches, _encode, build_network, load_tokenizer
+    from sentiment_clf.training.finetune import _step, warmup_then_linear
+    from sentiment_clf.training.finetune_data import HEADS, IGNORE, _proba, sst_frames
+    from sentiment_clf.training.finetune_export import head_arrays
+    from sentiment_clf.training.finetune_network import _batches, build_network, load_tokenizer, vectors
 
     settings = SPECIALIST
     torch.manual_seed(settings["seed"])
     torch.set_num_threads(2)
     rng = random.Random(settings["seed"])
     sst = sst_frames(data_root)["train"]
-    ordinary = sst[sst["hatespeech"] >= 0][["text", "hatespeech"]].drop_duplicates("text")
-    frame = pd.concat([fit[["text", "hatespeech"]], ordinary], ignore_index=True)
+    ordinary = sst[sst["hatespeech"] >= 0].drop_duplicates("text")
+    frame = pd.concat([fit, ordinary], ignore_index=True)
+    for name in HEADS:  # only the hate-speech head learns here
+        if name != "hatespeech":
+            frame[name] = IGNORE
     network, tokenizer = build_network(settings["dropout"]), load_tokenizer()
-    head = network.heads["hatespeech"]
     batches = _batches(frame, tokenizer, int(settings["batch_size"]), rng, int(settings["epochs"]), "hate")
     rng.shuffle(batches)
     encoder_parameters = [p for p in network.encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": encoder_parameters, "lr": settings["learning_rate"]},
-                                   {"params": head.parameters(), "lr": settings["head_learning_rate"]}],
+                                   {"params": network.heads["hatespeech"].parameters(),
+                                    "lr": settings["head_learning_rate"]}],
                                   weight_decay=settings["weight_decay"])
-    warmup = int(settings["warmup_share"] * len(batches))
-    steps = len(batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to 0
-        optimizer, lambda step: min((step + 1) / max(1, warmup), max(0.0, (steps - step) / (steps - warmup))))
+    scheduler = warmup_then_linear(optimizer, len(batches), settings["warmup_share"])
     weights = torch.ones(3)
     weights[HATE] = settings["hate_weight"]
-    loss_function = torch.nn.CrossEntropyLoss(weight=weights)
+    losses = {"hatespeech": torch.nn.CrossEntropyLoss(ignore_index=IGNORE, weight=weights)}
     started = time.monotonic()
     network.train()
     for _, rows in tqdm(batches, desc="specialist", unit="batch"):
-        ids, mask = _encode(tokenizer, frame["text"].iloc[rows].tolist())
-        target = torch.tensor(frame["hatespeech"].iloc[rows].to_numpy())
-        loss = loss_function(head(network.dropout(network.pooled(ids, mask))), target)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        _step(network, tokenizer, frame.iloc[rows], losses, None, optimizer, scheduler)
     print(f"specialist: {len(batches)} steps in {time.monotonic() - started:.0f} s, settings {settings}")
-    network.eval()
-
-    def proba(texts: list[str]) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(texts), 128):
-                ids, mask = _encode(tokenizer, texts[start:start + 128])
-                out.append(torch.softmax(head(network.pooled(ids, mask)), dim=-1).numpy())
-        return np.concatenate(out)
-
-    return tuple(proba(f.text.tolist()) for f in (dev, test, *extra))
+    arrays = head_arrays(network)
+    return tuple(_proba(vectors(network, tokenizer, f.text.tolist()), arrays, "hatespeech")
+                 for f in (dev, test, *extra))
 
 
 def main(argv=None) -> int:

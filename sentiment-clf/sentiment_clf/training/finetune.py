@@ -113,6 +113,15 @@ class Settings:
 
 # -- data ------------------------------------------------------------------------
 
+def warmup_then_linear(optimizer, total: int, warmup_share: float):
+    """The learning rate rising linearly over the first ``warmup_share`` of ``total``
+    steps, then falling linearly to 0 at the last."""
+    torch = _torch()
+    warmup = max(1, int(warmup_share * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+
+
 def _step(network, tokenizer, rows: pd.DataFrame, losses: dict, default_loss, optimizer, scheduler):
     """One optimizer step on ``rows``: each head's loss (``losses[name]``, else
     ``default_loss``) over the rows that label it, summed. Returns the loss."""
@@ -160,9 +169,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
     optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": settings.learning_rate},
                                    {"params": head_params, "lr": settings.head_learning_rate}],
                                   weight_decay=settings.weight_decay)
-    warmup = max(1, int(settings.warmup_share * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    scheduler = warmup_then_linear(optimizer, total, settings.warmup_share)
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
     history: dict = {"checkpoints": [], "loss": []}
     best_score, best_state = -1.0, None
