@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     sentences = pd.concat([sst["dev"], sst["test"]], ignore_index=True)  # ordinary text, neither tier trained on
     fit, dev, test = frames["train"], frames["dev"], frames["test"]
     head = load_accurate(ROOT / "sentiment-clf" / "lib" / "models" / "accurate", threads=2)["hatespeech"]
-    head_dev, head_test, head_ordinary = (head.proba_from_vectors(head.encoder.embed_many(f.text.tolist()))
+    head_dev, head_test, head_ordinary = (head.proba_from_vectors(head.encoder.embed(f.text.tolist()))
                                           for f in (dev, test, sentences))
     truth_dev, truth_test = dev.hatespeech.to_numpy(), test.hatespeech.to_numpy()
     hate_f1, macro_f1 = _scores(truth_test, np.log(head_test))

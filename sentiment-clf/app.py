@@ -87,7 +87,8 @@ def create_app(config: dict | None = None) -> Flask:
                                               ui.served_names())
     storage = Storage(app.config["DATABASE_URL"])
     accurate = load_accurate_tier(app.config["MODEL_DIR"], threads=app.config["ACCURATE_THREADS"],
-                                  max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"])
+                                  max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"],
+                                  max_windows=app.config["ACCURATE_MAX_WINDOWS"])
     registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
                              app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"], accurate)
     services = app.extensions["sentiment_clf"] = Services(registry, storage)

@@ -81,7 +81,8 @@ def run_finetune(args) -> int:
         return 2
     data_root = args.data_root or args.data_dir.parent
     settings = Settings(epochs=args.epochs, seed=args.seed, threads=args.threads, sample=args.sample,
-                        max_steps=args.max_steps, hate_stage_passes=args.hate_stage_passes)
+                        max_steps=args.max_steps, hate_stage_passes=args.hate_stage_passes,
+                        sources=tuple(args.source or Settings.sources))
     try:
         manifest = build_accurate(data_root, args.models_dir, settings, progress=not args.no_progress,
                                   hf_dir=args.hf_dir, resume_from=args.resume_from)
@@ -229,6 +230,9 @@ def make_parser() -> argparse.ArgumentParser:
     finetune_parser.add_argument("--resume-from", type=Path, default=None,
                                  help="skip the first stage: start from a folder --hf-dir wrote (and the "
                                       "report of the run that wrote it)")
+    finetune_parser.add_argument("--source", action="append", choices=("sst", "hate", "questions", "sst-sentences"),
+                                 help="a data set that trains the encoder (repeatable; default: sst, hate and "
+                                      "questions)")
     finetune_parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     finetune_parser.set_defaults(run=run_finetune)
 

@@ -12,8 +12,10 @@ RATINGS = ["negative", "somewhat negative", "neutral", "somewhat positive", "pos
 
 
 def assert_prediction(body, labels, variant="fast"):
-    assert list(body) == ["prediction", "confidence", "probabilities", "variant", "version"]
+    assert list(body) == ["prediction", "confidence", "probabilities", "variant", "version", "read"]
     assert body["variant"] == variant
+    assert set(body["read"]) == {"tokens", "text_tokens", "windows", "truncated"}
+    assert body["read"]["tokens"] <= body["read"]["text_tokens"]
     assert len(body["version"]) == 12
     assert list(body["probabilities"]) == labels
     assert body["prediction"] in labels

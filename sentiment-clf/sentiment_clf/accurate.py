@@ -5,12 +5,14 @@ A saved accurate model is a folder (``lib/models/accurate/``) of:
 ``encoder.onnx``
     the encoder (all-MiniLM-L6-v2, fine-tuned here), int8 dynamically quantized; it
     takes ``input_ids`` and ``attention_mask`` and gives each text's mean-pooled
-    vector, so one forward pass serves every head.
+    vector, so one forward pass serves every head. It runs each text (each window of a
+    long text) alone, so an answer depends on its text only (:class:`Encoder`).
 ``tokenizer.json``
     the WordPiece tokenizer, read by the ``tokenizers`` library (no Python code).
 ``heads.npz``
-    each served model's head, ``<name>.weight`` (labels x width) and ``<name>.bias``,
-    as ``.npy`` arrays read with ``allow_pickle=False`` (model_files.py).
+    each served model's head, ``<name>.weight`` (labels x width), ``<name>.bias`` and
+    ``<name>.temperature`` (the scores' divisor, fitted on dev data; 1 when absent), as
+    ``.npy`` arrays read with ``allow_pickle=False`` (model_files.py).
 ``manifest.json``
     the labels of each head, the SHA-256 of every file above, metrics and provenance.
 
@@ -25,7 +27,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,7 +40,9 @@ PUBLISHED_PREFIX = "accurate:"  # a retrained head's model name in the database:
 FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
 FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)
-MAX_TOKENS = 128  # longer texts are cut here, as in training
+MAX_TOKENS = 128  # a window's word pieces, [CLS] and [SEP] included, as in training
+WINDOW_OVERLAP = 32  # word pieces each window repeats of the one before
+MAX_WINDOWS = 32  # windows read of one text by default: about 3,000 word pieces
 PAD_ID, PAD_TOKEN = 0, "[PAD]"
 EXPLAIN_MAX_WORDS = 64  # leave-one-word-out explanations look at the first 64 words
 
@@ -96,29 +100,58 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+class Reading(NamedTuple):
+    """What the encoder read of one text: its pooled vector and how much of the text it covers."""
+
+    vector: np.ndarray  # the windows' vectors combined (a mean weighted by their tokens)
+    tokens: int  # word pieces read
+    text_tokens: int  # word pieces in the text (more than ``tokens`` when the windows ran out)
+    windows: int
+
+    @property
+    def read(self) -> dict:
+        """How much of the text was read, as answers say it."""
+        return {"tokens": self.tokens, "text_tokens": self.text_tokens, "windows": self.windows,
+                "truncated": self.tokens < self.text_tokens}
+
+
 class Encoder:
     """The shared encoder: texts in, one pooled vector per text out.
 
+    Each text is a function of itself alone: it runs through the network on its own,
+    at its own length (no padding, no other texts in the forward pass). int8 dynamic
+    quantization scales each layer's activations over the whole input tensor, so in a
+    batch a text's answer moved with its company and its padding (up to 0.27 in
+    probability); alone, it cannot. On these CPUs a text alone costs what it costs in a
+    padded batch (``bench/determinism.py``).
+
+    A text longer than the encoder's MAX_TOKENS is read in windows of MAX_TOKENS word
+    pieces that overlap by WINDOW_OVERLAP, at most ``max_windows`` of them from the
+    start; the text's vector is the mean of the windows' vectors weighted by their word
+    pieces (chosen on full movie reviews, ``bench/long_texts.py``).
+
     The ONNX session is made on first use, in the process that uses it (a session
     does not survive a fork, and gunicorn forks its workers after loading the app).
-    ``embed_one`` goes through a :class:`MicroBatcher`: concurrent requests in a
-    worker share one forward pass.
+    ``read_one`` goes through a :class:`MicroBatcher`: the requests of a worker queue
+    for the network and are read one after another.
     """
 
     def __init__(self, onnx_model: bytes, tokenizer_json: str, *, threads: int = 1,
-                 max_batch: int = 32, max_wait: float = 0.002):
+                 max_batch: int = 32, max_wait: float = 0.0, max_windows: int = MAX_WINDOWS):
         from tokenizers import Tokenizer
 
+        if max_windows < 1:
+            raise ValueError("max_windows must be at least 1")
         self._onnx_model: bytes | None = onnx_model
         self._threads = threads
         self._session: Any = None
         self._session_lock = threading.Lock()
+        self.max_windows = max_windows
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD_TOKEN)
-        self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            lambda texts: list(self.embed(texts)), max_batch=max_batch, max_wait=max_wait)
+        self.tokenizer.enable_truncation(MAX_TOKENS, stride=WINDOW_OVERLAP)
+        self.batcher: MicroBatcher[str, Reading] = MicroBatcher(
+            lambda texts: [self.read(text) for text in texts], max_batch=max_batch, max_wait=max_wait)
 
     def session(self):
         if self._session is None:
@@ -134,32 +167,47 @@ class Encoder:
                     self._onnx_model = None  # the session holds its own copy
         return self._session
 
+    def windows(self, text: str) -> tuple[list[list[int]], int]:
+        """The token ids of each window the encoder reads of ``text`` (each with its
+        ``[CLS]`` and ``[SEP]``), and the number of word pieces in the whole text."""
+        encoding = self.tokenizer.encode(normalize(text))
+        every = [encoding, *encoding.overflowing]
+        # Each window after the first repeats WINDOW_OVERLAP pieces of the one before it.
+        pieces = len(encoding.ids) - 2 + sum(len(w.ids) - 2 - WINDOW_OVERLAP for w in every[1:])
+        return [w.ids for w in every[:self.max_windows]], pieces
+
+    def forward(self, ids: list[int]) -> np.ndarray:
+        """One window's pooled vector: the network run on that window alone."""
+        row = np.array([ids], dtype=np.int64)
+        return self.session().run(None, {"input_ids": row, "attention_mask": np.ones_like(row)})[0][0]
+
+    def read(self, text: str) -> Reading:
+        """``text`` read whole (up to ``max_windows`` windows): its vector and coverage."""
+        windows, pieces = self.windows(text)
+        vectors = np.stack([self.forward(ids) for ids in windows])
+        if len(windows) == 1:
+            return Reading(vectors[0], pieces, pieces, 1)
+        weights = np.array([len(ids) - 2 for ids in windows], dtype=np.float32)
+        read = int(weights.sum()) - WINDOW_OVERLAP * (len(windows) - 1)
+        vector = (weights @ vectors) / max(float(weights.sum()), 1.0)
+        return Reading(vector.astype(np.float32), min(read, pieces), pieces, len(windows))
+
+    def read_one(self, text: str) -> Reading:
+        """:meth:`read` through the worker's queue for the network (the micro-batcher)."""
+        return self.batcher.submit(text)
+
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One pooled vector per text (rows in order), in one forward pass."""
+        """One vector per text (rows in order), each text read alone."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch([normalize(text) for text in texts])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        return self.session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
-
-    def embed_many(self, texts: list[str], batch: int = 64) -> np.ndarray:
-        """Vectors of many ``texts`` (rows in order), in batches of similar lengths (less padding)."""
-        order = np.argsort([len(text) for text in texts])
-        parts = [self.embed([texts[i] for i in order[start:start + batch]]) for start in range(0, len(texts), batch)]
-        if not parts:
-            return np.zeros((0, 0), dtype=np.float32)
-        found = np.concatenate(parts)
-        out = np.empty_like(found)
-        out[order] = found
-        return out
+        return np.stack([self.read(text).vector for text in texts])
 
     def warm(self) -> None:
         """Make the session and run it once, so a worker's first request does not pay for it."""
-        self.embed(["warm up"])
+        self.read("warm up")
 
     def embed_one(self, text: str) -> np.ndarray:
-        return self.batcher.submit(text)
+        return self.read_one(text).vector
 
 
 class AccurateHead:
@@ -173,10 +221,13 @@ class AccurateHead:
     supports_partial_fit = False
 
     def __init__(self, name: str, labels: tuple[str, ...], weight: np.ndarray, bias: np.ndarray,
-                 encoder: Encoder, manifest: dict, version: str):
+                 encoder: Encoder, manifest: dict, version: str, temperature: float = 1.0):
         self.name, self.labels, self.encoder = name, tuple(labels), encoder
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
+        # The head's scores are divided by it before the softmax (fitted on dev data, so that
+        # a confidence of 0.9 is right about 90% of the time).
+        self.temperature = float(temperature)
         self.manifest_, self.version = manifest, version
         self.base_version = version  # a retrained head (training/retrain_accurate.py) keeps the committed one's
         self.published: str | None = None  # the database version serving, None for the committed head
@@ -201,58 +252,73 @@ class AccurateHead:
         weight, bias = arrays["weight"], arrays["bias"]
         if weight.shape != self.weight.shape or bias.shape != self.bias.shape:
             raise ModelFileError(f"{source}: the head's shape does not match {self.name}'s labels")
-        head = AccurateHead(self.name, self.labels, weight, bias, self.encoder, self.manifest_, manifest["version"])
+        # It was fitted from and near this head's scores: the same temperature calibrates it.
+        head = AccurateHead(self.name, self.labels, weight, bias, self.encoder, self.manifest_, manifest["version"],
+                            self.temperature)
         head.base_version, head.published = self.base_version, manifest["version"]
         head.feedback_learned = int(manifest.get("training_data", {}).get("feedback_learned", 0))
         return head
 
     def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        return softmax(vectors @ self.weight.T + self.bias)
+        """Probabilities (rows x labels) of pooled vectors (rows x width). Row by row: a
+        matrix product of many rows may sum in another order than one of one row, and an
+        answer must not depend on the rows beside it, not even in the last bit."""
+        scale = np.float32(self.temperature)
+        rows = [softmax((vector[np.newaxis, :] @ self.weight.T + self.bias) / scale) for vector in vectors]
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def predict_proba(self, texts) -> np.ndarray:
-        """Probabilities (texts x labels), for a batch: one forward pass."""
+        """Probabilities (texts x labels), each text read alone."""
         return self.proba_from_vectors(self.encoder.embed(list(texts)))
 
     def predict_one(self, text: str) -> np.ndarray:
-        """One text's probabilities; concurrent calls in a process are batched together."""
+        """One text's probabilities, read through the worker's queue for the network."""
         return self.proba_from_vectors(self.encoder.embed_one(text)[np.newaxis, :])[0]
 
     def explain(self, text: str, top: int = 10) -> dict:
         """Leave-one-word-out: how much the predicted label's probability drops when each
-        word (of the first EXPLAIN_MAX_WORDS) is removed, all variants in one forward pass.
+        word is removed, each variant read alone. A text of more than EXPLAIN_MAX_WORDS
+        words is explained by its first EXPLAIN_MAX_WORDS words, read as a text of their own
+        (``"words"`` says how many were explained).
 
-        Returns ``{"method", "predicted_probability", "toward", "away"}``; ``toward``
-        holds the words whose removal lowers the predicted label's probability (they
-        push toward it), ``away`` those whose removal raises it; each ``{"term",
+        Returns ``{"method", "words", "predicted_probability", "toward", "away"}``;
+        ``toward`` holds the words whose removal lowers the predicted label's probability
+        (they push toward it), ``away`` those whose removal raises it; each ``{"term",
         "weight"}`` with the change in probability, largest first, at most ``top``.
         """
-        words = text.split()[:EXPLAIN_MAX_WORDS]
-        rest = text.split()[EXPLAIN_MAX_WORDS:]
-        variants = [text] + [" ".join(words[:i] + words[i + 1:] + rest) for i in range(len(words))]
+        words = text.split()
+        if len(words) > EXPLAIN_MAX_WORDS:
+            words = words[:EXPLAIN_MAX_WORDS]
+            text = " ".join(words)
+        variants = [text] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
         proba = self.predict_proba(variants)
         predicted = int(proba[0].argmax())
         changes = (proba[0, predicted] - proba[1:, predicted]).tolist()
         ranked = sorted(zip(words, changes, strict=True), key=lambda pair: -abs(pair[1]))
-        return {"method": "leave-one-word-out", "predicted_probability": float(proba[0, predicted]),
+        return {"method": "leave-one-word-out", "words": len(words),
+                "predicted_probability": float(proba[0, predicted]),
                 "toward": [{"term": w, "weight": c} for w, c in ranked if c > 0][:top],
                 "away": [{"term": w, "weight": c} for w, c in ranked if c < 0][:top]}
 
 
-def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarray) -> str:
+def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarray,
+                 temperature: float = 1.0) -> str:
     """A head's version: 12 hex digits of a hash over the encoder and the head's arrays."""
     digest = hashlib.sha256(encoder_sha.encode())
     digest.update(name.encode())
     digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(bias, dtype=np.float32).tobytes())
+    if temperature != 1.0:
+        digest.update(np.float64(temperature).tobytes())
     return digest.hexdigest()[:12]
 
 
-def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32,
-                  max_wait: float = 0.002) -> dict[str, AccurateHead]:
+def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max_wait: float = 0.0,
+                  max_windows: int = MAX_WINDOWS) -> dict[str, AccurateHead]:
     """Every head of the accurate model in ``directory``, sharing one encoder, by model name."""
     manifest, payloads = read_checked(directory)
     encoder = Encoder(payloads[ENCODER_FILE], payloads[TOKENIZER_FILE].decode("utf-8"),
-                      threads=threads, max_batch=max_batch, max_wait=max_wait)
+                      threads=threads, max_batch=max_batch, max_wait=max_wait, max_windows=max_windows)
     try:
         arrays = unpack_arrays(payloads[HEADS_FILE])
     except ValueError as exc:
@@ -267,6 +333,10 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32,
         weight, bias = arrays[f"{name}.weight"], arrays[f"{name}.bias"]
         if weight.shape[0] != len(labels) or bias.shape != (len(labels),):
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} does not match its labels")
+        temperature = float(arrays[f"{name}.temperature"]) if f"{name}.temperature" in arrays else 1.0
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} has a temperature of {temperature}")
         heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoder, manifest,
-                                   head_version(manifest["sha256"][ENCODER_FILE], name, weight, bias))
+                                   head_version(manifest["sha256"][ENCODER_FILE], name, weight, bias, temperature),
+                                   temperature)
     return heads

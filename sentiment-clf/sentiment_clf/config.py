@@ -46,9 +46,13 @@ variable               default                   meaning
 ``..._DEFAULT_VARIANT``  ``fast``                the tier a request without ``variant`` gets:
                                                  ``fast`` (linear models) or ``accurate``
 ``..._ACCURATE_THREADS``  ``1``                  CPU threads of each worker's transformer
-``..._ACCURATE_MAX_BATCH``  ``32``               texts one micro-batch holds at most
-``..._ACCURATE_MAX_WAIT_MS``  ``2``              how long a micro-batch stays open for more
+``..._ACCURATE_MAX_BATCH``  ``32``               texts one micro-batch holds at most (its texts
+                                                 are read one after another, each alone)
+``..._ACCURATE_MAX_WAIT_MS``  ``0``              how long a micro-batch stays open for more
                                                  requests (only when requests overlap)
+``..._ACCURATE_MAX_WINDOWS``  ``32``             windows of 128 word pieces the transformer reads
+                                                 of one text (about 3,000 word pieces); the
+                                                 rest is not read, and the answer says so
 =====================  ========================  ==========================================
 """
 from __future__ import annotations
@@ -97,7 +101,8 @@ class Settings(BaseSettings):
     default_variant: Literal["fast", "accurate"] = "fast"
     accurate_threads: int = Field(1, ge=1, le=64)
     accurate_max_batch: int = Field(32, ge=1, le=1024)
-    accurate_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    accurate_max_wait_ms: float = Field(0.0, ge=0, le=1000)
+    accurate_max_windows: int = Field(32, ge=1, le=1024)
 
     @field_validator("feedback_rate_limit", "client_learning_budget")
     @classmethod
@@ -160,4 +165,5 @@ class Settings(BaseSettings):
             "ACCURATE_THREADS": self.accurate_threads,
             "ACCURATE_MAX_BATCH": self.accurate_max_batch,
             "ACCURATE_MAX_WAIT": self.accurate_max_wait_ms / 1000,
+            "ACCURATE_MAX_WINDOWS": self.accurate_max_windows,
         }

@@ -131,6 +131,10 @@ class LinearTextModel:
         norm = math.sqrt(float(values @ values))
         return columns, (values / norm if norm else values)
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model reads in ``text`` (all of them: nothing is cut)."""
+        return len(self._tokenize(text))
+
     def predict_one(self, text: str) -> np.ndarray:
         """Probabilities of the labels for one text, in label order."""
         counts = self.vocabulary.term_counts(self._tokenize(text))

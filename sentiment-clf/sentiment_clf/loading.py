@@ -5,7 +5,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from sentiment_clf.accurate import MANIFEST_FILE, AccurateHead, load_accurate
+from sentiment_clf.accurate import MANIFEST_FILE, MAX_WINDOWS, AccurateHead, load_accurate
 from sentiment_clf.linear_model import LinearTextModel
 
 ACCURATE_DIR = "accurate"  # the accurate tier's folder in MODEL_DIR
@@ -23,15 +23,16 @@ def load_models(model_dir: Path, names: Iterable[str]) -> dict[str, LinearTextMo
     return models
 
 
-def load_accurate_tier(model_dir: Path, *, threads: int = 1, max_batch: int = 32,
-                       max_wait: float = 0.002) -> dict[str, AccurateHead]:
+def load_accurate_tier(model_dir: Path, *, threads: int = 1, max_batch: int = 32, max_wait: float = 0.0,
+                       max_windows: int = MAX_WINDOWS) -> dict[str, AccurateHead]:
     """The accurate tier's heads from ``model_dir/accurate``, or none (with a warning) when
     that folder holds no model; raises ModelFileError if its files do not match the manifest."""
     directory = Path(model_dir) / ACCURATE_DIR
     if not (directory / MANIFEST_FILE).exists():
         logger.warning("no accurate model in %s: only the fast tier is served", directory)
         return {}
-    heads = load_accurate(directory, threads=threads, max_batch=max_batch, max_wait=max_wait)
+    heads = load_accurate(directory, threads=threads, max_batch=max_batch, max_wait=max_wait,
+                          max_windows=max_windows)
     for name, head in heads.items():
         logger.info("loaded accurate model %s version %s", name, head.version)
     return heads

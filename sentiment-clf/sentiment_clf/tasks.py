@@ -19,6 +19,8 @@ class ModelSpec:
     ``endpoint`` is None for a model answered inside another's endpoint: ``levels``
     maps a key of that endpoint's answer to the model that answers it (``/questions``
     gives the coarse class and, under ``"fine"``, the ``questions-fine`` model's).
+    ``by_sentence``: the fast model learned from single sentences and reads a longer
+    text sentence by sentence (``documents.py``).
     """
 
     name: str
@@ -26,6 +28,7 @@ class ModelSpec:
     labels: tuple[str, ...]
     tokenizer: str = TOKENIZER
     levels: dict[str, str] = field(default_factory=dict)
+    by_sentence: bool = False
 
     @property
     def batch_endpoint(self) -> str | None:
@@ -45,8 +48,8 @@ FINE_LABELS = ("abb", "animal", "body", "city", "code", "color", "count", "count
                "weight", "word")
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    ModelSpec("sentiment", "/", SENTIMENT_LABELS),
-    ModelSpec("ratings", "/ratings", RATING_LABELS),
+    ModelSpec("sentiment", "/", SENTIMENT_LABELS, by_sentence=True),
+    ModelSpec("ratings", "/ratings", RATING_LABELS, by_sentence=True),
     ModelSpec("hatespeech", "/hatespeech", HATE_LABELS, tokenizer="tweet-v1"),
     ModelSpec("questions", "/questions", tuple(COARSE.values()), levels={"fine": "questions-fine"}),
     ModelSpec("questions-fine", None, FINE_LABELS),

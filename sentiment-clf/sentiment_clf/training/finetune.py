@@ -104,6 +104,11 @@ class Settings:
     hate_stage_passes: int = 1
     hate_stage_weight: float = 3.0
     hate_stage_learning_rate: float = 2e-5
+    # The data sets that train the encoder (and so the heads it serves): all three for one
+    # shared encoder; "sst" alone for the SST encoder; "hate", "questions" and
+    # "sst-sentences" (SST training sentences teaching only hate speech's "neither") for
+    # the tweets-and-questions encoder.
+    sources: tuple[str, ...] = ("sst", "hate", "questions")
     seed: int = 20261129
     threads: int = 2
     sample: int | None = None  # keep only this many texts per data set (quick runs, tests)
@@ -153,9 +158,12 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
 
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    sources = {"sst": (frames["sst"]["train"], 1), "hate": (frames["hate"]["train"], settings.hate_passes),
-               "questions": (frames["questions"]["train"], settings.question_passes)}
-    dev = {source: frames[source]["dev"] for source in sources}
+    available = {"sst": (frames["sst"]["train"], 1), "hate": (frames["hate"]["train"], settings.hate_passes),
+                 "questions": (frames["questions"]["train"], settings.question_passes),
+                 "sst-sentences": (frames["sst"]["sentences"], 1)}
+    sources = {source: available[source] for source in settings.sources}
+    dev: dict[str, pd.DataFrame] = {source: frames[source]["dev"] for source in ("sst", "hate", "questions")
+                                    if source in sources}
     epoch_batches = [[b for source, (frame, passes) in sources.items()
                       for b in _batches(frame, tokenizer, settings.batch_size, rng, passes, source)]
                      for _ in range(settings.epochs)]

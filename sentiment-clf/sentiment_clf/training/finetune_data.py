@@ -25,6 +25,8 @@ HEADS: dict[str, tuple[str, ...]] = {
     "questions": tuple(COARSE.values()),
     "questions-fine": FINE_LABELS,
 }
+# The heads each data set's dev and test texts score.
+SOURCE_HEADS = {"sst": ("sentiment", "ratings"), "hate": ("hatespeech",), "questions": ("questions", "questions-fine")}
 NEITHER = HATE_LABELS.index("neither")
 IGNORE = -1
 sst_to_plain = util.sst_to_plain
@@ -62,8 +64,10 @@ def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
         return _frame([sst_to_plain(p) for p in rows["phrase"]], ratings=labels, sentiment=binary,
                       hatespeech=neither)
 
+    roots = splits.train[splits.train["is_root"]]
+    sentences = _frame([sst_to_plain(p) for p in roots["phrase"]], hatespeech=np.full(len(roots), NEITHER))
     return {"train": frame(train, True), "dev": frame(splits.dev, False), "test": frame(splits.test, False),
-            "test_raw": splits.test, "description": splits.description}
+            "sentences": _sample(sentences, sample, 0), "test_raw": splits.test, "description": splits.description}
 
 
 def hate_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -103,10 +107,12 @@ def _proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
 
 
 def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Each head's dev score: accuracy, macro-F1 for hate speech. ``embed(texts)`` gives vectors."""
+    """Each head's dev score (of the data sets in ``dev``): accuracy, macro-F1 for hate speech.
+    ``embed(texts)`` gives vectors."""
     scores = {}
-    for source, heads in (("sst", ("sentiment", "ratings")), ("hate", ("hatespeech",)),
-                          ("questions", ("questions", "questions-fine"))):
+    for source, heads in SOURCE_HEADS.items():
+        if source not in dev:  # a data set this encoder does not learn from
+            continue
         frame = dev[source]
         found = embed(frame["text"].tolist())
         for name in heads:

@@ -67,7 +67,7 @@ def export(network, directory: Path) -> tuple[Path, Path]:
 
 def _onnx_embedder(path: Path, tokenizer_json: str, threads: int):
     """``texts -> vectors`` through the ONNX encoder at ``path``."""
-    return accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads).embed_many
+    return accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads).embed
 
 
 def evaluate(embed, arrays: dict, frames: dict, report_dir: Path) -> dict:

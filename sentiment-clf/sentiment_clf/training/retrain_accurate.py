@@ -85,9 +85,9 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
     texts = train_texts + [normalize(row.text) for row in answers]
     targets = np.concatenate([train_targets, [base.labels.index(row.label) for row in answers]]).astype(int)
     logger.info("accurate %s: refitting the head on %d texts + %d answers", name, len(train_texts), len(answers))
-    vectors = base.encoder.embed_many(texts)
+    vectors = base.encoder.embed(texts)
     weight, bias = fit_head(vectors, targets, base.weight, base.bias)
-    test_vectors = base.encoder.embed_many(test_texts)
+    test_vectors = base.encoder.embed(test_texts)
     candidate_accuracy = float(accuracy_score(test_targets, (test_vectors @ weight.T + bias).argmax(axis=1)))
     serving_accuracy = float(accuracy_score(test_targets, serving.proba_from_vectors(test_vectors).argmax(axis=1)))
     upto = max((row.id for row in answers), default=0)
@@ -96,7 +96,7 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
     if candidate_accuracy < serving_accuracy - tolerance:
         return False, summary
     payload = pack_arrays({"weight": weight, "bias": bias})
-    version = head_version(base.manifest_["sha256"]["encoder.onnx"], name, weight, bias)
+    version = head_version(base.manifest_["sha256"]["encoder.onnx"], name, weight, bias, base.temperature)
     manifest = {"format": HEAD_FORMAT, "model": name, "version": version, "labels": list(base.labels),
                 "encoder_sha256": base.manifest_["sha256"]["encoder.onnx"], "arrays_sha256": checksum(payload),
                 "metrics": {"test_accuracy": candidate_accuracy, "serving_test_accuracy": serving_accuracy},

@@ -10,14 +10,16 @@ import json
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import NotFound, ServiceUnavailable, TooManyRequests, UnprocessableEntity
+from werkzeug.exceptions import InternalServerError, NotFound, ServiceUnavailable, TooManyRequests, UnprocessableEntity
 
-from sentiment_clf import metrics
-from sentiment_clf.accurate import AccurateHead
+from sentiment_clf import documents, metrics
+from sentiment_clf.accurate import AccurateHead, Reading
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.storage import IdempotencyKeyReused, Storage, Stored
+from sentiment_clf.tasks import MODELS
 from sentiment_clf.trust import LearningPolicy, RateLimited
 from sentiment_clf.web.clients import Client
 
@@ -63,13 +65,78 @@ def json_response(data) -> Response:
     return current_app.response_class(json.dumps(data) + "\n", mimetype="application/json")
 
 
-def predict_one(model, query: str, explain: bool = False, variant: str = "fast", version: str = "") -> dict:
-    """The answer for one text: the best label, its probability, and every label's."""
-    return answer(model, model.predict_one(query), query, explain, variant, version)
+def fast_answer(model, name: str, query: str, explain: bool = False, version: str = "") -> dict:
+    """The fast model ``name``'s answer for one text, read whole (by sentence if it learned
+    from sentences)."""
+    probabilities, read = documents.read(model, query, MODELS[name].by_sentence)
+    return answer(model, probabilities, query, explain, "fast", version, read)
+
+
+def accurate_answer(head: AccurateHead, reading: Reading, query: str, explain: bool = False,
+                    version: str = "") -> dict:
+    """An accurate head's answer for one text from the encoder's reading of it (one reading
+    serves every head)."""
+    return answer(head, head.proba_from_vectors(reading.vector[np.newaxis, :])[0], query, explain, "accurate",
+                  version, reading.read)
+
+
+def read_accurate(head: AccurateHead, query: str) -> Reading:
+    """The encoder's reading of ``query``, queued with the worker's other requests; a 500
+    that says what to do if the network failed on it."""
+    try:
+        return head.encoder.read_one(query)
+    except Exception:  # the whole micro-batch failed: its requests (only) get this error
+        logger.exception("the accurate model failed on a micro-batch")
+        raise InternalServerError("the accurate model failed on the batch this request was part of; "
+                                  "nothing was stored, so retry (or use variant=fast)") from None
+
+
+def predict(services: Services, name: str, query: str, explain: bool, variant: str) -> dict:
+    """Model ``name``'s answer for one text on tier ``variant``, with its levels' answers
+    under their keys (``/questions`` answers ``"fine"`` too)."""
+    names: dict[str | None, str] = {None: name}
+    names.update(MODELS[name].levels)
+    found: dict[str | None, dict] = {}
+    reading = None
+    for key, other in names.items():
+        model, version = services.model(other, variant)
+        if variant == "accurate":
+            reading = reading or read_accurate(model, query)
+            found[key] = accurate_answer(model, reading, query, explain, version)
+        else:
+            found[key] = fast_answer(model, other, query, explain, version)
+    result = found.pop(None)
+    result.update(found)
+    return result
+
+
+def predict_many(services: Services, name: str, texts: list[str], explain: bool, variant: str) -> list[dict]:
+    """:func:`predict` of each text (the fast tier weighs the batch in one call; the
+    accurate tier reads each text alone, so its answers equal the single ones)."""
+    names: dict[str | None, str] = {None: name}
+    names.update(MODELS[name].levels)
+    found: dict[str | None, list[dict]] = {}
+    readings: list[Reading] = []
+    for key, other in names.items():
+        model, version = services.model(other, variant)
+        if variant == "accurate":
+            readings = readings or [model.encoder.read(text) for text in texts]
+            rows = model.proba_from_vectors(np.stack([r.vector for r in readings]))
+            found[key] = [answer(model, row, text, explain, variant, version, r.read)
+                          for row, text, r in zip(rows, texts, readings, strict=True)]
+        else:
+            rows, reads = documents.read_many(model, texts, MODELS[other].by_sentence)
+            found[key] = [answer(model, row, text, explain, variant, version, read)
+                          for row, text, read in zip(rows, texts, reads, strict=True)]
+    results = found.pop(None)
+    for key, answers in found.items():
+        for result, level in zip(results, answers, strict=True):
+            result[key] = level
+    return results
 
 
 def answer(model, probabilities, query: str, explain: bool = False, variant: str = "fast",
-           version: str = "") -> dict:
+           version: str = "", read: dict | None = None) -> dict:
     """The answer's shape, from the text's probabilities in the model's label order."""
     values = probabilities.tolist()
     best = max(range(len(values)), key=values.__getitem__)  # the first of equals, as argmax
@@ -80,6 +147,8 @@ def answer(model, probabilities, query: str, explain: bool = False, variant: str
         "variant": variant,
         "version": version,
     }
+    if read is not None:
+        result["read"] = read
     if explain:
         result["explanation"] = model.explain(query)
     return result
@@ -110,9 +179,12 @@ def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: 
     # What the user saw: the answer of the tier asked about, and that model's version. The
     # label is about the text, so the fast model learns it online under the same policy
     # whichever tier answered; the accurate tier learns stored answers when retrained.
-    shown, version = (accurate[name], accurate[name].version) if variant == "accurate" and accurate \
-        else (online.model, online.version)
-    prediction = predict_one(shown, query)["prediction"]
+    if variant == "accurate" and accurate:
+        version = accurate[name].version
+        prediction = accurate_answer(accurate[name], read_accurate(accurate[name], query), query)["prediction"]
+    else:
+        version = online.version
+        prediction = fast_answer(online.model, name, query)["prediction"]
     try:
         stored = storage.add_feedback(
             model=name, text=query, label=label, prediction=prediction, model_version=version,

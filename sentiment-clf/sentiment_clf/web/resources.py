@@ -10,16 +10,15 @@ import logging
 import math
 import time
 
-import numpy as np
 from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import ServiceUnavailable
 
 from sentiment_clf import metrics
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.trust import NOT_LEARNED
-from sentiment_clf.web.answers import Services, answer, json_response, predict_one, store_feedback
+from sentiment_clf.web.answers import Services, json_response, predict, predict_many, store_feedback
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant
 
@@ -31,6 +30,7 @@ logger = logging.getLogger(__name__)
 # takes at most ~35 ms (1.75 µs a character, the slowest text measured, with explain).
 BATCH_CHUNK_CHARS = 20_000
 BATCH_CHUNK_TEXTS = 256
+ACCURATE_CHUNK_CHARS = 2_000  # about 4 windows of the transformer, ~40 ms
 
 
 class _ServiceResource(Resource):
@@ -62,32 +62,9 @@ class Prediction(_ServiceResource):
         query, explain, variant = read_query(), read_flag("explain"), read_variant()
         if explain:
             check_explain(len(query))
-        if variant == "accurate":
-            result = self._accurate(query, explain)
-        else:
-            online = self.registry.get(self.spec.name)
-            result = predict_one(online.model, query, explain, "fast", online.version)
-            for key, other in self.spec.levels.items():
-                level = self.registry.get(other)
-                result[key] = predict_one(level.model, query, explain, "fast", level.version)
+        result = predict(self.services, self.spec.name, query, explain, variant)
         metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response(result)
-
-    def _accurate(self, query: str, explain: bool) -> dict:
-        """One forward pass (micro-batched with concurrent requests) answers the model and its levels."""
-        head, version = self.services.model(self.spec.name, "accurate")
-        try:
-            vector = head.encoder.embed_one(query)[np.newaxis, :]
-        except Exception:  # the whole micro-batch failed: its requests (only) get this error
-            logger.exception("the accurate model failed on a micro-batch")
-            raise InternalServerError("the accurate model failed on the batch this request was part of; "
-                                      "nothing was stored, so retry (or use variant=fast)") from None
-        result = answer(head, head.proba_from_vectors(vector)[0], query, explain, "accurate", version)
-        for key, other in self.spec.levels.items():
-            level, level_version = self.services.model(other, "accurate")
-            result[key] = answer(level, level.proba_from_vectors(vector)[0], query, explain, "accurate",
-                                 level_version)
-        return result
 
 
 class BatchPrediction(_ServiceResource):
@@ -105,41 +82,28 @@ class BatchPrediction(_ServiceResource):
         # The budget counts the work, from when the body has been read and checked.
         budget = current_app.config["REQUEST_TIME_BUDGET"]
         deadline = time.perf_counter() + budget
-        names: dict[str | None, str] = {None: self.spec.name}
-        names.update(self.spec.levels)
-        models = {key: self.services.model(name, variant) for key, name in names.items()}
-        # The transformer costs ~100x a linear model per text: smaller chunks, so the
-        # deadline is checked often (an explained text is one forward pass of its own).
-        chunk_texts = (1 if explain else 64) if variant == "accurate" else BATCH_CHUNK_TEXTS
+        # The transformer costs ~100x a linear model per text, and a long text is read in
+        # windows: smaller chunks, so the deadline is checked often (an explained text is
+        # one forward pass per word).
+        accurate = variant == "accurate"
         results: list[dict] = []
-        for chunk in _chunks(texts, chunk_texts):
+        for chunk in _chunks(texts, (1 if explain else 16) if accurate else BATCH_CHUNK_TEXTS,
+                             ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
             if time.perf_counter() > deadline:
                 return _over_budget(budget, len(results), len(texts))
             time.sleep(0)  # let other requests on this worker run
-            if variant == "accurate":
-                vectors = models[None][0].encoder.embed(chunk)
-                rows = {key: model.proba_from_vectors(vectors) for key, (model, _) in models.items()}
-            else:
-                rows = {key: model.predict_proba(chunk) for key, (model, _) in models.items()}
-            model, version = models[None]
-            part = [answer(model, row, text, explain, variant, version)
-                    for row, text in zip(rows[None], chunk, strict=True)]
-            for key in self.spec.levels:
-                level, level_version = models[key]
-                for result, row, text in zip(part, rows[key], chunk, strict=True):
-                    result[key] = answer(level, row, text, explain, variant, level_version)
-            results += part
+            results += predict_many(self.services, self.spec.name, chunk, explain, variant)
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response({"results": results})
 
 
-def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS):
+def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS, most_chars: int = BATCH_CHUNK_CHARS):
     """``texts`` in order, in runs of at most ``most`` texts and, but for a single long
-    text, BATCH_CHUNK_CHARS characters."""
+    text, ``most_chars`` characters."""
     start, chars = 0, 0
     for end, text in enumerate(texts):
-        if end > start and (chars + len(text) > BATCH_CHUNK_CHARS or end - start == most):
+        if end > start and (chars + len(text) > most_chars or end - start == most):
             yield texts[start:end]
             start, chars = end, 0
         chars += len(text)

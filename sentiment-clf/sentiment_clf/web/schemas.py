@@ -67,12 +67,24 @@ class AccurateExplanation(TypedDict):
     drops without each word (``toward``), or rises (``away``)."""
 
     method: Literal["leave-one-word-out"]
+    words: Annotated[int, Field(ge=0, description="the words explained: a text's first 64 at most, read alone")]
     predicted_probability: float
     toward: list[Term]
     away: list[Term]
 
 
 Explanation = FastExplanation | AccurateExplanation
+
+
+@with_config(_CLOSED)
+class Read(TypedDict):
+    """How much of the text the model read: the fast tier reads every token (a window is a
+    sentence); the transformer reads windows of 128 word pieces, up to a set number."""
+
+    tokens: Annotated[int, Field(ge=0, description="tokens read (word pieces for the accurate tier)")]
+    text_tokens: Annotated[int, Field(ge=0, description="tokens in the whole text")]
+    windows: Annotated[int, Field(ge=1, description="windows (fast tier: sentences) the answer combines")]
+    truncated: Annotated[bool, Field(description="true when the end of the text was not read")]
 
 
 @with_config(_CLOSED)
@@ -168,6 +180,7 @@ def _prediction(name: str) -> type:
         "probabilities": with_config(_CLOSED)(_typed_dict(f"{_title(name)}Probabilities",
                                                           {label: _Unit for label in labels})),
         "explanation": NotRequired[Explanation],  # with explain=1
+        "read": Read,
         "variant": Annotated[_literal(VARIANTS), Field(description="the tier that answered")],
         "version": Annotated[str, Field(description="the version of the model that answered")],
     }

@@ -6,13 +6,12 @@ says now.
 """
 from __future__ import annotations
 
-import numpy as np
 from flask import Blueprint, current_app, render_template, request
 from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from sentiment_clf.web.answers import answer, predict_one, services, store_feedback
+from sentiment_clf.web.answers import accurate_answer, fast_answer, read_accurate, services, store_feedback
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
@@ -42,26 +41,26 @@ def review_problem(review: str) -> str | None:
 
 def predictions(review: str) -> dict[str, dict[str, dict]]:
     """Each model's answer on each tier: ``{name: {"fast": answer, "accurate": answer}}``. The
-    accurate answers of every model come from one forward pass."""
+    accurate answers of every model come from one reading of the review."""
     found: dict[str, dict[str, dict]] = {}
     accurate = services().accurate
-    vector = None
+    reading = None
     for name in served_names():
         online = services().registry.get(name)
-        found[name] = {"fast": predict_one(online.model, review, False, "fast", online.version)}
+        found[name] = {"fast": fast_answer(online.model, name, review, False, online.version)}
         if name in accurate:
             head = accurate[name]
-            if vector is None:
-                vector = head.encoder.embed_one(review)[np.newaxis, :]
-            found[name]["accurate"] = answer(head, head.proba_from_vectors(vector)[0], review, False,
-                                             "accurate", head.version)
+            reading = reading or read_accurate(head, review)
+            found[name]["accurate"] = accurate_answer(head, reading, review, False, head.version)
     return found
 
 
 def _now(name: str, variant: str, review: str) -> dict:
     """What the ``variant`` tier of model ``name`` answers now."""
     model, version = services().model(name, variant)
-    return predict_one(model, review, False, variant, version)
+    if variant == "accurate":
+        return accurate_answer(model, read_accurate(model, review), review, False, version)
+    return fast_answer(model, name, review, False, version)
 
 
 @blueprint.before_request
