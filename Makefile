@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow soak clean
+.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow bench-long soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -24,7 +24,14 @@ models: $(VENV)/.installed-train
 accurate-model: $(VENV)/.installed-finetune
 	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --hf-dir build/accurate-hf
 
+# wrk (the load generator) from Debian's packages when it is missing and this user may
+# install packages; otherwise one line says what to install.
+WRK := command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)) || \
+	{ echo "the benchmarks need wrk: install it (Debian/Ubuntu: apt-get install wrk)"; exit 2; }
+
 bench: $(VENV)/.installed-test
+	@$(WRK)
 	$(BIN)/python -m bench.bench_predict
 	$(BIN)/python -m bench.bench_workers
 
@@ -35,11 +42,13 @@ bench-slow: $(VENV)/.installed-test
 
 # The accurate tier's benchmark, beside MLServer's HuggingFace runtime (BENCHMARKS.md, issue #11).
 bench-accurate: $(VENV)/.installed-test .venv-mlserver-hf/.installed
+	@$(WRK)
 	$(BIN)/python -m bench.bench_accurate
 
 # The side-by-side benchmark; MLServer gets a virtual environment of its own.
 # uvloop<0.22: MLServer 1.7.1's parallel workers crash at start with uvloop 0.22/0.23.
 bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
+	@$(WRK)
 	$(BIN)/python -m bench.compare_mlserver
 
 .venv-mlserver/.installed:
@@ -74,6 +83,12 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 		"protobuf==6.33.6" "tensorflow-cpu==2.21.0" "pillow==13.0.0" "numpy==2.4.6"
 	.venv-mlserver-hf/bin/python -m pip install --quiet --no-deps "mlserver-huggingface==1.7.1" "tf-keras==2.21.0"
 	touch $@
+
+# Long texts (full IMDB reviews): how each tier combines what it reads, side by side; and the
+# ways to make the transformer's answers a function of the text alone.
+bench-long: $(VENV)/.installed-test
+	$(BIN)/python -m bench.long_texts
+	$(BIN)/python -m bench.determinism
 
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m bench.soak

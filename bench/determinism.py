@@ -2,7 +2,7 @@
 
 int8 *dynamic* quantization computes each layer's activation scale over the whole input
 tensor, so a text's answer moved with the other texts of its batch and with its padding.
-The candidates, each built here from the committed encoder (``encoder.onnx``):
+The candidates, each built here from the committed encoder that serves sentiment:
 
 1. ``dynamic int8, padded batches``: the committed encoder as it ran before, 32 texts a
    forward pass, padded to the longest.
@@ -24,6 +24,7 @@ fine-tuning requirements). Run from the repository root: ``python -m bench.deter
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 import time
@@ -192,16 +193,18 @@ def main() -> None:
     texts = test["text"].tolist()
     binary, fine = test["sentiment"].to_numpy(), test["ratings"].to_numpy()
     tokenizer_json = (MODEL / accurate.TOKENIZER_FILE).read_text(encoding="utf-8")
+    manifest = json.loads((MODEL / accurate.MANIFEST_FILE).read_text(encoding="utf-8"))
+    encoder = MODEL / next(f for f, heads in accurate.encoder_files(manifest).items() if "sentiment" in heads)
     arrays = unpack_arrays((MODEL / accurate.HEADS_FILE).read_bytes())
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
-        weight_only(MODEL / accurate.ENCODER_FILE, scratch / "dq.onnx", fp32=False)
-        weight_only(MODEL / accurate.ENCODER_FILE, scratch / "fp32.onnx", fp32=True)
+        weight_only(encoder, scratch / "dq.onnx", fp32=False)
+        weight_only(encoder, scratch / "fp32.onnx", fp32=True)
         calibration = random.Random(1).sample(frames["train"]["text"].tolist(), 256)
         static_int8(scratch / "fp32.onnx", scratch / "static.onnx", tokenizer_json, calibration)
         candidates = [
-            Candidate("dynamic int8, padded batches (before)", MODEL / accurate.ENCODER_FILE, tokenizer_json, False),
-            Candidate("dynamic int8, each text alone (served)", MODEL / accurate.ENCODER_FILE, tokenizer_json, True),
+            Candidate("dynamic int8, padded batches (before)", encoder, tokenizer_json, False),
+            Candidate("dynamic int8, each text alone (served)", encoder, tokenizer_json, True),
             Candidate("int8 weights, fp32 activations, batches", scratch / "dq.onnx", tokenizer_json, False),
             Candidate("fp32, batches", scratch / "fp32.onnx", tokenizer_json, False),
             Candidate("static int8 (calibrated), batches", scratch / "static.onnx", tokenizer_json, False),

@@ -27,13 +27,14 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from sentiment_clf.config import Settings
+from sentiment_clf.decisions import parse_thresholds
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.loading import load_accurate_tier, load_models
 from sentiment_clf.storage import Storage
 from sentiment_clf.tasks import MODELS, endpoint_models
 from sentiment_clf.web import middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services
-from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, Models, Prediction, Ready
+from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, ModelCard, Models, Prediction, Ready
 
 
 def add_routes(api: Api, services: Services) -> list[str]:
@@ -49,6 +50,7 @@ def add_routes(api: Api, services: Services) -> list[str]:
     api.add_resource(Health, "/health", resource_class_kwargs=kwargs)
     api.add_resource(Ready, "/ready", resource_class_kwargs=kwargs)
     api.add_resource(Models, "/models", resource_class_kwargs=kwargs)
+    api.add_resource(ModelCard, "/models/<string:name>/card", resource_class_kwargs=kwargs)
     api.add_resource(Feedback, "/feedback", resource_class_kwargs=kwargs)
     return prediction_endpoints
 
@@ -85,6 +87,7 @@ def create_app(config: dict | None = None) -> Flask:
     # What requests take and answers hold, for this app's limits: validation and the document.
     app.extensions["schemas"] = schemas.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"],
                                               ui.served_names())
+    app.extensions["thresholds"] = parse_thresholds(app.config.get("THRESHOLDS", ""))
     storage = Storage(app.config["DATABASE_URL"])
     accurate = load_accurate_tier(app.config["MODEL_DIR"], threads=app.config["ACCURATE_THREADS"],
                                   max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"],

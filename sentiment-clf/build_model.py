@@ -46,7 +46,7 @@ logger = logging.getLogger("build_model")
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = HERE / "lib" / "data" / "sst"
 DEFAULT_MODELS_DIR = HERE / "lib" / "models"
-COMMANDS = ("build", "finetune", "retrain", "rollback", "versions")
+COMMANDS = ("build", "calibrate", "cards", "finetune", "release", "retrain", "rollback", "versions")
 DEFAULT_COMMAND = "build"
 
 
@@ -94,6 +94,64 @@ def run_finetune(args) -> int:
               f"macro-F1 {figures['test_macro_f1']:.4f}  ({figures['test_texts']} texts)")
     print(f"ordinary text flagged by hatespeech: {manifest['ordinary_text_flagged']}")
     print(f"took {manifest['build_seconds'] / 60:.1f} min; written to {args.models_dir / 'accurate'}")
+    return 0
+
+
+def run_calibrate(args) -> int:
+    """Fit each chosen saved fast model's temperature on data it was not fitted on, in place."""
+    from sentiment_clf.training.fast_calibration import calibrate_saved
+
+    data_root = args.data_root or args.data_dir.parent
+    try:
+        for name in args.model or list(RECIPES):
+            manifest = calibrate_saved(RECIPES[name], args.models_dir, data_root, args.data_dir)
+            found = manifest["metrics"]["calibration"]
+            print(f"{name}: temperature {found['temperature']:.3f}, held-out ECE {found['test_ece_before']:.4f} -> "
+                  f"{found['test_ece']:.4f}, version {manifest['version']}")
+    except (FileNotFoundError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+def run_cards(args) -> int:
+    """Write the model card of every served model, both tiers."""
+    from sentiment_clf.training.cards import write_cards
+
+    try:
+        paths = write_cards(args.models_dir, args.data_root or args.data_dir.parent)
+    except (FileNotFoundError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    print(f"{len(paths)} model cards written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_release(args) -> int:
+    """Combine fine-tuned encoders into the served accurate model, calibrated and measured."""
+    from sentiment_clf.training.finetune_release import release
+
+    parts = {}
+    for given in args.part:
+        name, _, rest = given.partition("=")
+        folder, _, heads = rest.rpartition(":")
+        if not name or not folder or not heads:
+            logger.error("--part takes NAME=FOLDER:HEAD,HEAD... (got %r)", given)
+            return 2
+        parts[name] = (Path(folder), heads.split(","))
+    try:
+        manifest = release(parts, args.data_root or args.data_dir.parent, args.models_dir / "accurate",
+                           threads=args.threads)
+    except (FileNotFoundError, ValueError, util.DataFormatError) as exc:
+        logger.error("%s", exc)
+        return 2
+    for name, figures in manifest["metrics"].items():
+        low, high = figures["test_accuracy_interval"]
+        print(f"accurate {name:15s} test accuracy {figures['test_accuracy']:.4f} ({low:.4f}-{high:.4f})  "
+              f"macro-F1 {figures['test_macro_f1']:.4f}  ECE {figures['test_ece']:.4f}  "
+              f"({figures['test_texts']} texts)")
+    print(f"ordinary text flagged by hatespeech: {manifest['ordinary_text_flagged']}")
+    print(f"written to {args.models_dir / 'accurate'}")
     return 0
 
 
@@ -235,6 +293,32 @@ def make_parser() -> argparse.ArgumentParser:
                                       "questions)")
     finetune_parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     finetune_parser.set_defaults(run=run_finetune)
+
+    saved = argparse.ArgumentParser(add_help=False)
+    saved.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                       help="the saved models (default: %(default)s)")
+    calibrate_parser = commands.add_parser(
+        "calibrate", parents=[data, saved], help="fit the saved fast models' temperatures (in place)",
+        description="Fit each saved fast model's temperature on data it was not fitted on (SST dev sentences, "
+                    "or out-of-fold probabilities of the choosing part) and save it in place.")
+    calibrate_parser.add_argument("--model", choices=models, action="append",
+                                  help="calibrate only this model (repeatable; default: all)")
+    calibrate_parser.set_defaults(run=run_calibrate)
+    commands.add_parser(
+        "cards", parents=[data, saved], help="write the model cards (both tiers)",
+        description="Write a model card for every served model and tier, with slices measured as served.",
+    ).set_defaults(run=run_cards)
+
+    release_parser = commands.add_parser(
+        "release", parents=[data], help="combine fine-tuned encoders into the served accurate model",
+        description="Combine fine-tuned encoders (finetune's output folders) into the served accurate model: "
+                    "heads calibrated on dev, every figure measured as served, with intervals.")
+    release_parser.add_argument("--part", action="append", required=True, metavar="NAME=FOLDER:HEAD,HEAD",
+                                help="an encoder: the folder finetune wrote and the heads it serves (repeatable)")
+    release_parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                                help="writes <models-dir>/accurate (default: %(default)s)")
+    release_parser.add_argument("--threads", type=int, default=2, help="CPU threads for onnxruntime")
+    release_parser.set_defaults(run=run_release)
 
     retrain_parser = commands.add_parser(
         "retrain", parents=[data, database], help="retrain with the stored feedback",

@@ -27,7 +27,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.svm import LinearSVC
 
 from sentiment_clf import model_files, vocabulary
-from sentiment_clf.classifiers import arrays_from_format1
+from sentiment_clf.classifiers import arrays_from_format1, temper
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.model_files import ModelFileError  # noqa: F401 (part of this module's API)
 from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401
@@ -67,6 +67,8 @@ class NLPModel(ClassifierMixin, BaseEstimator):
     classifier_ : MultinomialNB, LogisticRegression or CalibratedLinear; its classes
         are ``0 .. len(labels) - 1``
     manifest_ : dict, what ``save`` wrote or ``load`` read (empty after ``fit``)
+    temperature_ : float, divides the log-probabilities (1 after ``fit``; ``calibrate``
+        fits it on dev data, so that the confidence means what it says)
     """
 
     vectorizer_: TfidfVectorizer
@@ -149,12 +151,24 @@ class NLPModel(ClassifierMixin, BaseEstimator):
                             if isinstance(classifier, CalibratedClassifierCV) else classifier)
         self.classes_ = np.asarray(self.labels, dtype=object)
         self.manifest_ = {}
+        self.temperature_ = 1.0
+        self._served = None
+        return self
+
+    def calibrate(self, texts, y) -> NLPModel:
+        """Fit ``temperature_`` on ``texts`` with label names ``y`` (dev data the model was not
+        fitted on): the one that makes their labels most likely. Returns ``self``."""
+        from sentiment_clf.training.temperature import fit_temperature
+
+        untempered = self.classifier_.predict_proba(self.vectorizer_.transform(texts))
+        self.temperature_ = fit_temperature(np.log(np.maximum(untempered, 1e-300)), self._label_indices(y))
         self._served = None
         return self
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities, shape ``(len(texts), len(labels))``, columns in ``labels`` order."""
-        return self.classifier_.predict_proba(self.vectorizer_.transform(texts))
+        return temper(self.classifier_.predict_proba(self.vectorizer_.transform(texts)),
+                      getattr(self, "temperature_", 1.0))
 
     def predict(self, texts) -> np.ndarray:
         """The most probable label name for each text."""
@@ -300,6 +314,8 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             arrays.update(coef=c.coef_, intercept=c.intercept_)
         if self.classifier == "svm":
             arrays.update(calibration_a=c.calibration_a_, calibration_b=c.calibration_b_)
+        if getattr(self, "temperature_", 1.0) != 1.0:  # a model never calibrated keeps its bytes and version
+            arrays["temperature"] = np.array([self.temperature_], dtype=np.float64)
         return arrays
 
     @classmethod
@@ -312,6 +328,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         params["ngram_range"] = tuple(params["ngram_range"])
         model = cls(list(manifest["labels"]), **params)
         n_classes = len(model.labels)
+        model.temperature_ = float(arrays["temperature"][0]) if "temperature" in arrays else 1.0
         if "weights" in arrays:  # format 2: back to the classifier's own arrays
             arrays = _format1_arrays(arrays, model.classifier, n_classes)
         terms = arrays["vocabulary"].tobytes().decode("utf-8").split("\n")

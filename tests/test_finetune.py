@@ -137,3 +137,56 @@ def test_the_onnx_export_computes_what_torch_does(finetune_ready, tmp_path):
     for text, found in vectors.items():
         for vector in found[1:]:
             np.testing.assert_allclose(vector, found[0], rtol=0, atol=1e-4, err_msg=text)
+
+
+@pytest.fixture(scope="module")
+def released(tiny_run, finetune_ready, tmp_path_factory):
+    """The tiny run released as a model of two encoders (the same weights twice, heads split),
+    calibrated and measured on a few texts."""
+    from sentiment_clf.training.finetune_release import release
+
+    target = tmp_path_factory.mktemp("released") / "accurate"
+    manifest = release({"sst": (tiny_run, ["sentiment", "ratings"]),
+                        "tq": (tiny_run, ["hatespeech", "questions", "questions-fine"])},
+                       finetune_ready.parent, target, threads=1, sample=40)
+    return target, manifest
+
+
+def test_a_release_of_two_encoders_loads_and_serves_each_head_from_its_own(released):
+    target, manifest = released
+    assert manifest["encoders"] == {"encoder-sst.onnx": ["sentiment", "ratings"],
+                                    "encoder-tq.onnx": ["hatespeech", "questions", "questions-fine"]}
+    assert sorted(manifest["sha256"]) == sorted(["encoder-sst.onnx", "encoder-tq.onnx", "tokenizer.json",
+                                                 "heads.npz"])
+    heads = load_accurate(target)
+    assert heads["sentiment"].encoder is heads["ratings"].encoder
+    assert heads["questions"].encoder is heads["hatespeech"].encoder is not heads["sentiment"].encoder
+    for name, head in heads.items():
+        assert head.temperature == pytest.approx(manifest["calibration"][name]["temperature"])
+        assert head.encoder_sha == manifest["sha256"][next(f for f, h in manifest["encoders"].items() if name in h)]
+        found = head.predict_proba(["a fine film"])
+        np.testing.assert_allclose(found.sum(axis=1), 1, atol=1e-6)
+    # Every figure carries its interval; the hate class its curve on dev and held out.
+    for figures in manifest["metrics"].values():
+        low, high = figures["test_accuracy_interval"]
+        assert low <= figures["test_accuracy"] <= high
+    curve = manifest["operating_points"]["hatespeech"]
+    assert len(curve["dev"]) == len(curve["held_out"]) == 99
+    for picture in ("hatespeech_precision_recall.png", "sentiment_reliability.png"):
+        assert (target / "report" / picture).stat().st_size > 1000
+
+
+def test_an_altered_encoder_of_a_release_is_refused(released, tmp_path):
+    import shutil
+
+    from sentiment_clf.model_files import ModelFileError
+
+    target, _ = released
+    copy = tmp_path / "accurate"
+    shutil.copytree(target, copy, ignore=shutil.ignore_patterns("report"))
+    path = copy / "encoder-tq.onnx"
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 3] ^= 0x01
+    path.write_bytes(bytes(payload))
+    with pytest.raises(ModelFileError, match="encoder-tq.onnx: checksum mismatch"):
+        load_accurate(copy)

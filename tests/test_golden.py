@@ -14,7 +14,8 @@ no other's (``recorded_with`` says which, and why)::
 ``/hatespeech`` and ``/questions`` were recorded again for issue #11 (the hate-speech
 model learns clean text as "neither"; both question models hold out one split); ``/``
 and ``/ratings`` when the SST-trained models began to read a text of several sentences
-sentence by sentence (the 20 such texts changed, no other).
+sentence by sentence (the 20 such texts changed, no other); all four when every fast model
+got a temperature (its confidences changed, no label).
 """
 from __future__ import annotations
 

@@ -31,8 +31,10 @@ def refit_with_same_vectorizer(base: NLPModel, texts, targets, extra_rows):
     all_texts = list(texts) + [r.text for r in extra_rows]
     all_targets = list(targets) + [r.label for r in extra_rows]
     params = base.settings()
-    return NLPModel(base.labels, **params).fit_from_features(
+    refit = NLPModel(base.labels, **params).fit_from_features(
         base.vectorizer_, base.vectorizer_.transform(all_texts), all_targets)
+    refit.temperature_ = base.temperature_  # the calibration is the base's, as retrain.py keeps it
+    return refit
 
 
 def test_feedback_key_ignores_case_and_spacing():

@@ -39,7 +39,7 @@ HEAD_FORMAT = "sentiment-clf/accurate-head"  # a retrained head, published to th
 PUBLISHED_PREFIX = "accurate:"  # a retrained head's model name in the database: "accurate:sentiment"
 FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
-FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)
+FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)  # a model of one encoder; "encoders" in a manifest names more
 MAX_TOKENS = 128  # a window's word pieces, [CLS] and [SEP] included, as in training
 WINDOW_OVERLAP = 32  # word pieces each window repeats of the one before
 MAX_WINDOWS = 32  # windows read of one text by default: about 3,000 word pieces
@@ -63,6 +63,19 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def encoder_files(manifest: dict) -> dict[str, list[str]]:
+    """Each encoder file of a manifest and the heads it serves: ``"encoders"`` when the
+    model has several, else ``encoder.onnx`` serving every head."""
+    listed = manifest.get("encoders")
+    if listed is None:
+        return {ENCODER_FILE: list(manifest.get("heads") or {})}
+    if not isinstance(listed, dict) or not all(
+            isinstance(name, str) and name.endswith(".onnx") and "/" not in name and isinstance(heads, list)
+            for name, heads in listed.items()):
+        raise ModelFileError(f"{MANIFEST_FILE}: 'encoders' must map .onnx file names to lists of heads")
+    return listed
+
+
 def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
     """The manifest of the accurate model in ``directory`` and its files' bytes, each
     checked against the manifest's SHA-256; ModelFileError naming what is wrong."""
@@ -76,8 +89,12 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
             or manifest.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{directory / MANIFEST_FILE}: not a {FORMAT} model of version {FORMAT_VERSION}")
+    try:
+        encoders = encoder_files(manifest)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{directory / str(exc)}") from None
     payloads = {}
-    for name in FILES:
+    for name in (*encoders, TOKENIZER_FILE, HEADS_FILE):
         try:
             payload = (directory / name).read_bytes()
         except FileNotFoundError:
@@ -221,8 +238,11 @@ class AccurateHead:
     supports_partial_fit = False
 
     def __init__(self, name: str, labels: tuple[str, ...], weight: np.ndarray, bias: np.ndarray,
-                 encoder: Encoder, manifest: dict, version: str, temperature: float = 1.0):
+                 encoder: Encoder, manifest: dict, version: str, temperature: float = 1.0,
+                 encoder_sha: str | None = None):
         self.name, self.labels, self.encoder = name, tuple(labels), encoder
+        # The SHA-256 of the encoder file this head reads (a retrained head must match it).
+        self.encoder_sha = encoder_sha or manifest["sha256"][ENCODER_FILE]
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
         # The head's scores are divided by it before the softmax (fitted on dev data, so that
@@ -241,7 +261,7 @@ class AccurateHead:
             raise ModelFileError(f"{source}: not an accurate head for {self.name}")
         if hashlib.sha256(payload).hexdigest() != manifest.get("arrays_sha256"):
             raise ModelFileError(f"{source}: checksum mismatch, the stored head was altered or damaged")
-        encoder_sha = self.manifest_["sha256"][ENCODER_FILE]
+        encoder_sha = self.encoder_sha
         if manifest.get("encoder_sha256") != encoder_sha:
             raise ModelFileError(f"{source}: fitted on another encoder than the one served "
                                  f"({manifest.get('encoder_sha256')} != {encoder_sha}); retrain it again")
@@ -254,7 +274,7 @@ class AccurateHead:
             raise ModelFileError(f"{source}: the head's shape does not match {self.name}'s labels")
         # It was fitted from and near this head's scores: the same temperature calibrates it.
         head = AccurateHead(self.name, self.labels, weight, bias, self.encoder, self.manifest_, manifest["version"],
-                            self.temperature)
+                            self.temperature, self.encoder_sha)
         head.base_version, head.published = self.base_version, manifest["version"]
         head.feedback_learned = int(manifest.get("training_data", {}).get("feedback_learned", 0))
         return head
@@ -315,28 +335,36 @@ def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarr
 
 def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max_wait: float = 0.0,
                   max_windows: int = MAX_WINDOWS) -> dict[str, AccurateHead]:
-    """Every head of the accurate model in ``directory``, sharing one encoder, by model name."""
+    """Every head of the accurate model in ``directory``, by model name; the heads of one
+    encoder share it (and its queue)."""
     manifest, payloads = read_checked(directory)
-    encoder = Encoder(payloads[ENCODER_FILE], payloads[TOKENIZER_FILE].decode("utf-8"),
-                      threads=threads, max_batch=max_batch, max_wait=max_wait, max_windows=max_windows)
+    tokenizer_json = payloads[TOKENIZER_FILE].decode("utf-8")
     try:
         arrays = unpack_arrays(payloads[HEADS_FILE])
     except ValueError as exc:
         raise ModelFileError(f"{Path(directory) / HEADS_FILE}: {exc}") from None
-    heads = {}
     listed = manifest.get("heads")
     if not isinstance(listed, dict):
         raise ModelFileError(f"{Path(directory) / MANIFEST_FILE}: no heads listed")
+    served_by = {head: file for file, heads in encoder_files(manifest).items() for head in heads}
+    encoders = {file: Encoder(payloads[file], tokenizer_json, threads=threads, max_batch=max_batch,
+                              max_wait=max_wait, max_windows=max_windows) for file in set(served_by.values())}
+    heads = {}
     for name, labels in listed.items():
+        if name not in served_by:
+            raise ModelFileError(f"{Path(directory) / MANIFEST_FILE}: no encoder serves the head {name}")
         if f"{name}.weight" not in arrays or f"{name}.bias" not in arrays:
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: no arrays for the head {name}")
         weight, bias = arrays[f"{name}.weight"], arrays[f"{name}.bias"]
         if weight.shape[0] != len(labels) or bias.shape != (len(labels),):
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} does not match its labels")
-        temperature = float(arrays[f"{name}.temperature"]) if f"{name}.temperature" in arrays else 1.0
+        stored = np.asarray(arrays.get(f"{name}.temperature", [1.0]), dtype=np.float64).reshape(-1)
+        temperature = float(stored[0]) if stored.size == 1 else float("nan")
         if not np.isfinite(temperature) or temperature <= 0:
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} has a temperature of {temperature}")
-        heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoder, manifest,
-                                   head_version(manifest["sha256"][ENCODER_FILE], name, weight, bias, temperature),
-                                   temperature)
+        file = served_by[name]
+        encoder_sha = manifest["sha256"][file]
+        heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoders[file], manifest,
+                                   head_version(encoder_sha, name, weight, bias, temperature), temperature,
+                                   encoder_sha)
     return heads

@@ -70,6 +70,33 @@ class SigmoidCalibration:
 LINKS: dict[str, type[Softmax | SigmoidCalibration]] = {"nb": Softmax, "logreg": Softmax, "svm": SigmoidCalibration}
 
 
+def temper(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities (rows x labels): each row's log-probabilities
+    divided by ``temperature``, normalised again. For a softmax link it is the softmax of
+    the scores divided by ``temperature``; no label changes, only the confidence."""
+    if temperature == 1.0:
+        return probabilities
+    logs = np.log(np.maximum(probabilities, 1e-300)) / temperature
+    exps = np.exp(logs - logs.max(axis=1, keepdims=True))
+    return exps / exps.sum(axis=1, keepdims=True)
+
+
+class Tempered:
+    """A link followed by temperature scaling (``temperature`` fitted on dev data when the
+    model was built, so that its confidence means what it says)."""
+
+    def __init__(self, link: Softmax | SigmoidCalibration, temperature: float):
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"a temperature must be positive, not {temperature}")
+        self.link, self.temperature = link, temperature
+
+    def probabilities(self, scores: list[float]) -> np.ndarray:
+        return temper(self.link.probabilities(scores)[np.newaxis, :], self.temperature)[0]
+
+    def probabilities_2d(self, scores: np.ndarray) -> np.ndarray:
+        return temper(self.link.probabilities_2d(scores), self.temperature)
+
+
 _NO_TERMS = np.zeros(0, dtype=np.int64)
 _NO_TERMS.flags.writeable = False
 

@@ -50,6 +50,9 @@ variable               default                   meaning
                                                  are read one after another, each alone)
 ``..._ACCURATE_MAX_WAIT_MS``  ``0``              how long a micro-batch stays open for more
                                                  requests (only when requests overlap)
+``..._THRESHOLDS``     empty (most probable)    decision thresholds, ``model:label=0.3; ...``:
+                                                 the label is the answer whenever its
+                                                 probability reaches it (decisions.py)
 ``..._ACCURATE_MAX_WINDOWS``  ``32``             windows of 128 word pieces the transformer reads
                                                  of one text (about 3,000 word pieces); the
                                                  rest is not read, and the answer says so
@@ -103,6 +106,7 @@ class Settings(BaseSettings):
     accurate_max_batch: int = Field(32, ge=1, le=1024)
     accurate_max_wait_ms: float = Field(0.0, ge=0, le=1000)
     accurate_max_windows: int = Field(32, ge=1, le=1024)
+    thresholds: str = ""
 
     @field_validator("feedback_rate_limit", "client_learning_budget")
     @classmethod
@@ -118,6 +122,14 @@ class Settings(BaseSettings):
         from sentiment_clf.trust import parse_trusted_keys
 
         parse_trusted_keys(value)
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        from sentiment_clf.decisions import parse_thresholds
+
+        parse_thresholds(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -166,4 +178,5 @@ class Settings(BaseSettings):
             "ACCURATE_MAX_BATCH": self.accurate_max_batch,
             "ACCURATE_MAX_WAIT": self.accurate_max_wait_ms / 1000,
             "ACCURATE_MAX_WINDOWS": self.accurate_max_windows,
+            "THRESHOLDS": self.thresholds,
         }

@@ -25,7 +25,7 @@ learned answers after it, a window of ids at a time.
 
 Invariant (tested): replaying the stored feedback on the base model gives the
 same predictions as fitting the classifier on the base data plus the feedback
-stored as learned, with the base model's vectorizer.
+stored as learned, with the base model's vectorizer and temperature.
 """
 from __future__ import annotations
 

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from sentiment_clf import model_files
-from sentiment_clf.classifiers import LINKS, NaiveBayesCounts, arrays_from_format1
+from sentiment_clf.classifiers import (
+    LINKS,
+    NaiveBayesCounts,
+    SigmoidCalibration,
+    Softmax,
+    Tempered,
+    arrays_from_format1,
+)
 from sentiment_clf.text import TOKENIZERS
 from sentiment_clf.vocabulary import Vocabulary
 
@@ -64,7 +71,11 @@ class LinearTextModel:
         n_terms = len(self.vocabulary)
         if self.idf.shape != (n_terms,) or self.weights.shape != (n_terms, len(self.bias)):
             raise ValueError("array shapes do not match the labels and vocabulary")
-        self.link = LINKS[self.classifier](arrays, len(self.labels))
+        self.link: Softmax | SigmoidCalibration | Tempered = LINKS[self.classifier](arrays, len(self.labels))
+        # Fitted on dev data when the model was built (absent: 1, the classifier's own).
+        self.temperature = float(arrays["temperature"][0]) if "temperature" in arrays else 1.0
+        if self.temperature != 1.0:
+            self.link = Tempered(self.link, self.temperature)
         self.counts = NaiveBayesCounts.from_arrays(arrays, params, len(self.labels)) \
             if self.classifier == "nb" else None
         self.python_limit = python_limit

@@ -36,3 +36,11 @@ def load_accurate_tier(model_dir: Path, *, threads: int = 1, max_batch: int = 32
     for name, head in heads.items():
         logger.info("loaded accurate model %s version %s", name, head.version)
     return heads
+
+
+def card_path(model_dir: Path, name: str, variant: str) -> Path:
+    """Where model ``name``'s card is written: in its folder (fast), or in the accurate
+    model's ``cards/`` (``build_model.py cards`` writes both)."""
+    if variant == "accurate":
+        return Path(model_dir) / ACCURATE_DIR / "cards" / f"{name}.md"
+    return Path(model_dir) / name / "MODEL_CARD.md"

@@ -26,6 +26,7 @@ from tqdm import tqdm
 import util
 from model import NLPModel
 from sentiment_clf.training import reports
+from sentiment_clf.training.fast_calibration import calibrate_holdout
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.splits import SPLIT_SEED
 
@@ -60,7 +61,7 @@ def _sample(frame: pd.DataFrame, size: int) -> pd.DataFrame:
         frame, train_size=size, stratify=frame["target"], random_state=SPLIT_SEED)[0]
 
 
-def _fit_data(spec: Recipe, texts: list, targets: list, added: pd.DataFrame) -> tuple[list, list, np.ndarray | None]:
+def fit_data(spec: Recipe, texts: list, targets: list, added: pd.DataFrame) -> tuple[list, list, np.ndarray | None]:
     """The data's own texts followed by the added ones, with the added ones' weight (None if there are none)."""
     if added.empty:
         return list(texts), list(targets), None
@@ -87,7 +88,7 @@ def cross_validate(spec: Recipe, texts: list, targets: list, *, progress: bool, 
     """
     added = pd.DataFrame({"text": [], "target": []}) if added is None else added
     splits = cv_splits(spec, targets, len(added))
-    all_texts, all_targets, weights = _fit_data(spec, texts, targets, added)
+    all_texts, all_targets, weights = fit_data(spec, texts, targets, added)
     rows = []
     for params in tqdm(list(ParameterGrid(spec.candidates)), desc=f"{spec.name}: compare on CV",
                        unit="candidate", disable=not progress):
@@ -115,7 +116,7 @@ def unseen_source_errors(spec: Recipe, params: dict, texts: list, targets: list,
     errors = {}
     for source in sorted(added["source"].unique()):
         mine = (added["source"] == source).to_numpy()
-        fit_texts, fit_targets, weights = _fit_data(spec, texts, targets, added[~mine])
+        fit_texts, fit_targets, weights = fit_data(spec, texts, targets, added[~mine])
         model = NLPModel(spec.labels, tokenizer=spec.tokenizer, **params).fit(fit_texts, fit_targets,
                                                                             sample_weight=weights)
         wrong = model.predict(added["text"][mine].tolist()) != added["target"][mine].to_numpy()
@@ -170,7 +171,7 @@ def build_holdout(spec: Recipe, data_root: Path, models_dir: Path, *, progress: 
     logger.info("%s", reports.comparison_summary(spec, [row for row in rows if row["mean"] == row["mean"]]))
     best = choose(spec, rows, texts, targets, added)
     logger.info("%s: chose %s (CV %s %.4f)", spec.name, best["params"], spec.metric, best["mean"])
-    fit_texts, fit_targets, weights = _fit_data(spec, texts, targets, added)
+    fit_texts, fit_targets, weights = fit_data(spec, texts, targets, added)
     model = NLPModel(spec.labels, tokenizer=spec.tokenizer, **best["params"]).fit(fit_texts, fit_targets,
                                                                                 sample_weight=weights)
 
@@ -196,6 +197,11 @@ def build_holdout(spec: Recipe, data_root: Path, models_dir: Path, *, progress: 
         metrics.update(_augment_metrics(spec, added, best))
     if spec.measure is not None:
         metrics.update(spec.measure(model, data_root))
+    # Last: the temperature changes only the confidence, which the figures above do not read.
+    metrics["calibration"] = calibrate_holdout(spec, model, (fit_texts, fit_targets, weights),
+                                               cv_splits(spec, targets, len(added)), len(texts), test, report_dir)
+    metrics["test_ece"] = metrics["calibration"]["test_ece"]
+    metrics["test_accuracy_interval"] = metrics["calibration"]["test_accuracy_interval"]
     reports.write_cv_table(rows, spec.metric, report_dir / "selection.csv")
     if "unseen_source_error" in best:
         reports.write_unseen_source_table(rows, spec.metric, report_dir / "unseen_sources.csv")

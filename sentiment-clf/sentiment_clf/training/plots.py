@@ -1,4 +1,5 @@
-"""The evaluation plots of a model's report: a ROC curve or a confusion matrix, saved as PNG."""
+"""The evaluation plots of a model's report, saved as PNG: a ROC curve, a confusion matrix, a
+reliability diagram, precision and recall by threshold."""
 from __future__ import annotations
 
 import matplotlib
@@ -44,6 +45,38 @@ def save_confusion_matrix(y_true, y_pred, labels, path, *, title: str) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    _save(fig, path)
+
+
+def save_reliability(before: list[dict], after: list[dict], path, *, title: str) -> None:
+    """Save a reliability diagram: per confidence bin, the share right against the mean
+    confidence, before and after calibration (``temperature.reliability`` rows)."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="calibrated")
+    for rows, name, style in ((before, "before", "o:"), (after, "after (temperature)", "s-")):
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], style, label=name)
+    ax.set_xlabel("confidence (mean of the bin)")
+    ax.set_ylabel("share right")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    _save(fig, path)
+
+
+def save_precision_recall(curve: dict, path, *, title: str) -> None:
+    """Save precision and recall of a label by decision threshold, on dev and held out
+    (``finetune_release.operating_points`` rows under ``"dev"`` and ``"held_out"``)."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    for part, style in (("dev", ":"), ("held_out", "-")):
+        rows = curve[part]
+        thresholds = [r["threshold"] for r in rows]
+        ax.plot(thresholds, [r["precision"] for r in rows], "b" + style, label=f"precision ({part})")
+        ax.plot(thresholds, [r["recall"] for r in rows], "r" + style, label=f"recall ({part})")
+    ax.set_xlabel(f"threshold on P({curve['label']})")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="best", fontsize=8)
     _save(fig, path)
 
 

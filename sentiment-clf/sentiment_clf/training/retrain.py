@@ -21,7 +21,7 @@ from sentiment_clf.config import Settings
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.storage import FeedbackRow, Storage
 from sentiment_clf.training import reports
-from sentiment_clf.training.holdout import SPLIT_SEED, _fit_data, augmented, describe_data, holdout_split
+from sentiment_clf.training.holdout import SPLIT_SEED, augmented, describe_data, fit_data, holdout_split
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
 
@@ -49,7 +49,7 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
         return (list(train["phrase"]), list(train["target"]), test.rename(columns={"phrase": "text"}),
                 splits.description)
     train, test = holdout_split(task, task.load_frame(data_root))
-    texts, targets, weights = _fit_data(task, list(train["text"]), list(train["target"]), augmented(task, data_root))
+    texts, targets, weights = fit_data(task, list(train["text"]), list(train["target"]), augmented(task, data_root))
     return texts, targets, test, {**describe_data(task, data_root), "weights": weights}
 
 
@@ -81,6 +81,8 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
     if weights is not None:
         weights = np.concatenate([weights, np.ones(len(learned))])
     candidate = NLPModel(task.labels, **base.settings()).fit(texts, targets, sample_weight=weights)
+    # The same data and settings, a few more texts: the base's temperature calibrates it.
+    candidate.temperature_ = base.temperature_
 
     y_test = candidate._label_indices(test["target"])
     serving_accuracy = float(accuracy_score(y_test, serving.model.predict_proba(test["text"]).argmax(axis=1)))

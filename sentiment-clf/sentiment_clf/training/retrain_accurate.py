@@ -96,9 +96,9 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
     if candidate_accuracy < serving_accuracy - tolerance:
         return False, summary
     payload = pack_arrays({"weight": weight, "bias": bias})
-    version = head_version(base.manifest_["sha256"]["encoder.onnx"], name, weight, bias, base.temperature)
+    version = head_version(base.encoder_sha, name, weight, bias, base.temperature)
     manifest = {"format": HEAD_FORMAT, "model": name, "version": version, "labels": list(base.labels),
-                "encoder_sha256": base.manifest_["sha256"]["encoder.onnx"], "arrays_sha256": checksum(payload),
+                "encoder_sha256": base.encoder_sha, "arrays_sha256": checksum(payload),
                 "metrics": {"test_accuracy": candidate_accuracy, "serving_test_accuracy": serving_accuracy},
                 "training_data": {"base_texts": len(train_texts), "feedback_learned": len(answers),
                                   "feedback_upto": upto}}

@@ -17,6 +17,7 @@ from werkzeug.exceptions import InternalServerError, NotFound, ServiceUnavailabl
 
 from sentiment_clf import documents, metrics
 from sentiment_clf.accurate import AccurateHead, Reading
+from sentiment_clf.decisions import decide
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.storage import IdempotencyKeyReused, Storage, Stored
 from sentiment_clf.tasks import MODELS
@@ -69,7 +70,7 @@ def fast_answer(model, name: str, query: str, explain: bool = False, version: st
     """The fast model ``name``'s answer for one text, read whole (by sentence if it learned
     from sentences)."""
     probabilities, read = documents.read(model, query, MODELS[name].by_sentence)
-    return answer(model, probabilities, query, explain, "fast", version, read)
+    return answer(model, probabilities, query, explain, "fast", version, read, name)
 
 
 def accurate_answer(head: AccurateHead, reading: Reading, query: str, explain: bool = False,
@@ -77,7 +78,7 @@ def accurate_answer(head: AccurateHead, reading: Reading, query: str, explain: b
     """An accurate head's answer for one text from the encoder's reading of it (one reading
     serves every head)."""
     return answer(head, head.proba_from_vectors(reading.vector[np.newaxis, :])[0], query, explain, "accurate",
-                  version, reading.read)
+                  version, reading.read, head.name)
 
 
 def read_accurate(head: AccurateHead, query: str) -> Reading:
@@ -97,12 +98,13 @@ def predict(services: Services, name: str, query: str, explain: bool, variant: s
     names: dict[str | None, str] = {None: name}
     names.update(MODELS[name].levels)
     found: dict[str | None, dict] = {}
-    reading = None
+    readings: dict[int, Reading] = {}  # one reading per encoder serves its heads
     for key, other in names.items():
         model, version = services.model(other, variant)
         if variant == "accurate":
-            reading = reading or read_accurate(model, query)
-            found[key] = accurate_answer(model, reading, query, explain, version)
+            if id(model.encoder) not in readings:
+                readings[id(model.encoder)] = read_accurate(model, query)
+            found[key] = accurate_answer(model, readings[id(model.encoder)], query, explain, version)
         else:
             found[key] = fast_answer(model, other, query, explain, version)
     result = found.pop(None)
@@ -116,17 +118,19 @@ def predict_many(services: Services, name: str, texts: list[str], explain: bool,
     names: dict[str | None, str] = {None: name}
     names.update(MODELS[name].levels)
     found: dict[str | None, list[dict]] = {}
-    readings: list[Reading] = []
+    by_encoder: dict[int, list[Reading]] = {}  # one reading per encoder serves its heads
     for key, other in names.items():
         model, version = services.model(other, variant)
         if variant == "accurate":
-            readings = readings or [model.encoder.read(text) for text in texts]
+            if id(model.encoder) not in by_encoder:
+                by_encoder[id(model.encoder)] = [model.encoder.read(text) for text in texts]
+            readings = by_encoder[id(model.encoder)]
             rows = model.proba_from_vectors(np.stack([r.vector for r in readings]))
-            found[key] = [answer(model, row, text, explain, variant, version, r.read)
+            found[key] = [answer(model, row, text, explain, variant, version, r.read, other)
                           for row, text, r in zip(rows, texts, readings, strict=True)]
         else:
             rows, reads = documents.read_many(model, texts, MODELS[other].by_sentence)
-            found[key] = [answer(model, row, text, explain, variant, version, read)
+            found[key] = [answer(model, row, text, explain, variant, version, read, other)
                           for row, text, read in zip(rows, texts, reads, strict=True)]
     results = found.pop(None)
     for key, answers in found.items():
@@ -135,11 +139,18 @@ def predict_many(services: Services, name: str, texts: list[str], explain: bool,
     return results
 
 
+def thresholds(name: str) -> dict[str, float] | None:
+    """The decision thresholds set for model ``name`` (THRESHOLDS), or None."""
+    return current_app.extensions["thresholds"].get(name)
+
+
 def answer(model, probabilities, query: str, explain: bool = False, variant: str = "fast",
-           version: str = "", read: dict | None = None) -> dict:
-    """The answer's shape, from the text's probabilities in the model's label order."""
+           version: str = "", read: dict | None = None, name: str | None = None) -> dict:
+    """The answer's shape, from the text's probabilities in the model's label order; the
+    label is the most probable one unless THRESHOLDS sets one for model ``name``."""
     values = probabilities.tolist()
-    best = max(range(len(values)), key=values.__getitem__)  # the first of equals, as argmax
+    set_here = thresholds(name) if name else None
+    best = decide(model.labels, values, set_here)
     result = {
         "prediction": model.labels[best],
         "confidence": values[best],
@@ -149,6 +160,8 @@ def answer(model, probabilities, query: str, explain: bool = False, variant: str
     }
     if read is not None:
         result["read"] = read
+    if set_here:
+        result["thresholds"] = dict(set_here)
     if explain:
         result["explanation"] = model.explain(query)
     return result

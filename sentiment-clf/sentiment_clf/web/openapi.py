@@ -13,11 +13,12 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from sentiment_clf.tasks import endpoint_models
+from sentiment_clf.tasks import MODELS, endpoint_models
 from sentiment_clf.web.schemas import Error, FeedbackId, Health, ModelList, Ready, Schemas
 
 _ERRORS = {400: "Bad input: the message says what is wrong", 409: "Conflict",
            401: "An API key that is not trusted (leave it out to answer anonymously)",
+           404: "No such model or card: the message says what there is",
            413: "Too large: the message gives the limit",
            415: "The body is not of a type this endpoint reads (send application/json)",
            422: "The Idempotency-Key was used before for another answer",
@@ -122,6 +123,14 @@ def build(types: Schemas, version: str = "1") -> dict:
     paths["/feedback"]["post"]["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     paths["/models"] = {"get": _operation("get_models", "The models served", {"200": _reply(
         schema("models"), "Every model with its version, labels and metrics")})}
+    paths["/models/{name}/card"] = {"get": _operation(
+        "get_model_card", "A model's card: data, intended use, figures with intervals, slices, failure modes",
+        {"200": _reply({"type": "string"}, "The card, in Markdown", "text/markdown"), **errors(404)},
+        parameters=[{"name": "name", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": list(MODELS)}},
+                    {"name": "variant", "in": "query", "required": False,
+                     "description": "the tier (default: fast)",
+                     "schema": {"type": "string", "enum": ["fast", "accurate"]}}])}
     paths["/health"] = {"get": _operation("get_health", "Alive", {"200": _reply(
         schema("health"), "The service is up, with each model's version")})}
     paths["/ready"] = {"get": _operation("get_ready", "Ready for traffic", {"200": _reply(

@@ -13,12 +13,13 @@ import time
 from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from sentiment_clf import metrics
+from sentiment_clf.loading import card_path
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.trust import NOT_LEARNED
-from sentiment_clf.web.answers import Services, json_response, predict, predict_many, store_feedback
+from sentiment_clf.web.answers import Services, json_response, predict, predict_many, store_feedback, thresholds
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant
 
@@ -217,7 +218,37 @@ def _describe(name: str, online, route: str, stored: int) -> dict:
             "feedback_learned": training_data.get("feedback_learned", 0) + online.learned},
         "feedback_stored": stored,
         "metrics": manifest.get("metrics", {}),
+        "decision": _decision(name, manifest.get("metrics", {}).get("calibration", {}).get("operating_points"),
+                              manifest.get("metrics", {}).get("per_class", {}).get("hate speech")),
+        "calibration": _calibration(manifest.get("metrics", {}).get("calibration")),
+        "model_card": f"/models/{name}/card?variant=fast",
     }
+
+
+def _calibration(found: dict | None) -> dict | None:
+    """The temperature and the held-out calibration error, without the diagram's data."""
+    if not found:
+        return None
+    return {key: found[key] for key in ("temperature", "fitted_on", "test_ece_before", "test_ece") if key in found}
+
+
+def _decision(name: str, curve: dict | None, most_probable: dict | None) -> dict:
+    """How the model's label is chosen now, and for a label with a measured curve (the hate
+    class) its held-out precision and recall under that rule."""
+    set_here = thresholds(name) or {}
+    found: dict = {"rule": "thresholds" if set_here else "most probable", "thresholds": dict(set_here)}
+    if curve:
+        label = curve["label"]
+        threshold = set_here.get(label)
+        if threshold is None:
+            point = {"threshold": None, "precision": (most_probable or {}).get("precision"),
+                     "recall": (most_probable or {}).get("recall")}
+        else:
+            row = min(curve["held_out"], key=lambda r: abs(r["threshold"] - threshold))
+            point = {"threshold": threshold, "measured_at": row["threshold"], "precision": row["precision"],
+                     "recall": row["recall"]}
+        found[label] = {**point, "on": "held-out texts", "best_dev_f1_threshold": curve.get("best_dev_f1_threshold")}
+    return found
 
 
 def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
@@ -237,4 +268,24 @@ def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
             "feedback_learned": head.feedback_learned},
         "feedback_stored": stored,
         "metrics": manifest.get("metrics", {}).get(name, {}),
+        "decision": _decision(name, manifest.get("operating_points", {}).get(name),
+                              manifest.get("metrics", {}).get(name, {}).get("hate_class")),
+        "calibration": _calibration({"temperature": head.temperature,
+                                     **manifest.get("calibration", {}).get(name, {})}),
+        "model_card": f"/models/{name}/card?variant=accurate",
     }
+
+
+class ModelCard(_ServiceResource):
+    """``GET /models/<name>/card?variant=fast``: the model card (Markdown) written with the model."""
+
+    def get(self, name: str):
+        variant = request.args.get("variant", "fast")
+        if name not in MODELS or variant not in ("fast", "accurate"):
+            raise NotFound(f"no model {name!r} on a tier {variant!r}: /models lists the models and their cards")
+        path = card_path(current_app.config["MODEL_DIR"], name, variant)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFound(f"no model card for {name} ({variant}) in this installation") from None
+        return current_app.response_class(text, mimetype="text/markdown")

@@ -145,6 +145,12 @@ class ModelEntry(TypedDict):
     training_data: TrainingData
     feedback_stored: Annotated[int, Field(ge=0)]
     metrics: dict[str, Any]
+    decision: Annotated[dict[str, Any], Field(
+        description="how the label is chosen now (the most probable, or THRESHOLDS) and, for the hate class, "
+                    "its held-out precision and recall under that rule")]
+    calibration: Annotated[dict[str, Any] | None, Field(
+        description="the temperature fitted on dev data and the held-out expected calibration error")]
+    model_card: Annotated[str, Field(description="the model card's URL")]
 
 
 class ModelList(TypedDict):
@@ -181,6 +187,9 @@ def _prediction(name: str) -> type:
                                                           {label: _Unit for label in labels})),
         "explanation": NotRequired[Explanation],  # with explain=1
         "read": Read,
+        "thresholds": NotRequired[Annotated[dict[str, float], Field(
+            description="the decision thresholds set for this model (THRESHOLDS): a label is the answer "
+                        "whenever its probability reaches its threshold")]],
         "variant": Annotated[_literal(VARIANTS), Field(description="the tier that answered")],
         "version": Annotated[str, Field(description="the version of the model that answered")],
     }

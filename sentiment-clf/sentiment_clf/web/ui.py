@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from sentiment_clf.accurate import Reading
 from sentiment_clf.web.answers import accurate_answer, fast_answer, read_accurate, services, store_feedback
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import read_body, schemas
@@ -41,17 +42,18 @@ def review_problem(review: str) -> str | None:
 
 def predictions(review: str) -> dict[str, dict[str, dict]]:
     """Each model's answer on each tier: ``{name: {"fast": answer, "accurate": answer}}``. The
-    accurate answers of every model come from one reading of the review."""
+    accurate answers of the models of one encoder come from one reading of the review."""
     found: dict[str, dict[str, dict]] = {}
     accurate = services().accurate
-    reading = None
+    readings: dict[int, Reading] = {}
     for name in served_names():
         online = services().registry.get(name)
         found[name] = {"fast": fast_answer(online.model, name, review, False, online.version)}
         if name in accurate:
             head = accurate[name]
-            reading = reading or read_accurate(head, review)
-            found[name]["accurate"] = accurate_answer(head, reading, review, False, head.version)
+            if id(head.encoder) not in readings:
+                readings[id(head.encoder)] = read_accurate(head, review)
+            found[name]["accurate"] = accurate_answer(head, readings[id(head.encoder)], review, False, head.version)
     return found
 
 
