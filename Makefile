@@ -19,10 +19,18 @@ lint: $(VENV)/.installed-test
 models: $(VENV)/.installed-train
 	$(BIN)/python sentiment-clf/build_model.py --data-dir $(DATA_DIR)
 
-# The accurate tier: fine-tunes on CPU (two stages, about 55 minutes on 2 cores), writes
-# sentiment-clf/lib/models/accurate and, for the MLServer comparison, build/accurate-hf.
+# The accurate tier: two encoders fine-tuned on CPU (SST: about 40 minutes on 2 cores; tweets
+# and questions: about 30), released as one model (calibrated, measured) and its model cards.
+# Writes sentiment-clf/lib/models/accurate (and build/finetune-* on the way).
 accurate-model: $(VENV)/.installed-finetune
-	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --hf-dir build/accurate-hf
+	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --models-dir build/finetune-sst \
+		--source sst --epochs 2 --hate-stage-passes 0
+	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --models-dir build/finetune-tq \
+		--source hate --source questions --source sst-sentences --epochs 2 --hate-stage-passes 0
+	$(BIN)/python sentiment-clf/build_model.py release --data-dir $(DATA_DIR) \
+		--part sst=build/finetune-sst/accurate:sentiment,ratings \
+		--part tq=build/finetune-tq/accurate:hatespeech,questions,questions-fine
+	$(BIN)/python sentiment-clf/build_model.py cards --data-dir $(DATA_DIR)
 
 # wrk (the load generator) from Debian's packages when it is missing and this user may
 # install packages; otherwise one line says what to install.
@@ -40,7 +48,8 @@ bench: $(VENV)/.installed-test
 bench-slow: $(VENV)/.installed-test
 	$(BIN)/python -m bench.slow_clients
 
-# The accurate tier's benchmark, beside MLServer's HuggingFace runtime (BENCHMARKS.md, issue #11).
+# The accurate tier's benchmark, beside MLServer's HuggingFace runtime serving the committed
+# encoder's weights (BENCHMARKS.md); runs from a fresh clone.
 bench-accurate: $(VENV)/.installed-test .venv-mlserver-hf/.installed
 	@$(WRK)
 	$(BIN)/python -m bench.bench_accurate

@@ -1,23 +1,23 @@
 """The accurate tier's speed and memory, in one run on one machine.
 
 1. The limit, in-process: one sentence's p50/p99 through the int8 encoder and a head
-   (no HTTP, no micro-batcher), and sentences/s in batches of 32, for one process with
-   two threads and for two one-thread processes side by side (as the two gunicorn
-   workers run); the better of the two is "the batched limit".
+   (no HTTP, no micro-batcher), and sentences/s in calls of 32 (each read alone, as the
+   service reads every text), for one process with two threads and for two one-thread
+   processes side by side (as the two gunicorn workers run); the better of the two is
+   "the batched limit" (the name it had when texts shared a forward pass).
 2. The service (gunicorn, 2 workers, the README's command) on ``variant=accurate`` at
-   concurrency 1, 8 and 32: concurrent requests in a worker are micro-batched. The
-   floor: requests/s at concurrency 8 at least 80% of the batched limit.
+   concurrency 1, 8 and 32: concurrent requests in a worker queue for the network.
 3. Side by side, rounds taking turns: MLServer 1.7.1's HuggingFace runtime serving the
-   same fine-tuned encoder (bench/mlserver_hf.py; ``build/accurate-hf`` from
-   ``make accurate-model``, ``.venv-mlserver-hf`` from the Makefile).
+   same fine-tuned encoder (bench/mlserver_hf.py: the committed int8 weights of the
+   encoder that serves sentiment, dequantized to fp32, so no fine-tuning run is needed;
+   ``.venv-mlserver-hf`` from the Makefile).
 4. Worker memory with both tiers loaded, cold start to the first accurate answer, and
    the fast tier at concurrency 8 in the same server.
 5. Where the time goes at concurrency 8, one more run of each tier: the workers' CPU
    seconds per request, and how wrk's 8 kept-alive connections fall on the 2 workers
    (counted halfway through). The fast tier's requests cost the HTTP stack and a 30 µs
    model, so ``1 / (1 / batched limit + 1 / fast req/s)`` is about what 2 cores could
-   serve if every accurate request cost the forward pass at batch 32 plus that stack:
-   the ceiling a perfect batcher could reach.
+   serve if every accurate request cost its forward pass plus that stack: the ceiling.
 
 Every request sends the same review sentence (MLServer too). Run from the repository
 root: ``python -m bench.bench_accurate`` (``--no-mlserver`` skips 3).
@@ -45,7 +45,6 @@ from tests.live_server import connections_by_worker, free_port, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
-HF_DIR = ROOT / "build" / "accurate-hf"
 TEXT = "a gorgeous, witty and moving film that never quite finds its footing but still leaves you smiling"
 BATCH = 32
 
@@ -164,15 +163,19 @@ def main(argv=None) -> int:
                      "one_sentence": [one_sentence(1, args.repeats), one_sentence(2, args.repeats)],
                      "batched": batched_limit(seconds=5.0)}
     with tempfile.TemporaryDirectory(prefix="bench-accurate-") as folder:
-        results.update(serve_and_measure(Path(folder), args.seconds, args.concurrency,
-                                         None if args.no_mlserver else HF_DIR))
+        hf_dir = None
+        if not args.no_mlserver:  # the peer's model from the committed one: no fine-tuning run needed
+            from bench.mlserver_hf import hf_dir_from_model
+
+            hf_dir = hf_dir_from_model(MODEL_DIR, Path(folder) / "hf")
+        results.update(serve_and_measure(Path(folder), args.seconds, args.concurrency, hf_dir))
     limit = results["batched"]["limit"]
     by = {(r["server"], r["connections"]): r for r in results["runs"]}
     print(f"machine: {results['machine']}")
     for row in results["one_sentence"]:
         print(f"in-process, one sentence, {row['threads']} thread(s): p50 {row['p50_ms']:.2f} ms, "
               f"p99 {row['p99_ms']:.2f} ms")
-    print(f"in-process batched (batch {BATCH}): {results['batched']['one_process_2_threads']:.0f} sentences/s in one "
+    print(f"in-process, {BATCH} texts a call: {results['batched']['one_process_2_threads']:.0f} sentences/s in one "
           f"2-thread process, {results['batched']['two_processes_1_thread']:.0f} in two 1-thread processes; "
           f"limit {limit:.0f}")
     print(f"{'server':24s} {'c':>3s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")

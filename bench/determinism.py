@@ -41,9 +41,10 @@ DATA = ROOT.parent / "shared" / "data"
 HEADS = ("sentiment", "ratings", "hatespeech", "questions", "questions-fine")
 
 
-def weight_only(source: Path, target: Path, *, fp32: bool) -> None:
+def weight_only(source: Path, target: Path, *, fp32: bool, which=None) -> None:
     """The dynamic-int8 graph with each MatMulInteger (and its activation quantization)
-    replaced by a float MatMul: on dequantized weights in the graph, or in fp32 storage."""
+    replaced by a float MatMul: on dequantized weights in the graph, or in fp32 storage.
+    ``which(output_name)``, when given, picks the MatMulIntegers to replace (others stay)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -57,7 +58,7 @@ def weight_only(source: Path, target: Path, *, fp32: bool) -> None:
     initializers = {i.name: i for i in graph.initializer}
     dropped, added, new_initializers = set(), [], []
     for node in graph.node:
-        if node.op_type != "MatMulInteger":
+        if node.op_type != "MatMulInteger" or (which is not None and not which(node.output[0])):
             continue
         quantized_x, weight, _, weight_zero = node.input
         x = producer[quantized_x].input[0]

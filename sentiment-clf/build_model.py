@@ -99,7 +99,7 @@ def run_finetune(args) -> int:
 
 def run_calibrate(args) -> int:
     """Fit each chosen saved fast model's temperature on data it was not fitted on, in place."""
-    from sentiment_clf.training.fast_calibration import calibrate_saved
+    from sentiment_clf.training.recalibrate import calibrate_saved
 
     data_root = args.data_root or args.data_dir.parent
     try:

@@ -11,14 +11,11 @@ loading a model file cannot run code (format: ``sentiment_clf/model_files.py``).
 from __future__ import annotations
 
 import logging
-import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
-import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -67,8 +64,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
     classifier_ : MultinomialNB, LogisticRegression or CalibratedLinear; its classes
         are ``0 .. len(labels) - 1``
     manifest_ : dict, what ``save`` wrote or ``load`` read (empty after ``fit``)
-    temperature_ : float, divides the log-probabilities (1 after ``fit``; ``calibrate``
-        fits it on dev data, so that the confidence means what it says)
+    temperature_ : float, divides the log-probabilities (1 after ``fit``; fitted by fast_calibration.py)
     """
 
     vectorizer_: TfidfVectorizer
@@ -155,20 +151,9 @@ class NLPModel(ClassifierMixin, BaseEstimator):
         self._served = None
         return self
 
-    def calibrate(self, texts, y) -> NLPModel:
-        """Fit ``temperature_`` on ``texts`` with label names ``y`` (dev data the model was not
-        fitted on): the one that makes their labels most likely. Returns ``self``."""
-        from sentiment_clf.training.temperature import fit_temperature
-
-        untempered = self.classifier_.predict_proba(self.vectorizer_.transform(texts))
-        self.temperature_ = fit_temperature(np.log(np.maximum(untempered, 1e-300)), self._label_indices(y))
-        self._served = None
-        return self
-
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities, shape ``(len(texts), len(labels))``, columns in ``labels`` order."""
-        return temper(self.classifier_.predict_proba(self.vectorizer_.transform(texts)),
-                      getattr(self, "temperature_", 1.0))
+        return temper(self.classifier_.predict_proba(self.vectorizer_.transform(texts)), self.temperature_)
 
     def predict(self, texts) -> np.ndarray:
         """The most probable label name for each text."""
@@ -262,7 +247,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             "arrays_sha256": checksum,
             "training_data": training_data or {},
             "metrics": metrics or {},
-            "library_versions": library_versions(),
+            "library_versions": model_files.library_versions("numpy", "scipy", "scikit-learn"),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return manifest, payload
@@ -314,7 +299,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
             arrays.update(coef=c.coef_, intercept=c.intercept_)
         if self.classifier == "svm":
             arrays.update(calibration_a=c.calibration_a_, calibration_b=c.calibration_b_)
-        if getattr(self, "temperature_", 1.0) != 1.0:  # a model never calibrated keeps its bytes and version
+        if self.temperature_ != 1.0:  # a model never calibrated keeps its bytes and version
             arrays["temperature"] = np.array([self.temperature_], dtype=np.float64)
         return arrays
 
@@ -409,8 +394,3 @@ def _load_svm(model: NLPModel, arrays, n_classes: int, n_features: int) -> Calib
 
 
 _CLASSIFIER_LOADERS = {"nb": _load_nb, "logreg": _load_logreg, "svm": _load_svm}
-
-
-def library_versions() -> dict:
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}

@@ -174,3 +174,20 @@ def test_windows_cover_every_word_piece_once_past_their_overlap(accurate_heads):
         assert pieces == len(whole.encode(text, add_special_tokens=False).ids)
         assert all(len(ids) <= MAX_TOKENS and ids[0] == 101 and ids[-1] == 102 for ids in windows)
         assert sum(len(ids) - 2 for ids in windows) - WINDOW_OVERLAP * (len(windows) - 1) == pieces
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("that movie was boring", ["that movie was boring"]),
+    ("Great. Really great!", ["Great.", "Really great!"]),
+    ("Ms. Fulford is spooky. It works!", ["Ms. Fulford is spooky.", "It works!"]),
+    ("J. K. Rowling wrote it. I loved it", ["J. K. Rowling wrote it.", "I loved it"]),
+    ("It helps that Lil Bow Wow... tones it down", ["It helps that Lil Bow Wow... tones it down"]),
+    ("one<br /><br />two<BR>three", ["one", "two", "three"]),
+    ("a paragraph\n\nanother", ["a paragraph", "another"]),
+    ("wrapped by\nhand", ["wrapped by\nhand"]),
+    ("... Blade II is more enjoyable than the original .", ["... Blade II is more enjoyable than the original ."]),
+])
+def test_the_fast_tier_splits_sentences_where_a_reader_would(text, expected):
+    from sentiment_clf.documents import sentences
+
+    assert sentences(text) == expected

@@ -148,10 +148,15 @@ class LinearTextModel:
 
     def predict_one(self, text: str) -> np.ndarray:
         """Probabilities of the labels for one text, in label order."""
-        counts = self.vocabulary.term_counts(self._tokenize(text))
+        return self.read_one(text)[0]
+
+    def read_one(self, text: str) -> tuple[np.ndarray, int]:
+        """:meth:`predict_one`, and how many tokens the text has (tokenized once)."""
+        tokens = self._tokenize(text)
+        counts = self.vocabulary.term_counts(tokens)
         if len(counts) * len(self._bias_list) <= self.python_limit:
-            return self.link.probabilities(self._python_scores(counts))
-        return self.link.probabilities_2d(self._numpy_scores(counts)[np.newaxis, :])[0]
+            return self.link.probabilities(self._python_scores(counts)), len(tokens)
+        return self.link.probabilities_2d(self._numpy_scores(counts)[np.newaxis, :])[0], len(tokens)
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities, shape ``(len(texts), len(labels))``, columns in label order."""

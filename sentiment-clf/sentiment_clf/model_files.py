@@ -189,3 +189,11 @@ def write(directory: Path, manifest: dict, payload: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / ARRAYS_FILE).write_bytes(payload)
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def library_versions(*packages: str) -> dict:
+    """Python's version and each installed package's, for a manifest (what wrote the file)."""
+    import platform
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), **{name: version(name) for name in packages}}

@@ -9,11 +9,10 @@
 The temperature goes into the model's arrays (so its version changes with it), the
 held-out expected calibration error before and after into its metrics, and a
 reliability diagram into its report. ``build_model.py build`` calibrates every model
-it builds; ``build_model.py calibrate`` calibrates saved models in place.
+it builds; ``build_model.py calibrate`` calibrates saved models in place (recalibrate.py).
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -92,34 +91,3 @@ def calibrate_holdout(task: Recipe, model: NLPModel, fit_data: tuple[list, list,
     return calibrate(task, model, out_of_fold(model, n_texts, fit_data, folds), fit_data[1][:n_texts],
                      test["text"].to_numpy(), test["target"], report_dir,
                      f"out-of-fold probabilities of the {n_texts} choosing texts")
-
-
-def calibrate_saved(task: Recipe, models_dir: Path, data_root: Path, data_dir: Path) -> dict:
-    """Calibrate the saved model ``models_dir/<task>`` in place; returns its new manifest."""
-    directory = models_dir / task.name
-    model = NLPModel.load(directory)
-    manifest = model.manifest_
-    report_dir = directory / "report"
-    report_dir.mkdir(exist_ok=True)
-    if task.protocol == "sst":
-        from sentiment_clf.training.sst import load_splits
-
-        splits = load_splits(data_dir, None)
-        figures = calibrate_sst(task, model, task.relabel(splits.dev), task.relabel(splits.test), report_dir)
-    else:
-        from sentiment_clf.training import holdout
-
-        choosing, test = holdout.holdout_split(task, task.load_frame(data_root))
-        added = holdout.augmented(task, data_root)
-        texts, targets = choosing["text"].tolist(), choosing["target"].tolist()
-        figures = calibrate_holdout(task, model, holdout.fit_data(task, texts, targets, added),
-                                    holdout.cv_splits(task, targets, len(added)), len(texts), test, report_dir)
-    metrics = {**manifest.get("metrics", {}), "calibration": figures, "test_ece": figures["test_ece"],
-               "test_accuracy_interval": figures["test_accuracy_interval"]}
-    saved = model.save(directory, name=task.name, training_data=manifest.get("training_data"), metrics=metrics)
-    report = report_dir / "metrics.json"
-    if report.is_file():
-        stored = json.loads(report.read_text(encoding="utf-8"))
-        report.write_text(json.dumps({**stored, "calibration": figures, "test_ece": figures["test_ece"]}, indent=2)
-                          + "\n", encoding="utf-8")
-    return saved
