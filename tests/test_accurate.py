@@ -33,8 +33,10 @@ def test_every_served_model_has_a_head_with_its_labels(accurate_heads, accurate_
         assert tuple(manifest["heads"][name]) == MODELS[name].labels
         assert head.weight.shape[0] == len(head.labels) == head.bias.shape[0]
         assert len(head.version) == 12
-    # One encoder serves every head.
-    assert len({id(head.encoder) for head in accurate_heads.values()}) == 1
+    # Each encoder the manifest names serves its heads, one shared object per encoder.
+    for heads in encoder_files(manifest).values():
+        assert len({id(accurate_heads[name].encoder) for name in heads}) == 1
+    assert len({id(head.encoder) for head in accurate_heads.values()}) == len(encoder_files(manifest)) == 2
     assert len({head.version for head in accurate_heads.values()}) == len(accurate_heads)
 
 
