@@ -237,7 +237,8 @@ def hate_stage(network, tokenizer, frames: dict, settings: Settings, progress: b
     sources = {"sst": frames["sst"]["train"], "hate": frames["hate"]["train"]}
     # Only the heads this encoder learns count (a stage's SST batches also move the SST heads
     # of an encoder that serves none: that is no reason to keep it).
-    dev = {source: frames[source]["dev"] for source in ("sst", "hate", "questions") if source in settings.sources}
+    dev: dict[str, pd.DataFrame] = {source: frames[source]["dev"] for source in ("sst", "hate", "questions")
+                                    if source in settings.sources}
 
     def score() -> dict:
         scores = dev_scores(lambda texts: vectors(network, tokenizer, texts), head_arrays(network), dev)
