@@ -44,11 +44,12 @@ def parse_thresholds(setting: str) -> Thresholds:
 
 def decide(labels: tuple[str, ...], probabilities: list[float], thresholds: dict[str, float] | None) -> int:
     """The index of the answer's label (the first of equals, as argmax)."""
+    if not thresholds:  # every request without THRESHOLDS: the plain argmax, first of equals
+        return max(range(len(probabilities)), key=probabilities.__getitem__)
+
     def best(indices: list[int]) -> int:
         return max(indices, key=lambda i: (probabilities[i], -i))
 
-    if not thresholds:
-        return best(list(range(len(labels))))
     reached = [i for i, label in enumerate(labels) if label in thresholds and probabilities[i] >= thresholds[label]]
     if reached:
         return best(reached)
