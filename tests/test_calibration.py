@@ -41,7 +41,7 @@ def test_tempering_changes_the_confidence_but_never_the_label():
 
 
 def _held_out(name: str):
-    from sentiment_clf.training.cards import _held_out as held_out
+    from sentiment_clf.training.cards import held_out
 
     need((SHARED_DATA / "sst" / "test.txt").is_file(), f"the data sets are not in {SHARED_DATA}")
     return held_out(name, SHARED_DATA)

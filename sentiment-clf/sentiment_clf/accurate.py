@@ -117,6 +117,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+def _pieces(windows: list[list[int]]) -> int:
+    """The word pieces ``windows`` cover: each holds [CLS] and [SEP], and each after the
+    first repeats WINDOW_OVERLAP pieces of the one before it."""
+    return sum(len(ids) - 2 for ids in windows) - WINDOW_OVERLAP * (len(windows) - 1)
+
+
 class Reading(NamedTuple):
     """What the encoder read of one text: its pooled vector and how much of the text it covers."""
 
@@ -188,10 +194,8 @@ class Encoder:
         """The token ids of each window the encoder reads of ``text`` (each with its
         ``[CLS]`` and ``[SEP]``), and the number of word pieces in the whole text."""
         encoding = self.tokenizer.encode(normalize(text))
-        every = [encoding, *encoding.overflowing]
-        # Each window after the first repeats WINDOW_OVERLAP pieces of the one before it.
-        pieces = len(encoding.ids) - 2 + sum(len(w.ids) - 2 - WINDOW_OVERLAP for w in every[1:])
-        return [w.ids for w in every[:self.max_windows]], pieces
+        every = [w.ids for w in (encoding, *encoding.overflowing)]
+        return every[:self.max_windows], _pieces(every)
 
     def forward(self, ids: list[int]) -> np.ndarray:
         """One window's pooled vector: the network run on that window alone."""
@@ -205,9 +209,8 @@ class Encoder:
         if len(windows) == 1:
             return Reading(vectors[0], pieces, pieces, 1)
         weights = np.array([len(ids) - 2 for ids in windows], dtype=np.float32)
-        read = int(weights.sum()) - WINDOW_OVERLAP * (len(windows) - 1)
         vector = (weights @ vectors) / max(float(weights.sum()), 1.0)
-        return Reading(vector.astype(np.float32), min(read, pieces), pieces, len(windows))
+        return Reading(vector.astype(np.float32), _pieces(windows), pieces, len(windows))
 
     def read_one(self, text: str) -> Reading:
         """:meth:`read` through the worker's queue for the network (the micro-batcher)."""
@@ -223,9 +226,6 @@ class Encoder:
         """Make the session and run it once, so a worker's first request does not pay for it."""
         self.read("warm up")
 
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.read_one(text).vector
-
 
 class AccurateHead:
     """One served model of the accurate tier: the shared encoder and this model's head.
@@ -238,11 +238,10 @@ class AccurateHead:
     supports_partial_fit = False
 
     def __init__(self, name: str, labels: tuple[str, ...], weight: np.ndarray, bias: np.ndarray,
-                 encoder: Encoder, manifest: dict, version: str, temperature: float = 1.0,
-                 encoder_sha: str | None = None):
+                 encoder: Encoder, manifest: dict, version: str, temperature: float, encoder_sha: str):
         self.name, self.labels, self.encoder = name, tuple(labels), encoder
         # The SHA-256 of the encoder file this head reads (a retrained head must match it).
-        self.encoder_sha = encoder_sha or manifest["sha256"][ENCODER_FILE]
+        self.encoder_sha = encoder_sha
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
         # The head's scores are divided by it before the softmax (fitted on dev data, so that
@@ -293,7 +292,7 @@ class AccurateHead:
 
     def predict_one(self, text: str) -> np.ndarray:
         """One text's probabilities, read through the worker's queue for the network."""
-        return self.proba_from_vectors(self.encoder.embed_one(text)[np.newaxis, :])[0]
+        return self.proba_from_vectors(self.encoder.read_one(text).vector[np.newaxis, :])[0]
 
     def explain(self, text: str, top: int = 10) -> dict:
         """Leave-one-word-out: how much the predicted label's probability drops when each

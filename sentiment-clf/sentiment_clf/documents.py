@@ -49,26 +49,32 @@ def combine(probabilities: np.ndarray) -> np.ndarray:
     return combined / combined.sum()
 
 
+def _read(tokens: int, windows: int) -> dict:
+    return {"tokens": tokens, "text_tokens": tokens, "windows": windows, "truncated": False}
+
+
 def read(model, text: str, by_sentence: bool) -> tuple[np.ndarray, dict]:
     """``model``'s probabilities for ``text`` and what it read (the answers' ``"read"``):
     ``{"tokens", "text_tokens", "windows", "truncated"}``, a window being a sentence."""
     parts = sentences(text) if by_sentence else [text]
     if len(parts) == 1:
         probabilities, tokens = model.read_one(text)
-    else:
-        probabilities, tokens = combine(model.predict_proba(parts)), model.count_tokens(text)
-    return probabilities, {"tokens": tokens, "text_tokens": tokens, "windows": len(parts), "truncated": False}
+        return probabilities, _read(tokens, 1)
+    found, counts = model.read_many(parts)
+    return combine(found), _read(sum(counts), len(parts))
 
 
 def read_many(model, texts: list[str], by_sentence: bool) -> tuple[np.ndarray, list[dict]]:
     """:func:`read` of each text, every sentence of the batch weighed in one call:
     probabilities (texts x labels) and what was read of each."""
     parts = [sentences(text) if by_sentence else [text] for text in texts]
-    found = model.predict_proba([sentence for part in parts for sentence in part])
+    if all(len(part) == 1 for part in parts):  # the common case: one row per text as it is
+        found, counts = model.read_many(texts)
+        return found, [_read(tokens, 1) for tokens in counts]
+    found, counts = model.read_many([sentence for part in parts for sentence in part])
     rows, reads, start = [], [], 0
-    for text, part in zip(texts, parts, strict=True):
+    for part in parts:
         rows.append(combine(found[start:start + len(part)]))
+        reads.append(_read(sum(counts[start:start + len(part)]), len(part)))
         start += len(part)
-        tokens = model.count_tokens(text)
-        reads.append({"tokens": tokens, "text_tokens": tokens, "windows": len(part), "truncated": False})
     return np.array(rows).reshape(len(texts), found.shape[1]), reads

@@ -142,10 +142,6 @@ class LinearTextModel:
         norm = math.sqrt(float(values @ values))
         return columns, (values / norm if norm else values)
 
-    def count_tokens(self, text: str) -> int:
-        """How many tokens the model reads in ``text`` (all of them: nothing is cut)."""
-        return len(self._tokenize(text))
-
     def predict_one(self, text: str) -> np.ndarray:
         """Probabilities of the labels for one text, in label order."""
         return self.read_one(text)[0]
@@ -162,12 +158,18 @@ class LinearTextModel:
         """Probabilities, shape ``(len(texts), len(labels))``, columns in label order."""
         return self.link.probabilities_2d(self.scores(texts))
 
+    def read_many(self, texts) -> tuple[np.ndarray, list[int]]:
+        """:meth:`predict_proba`, and how many tokens each text has (tokenized once)."""
+        tokens: list[int] = []
+        return self.link.probabilities_2d(self.scores(texts, tokens)), tokens
+
     def predict(self, texts) -> np.ndarray:
         """The most probable label of each text (an array of label names)."""
         return np.asarray(self.labels, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
 
-    def scores(self, texts) -> np.ndarray:
-        """The classifier's per-label scores, shape ``(len(texts), scores)``, with numpy.
+    def scores(self, texts, tokens: list[int] | None = None) -> np.ndarray:
+        """The classifier's per-label scores, shape ``(len(texts), scores)``, with numpy;
+        each text's number of tokens is appended to ``tokens`` when it is given.
 
         The texts' terms are counted in Python, then the whole batch is weighed in a
         few array operations (no numpy call per text).
@@ -177,7 +179,10 @@ class LinearTextModel:
         lengths = np.zeros(len(texts), dtype=np.intp)
         tokenize, term_counts = self._tokenize, self.vocabulary.term_counts
         for i, text in enumerate(texts):
-            counts = term_counts(tokenize(text))
+            found = tokenize(text)
+            if tokens is not None:
+                tokens.append(len(found))
+            counts = term_counts(found)
             columns_list.extend(counts)
             counts_list.extend(counts.values())
             lengths[i] = len(counts)

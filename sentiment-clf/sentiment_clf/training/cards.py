@@ -21,6 +21,7 @@ from sentiment_clf.accurate import load_accurate
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.loading import ACCURATE_DIR, card_path
 from sentiment_clf.tasks import MODELS
+from sentiment_clf.training import ordinary
 from sentiment_clf.training.intervals import accuracy_interval
 from sentiment_clf.training.recipes import RECIPES
 
@@ -72,7 +73,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _held_out(name: str, data_root: Path) -> tuple[list[str], np.ndarray]:
+def held_out(name: str, data_root: Path) -> tuple[list[str], np.ndarray]:
     """The held-out texts of model ``name`` and their label indices, as its figures are measured."""
     task = RECIPES[name]
     labels = list(MODELS[name].labels)
@@ -134,7 +135,7 @@ def _figures(metrics: dict) -> list[str]:
 
 def write_card(name: str, variant: str, manifest_metrics: dict, training: str, predict, data_root: Path,
                extra_slices: list[str], path: Path) -> None:
-    texts, truth = _held_out(name, data_root)
+    texts, truth = held_out(name, data_root)
     lines = [f"# Model card: {name} ({variant} tier)", "",
              f"**Served at** `{MODELS[name].endpoint or '/questions (under fine)'}`"
              + (" with `variant=accurate`" if variant == "accurate" else "") + ".", "",
@@ -166,16 +167,15 @@ def _domain_slices(name: str, predict, data_root: Path) -> list[str]:
                         f"({low:.1%}-{high:.1%}) |")
     if name == "hatespeech":
         from sentiment_clf.training.finetune_data import question_frames, sst_frames
+        from sentiment_clf.training.finetune_export import ordinary_texts
 
-        for label, texts in (("SST dev and test sentences (reviews): flagged", None),
-                             ("held-out TREC questions: flagged", None)):
-            if "SST" in label:
-                frames = sst_frames(data_root)
-                texts = frames["dev"]["text"].tolist() + frames["test"]["text"].tolist()
-            else:
-                texts = question_frames(data_root)["test"]["text"].tolist()
-            flagged = predict(texts).argmax(axis=1) != MODELS["hatespeech"].labels.index("neither")
-            rows.append(f"| {label} (hate or offensive) | {len(texts)} | {flagged.mean():.2%} |")
+        labels = MODELS["hatespeech"].labels
+        frames = {"sst": sst_frames(data_root), "questions": question_frames(data_root)}
+        rates = ordinary.flag_rate(lambda texts: [labels[i] for i in predict(texts).argmax(axis=1)],
+                                   ordinary_texts(frames))
+        for key, what in (("sst_dev_test_sentences", "SST dev and test sentences (reviews)"),
+                          ("trec_held_out_questions", "held-out TREC questions")):
+            rows.append(f"| {what}: flagged (hate or offensive) | {rates[key]['texts']} | {rates[key]['rate']:.2%} |")
     return rows
 
 

@@ -15,42 +15,35 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from sentiment_clf.accurate import softmax
+
 BINS = 15
 
 
-def softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
-    found = np.exp(scores)
-    return found / found.sum(axis=1, keepdims=True)
+def _bins(probabilities: np.ndarray, truth: np.ndarray, bins: int):
+    """``(bin, its texts' mask, confidences, rights)`` for each of the ``bins`` equal-width
+    confidence bins that holds a text."""
+    confidence = probabilities.max(axis=1)
+    right = probabilities.argmax(axis=1) == truth
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            yield b, inside, confidence, right
 
 
 def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = BINS) -> float:
     """ECE of ``probabilities`` (texts x labels) against label indices ``truth``."""
-    confidence = probabilities.max(axis=1)
-    right = probabilities.argmax(axis=1) == truth
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            error += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
-    return float(error)
+    return float(sum(inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+                     for _, inside, confidence, right in _bins(probabilities, truth, bins)))
 
 
 def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = BINS) -> list[dict]:
     """The reliability diagram's data: per bin, its range, texts, mean confidence and accuracy."""
-    confidence = probabilities.max(axis=1)
-    right = probabilities.argmax(axis=1) == truth
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "texts": int(inside.sum()),
-                         "confidence": float(confidence[inside].mean()), "accuracy": float(right[inside].mean())})
-    return rows
+    return [{"low": b / bins, "high": (b + 1) / bins, "texts": int(inside.sum()),
+             "confidence": float(confidence[inside].mean()), "accuracy": float(right[inside].mean())}
+            for b, inside, confidence, right in _bins(probabilities, truth, bins)]
 
 
 def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:

@@ -92,11 +92,24 @@ def read_accurate(head: AccurateHead, query: str) -> Reading:
                                   "nothing was stored, so retry (or use variant=fast)") from None
 
 
+def model_answer(model, name: str, query: str, variant: str, version: str = "") -> dict:
+    """One model's answer (no levels, no explanation) on tier ``variant``."""
+    if variant == "accurate":
+        return accurate_answer(model, read_accurate(model, query), query, False, version)
+    return fast_answer(model, name, query, False, version)
+
+
+def _with_levels(name: str) -> dict[str | None, str]:
+    """Model ``name`` under the key None, and its levels' models under their keys."""
+    names: dict[str | None, str] = {None: name}
+    names.update(MODELS[name].levels)
+    return names
+
+
 def predict(services: Services, name: str, query: str, explain: bool, variant: str) -> dict:
     """Model ``name``'s answer for one text on tier ``variant``, with its levels' answers
     under their keys (``/questions`` answers ``"fine"`` too)."""
-    names: dict[str | None, str] = {None: name}
-    names.update(MODELS[name].levels)
+    names = _with_levels(name)
     found: dict[str | None, dict] = {}
     readings: dict[int, Reading] = {}  # one reading per encoder serves its heads
     for key, other in names.items():
@@ -115,8 +128,7 @@ def predict(services: Services, name: str, query: str, explain: bool, variant: s
 def predict_many(services: Services, name: str, texts: list[str], explain: bool, variant: str) -> list[dict]:
     """:func:`predict` of each text (the fast tier weighs the batch in one call; the
     accurate tier reads each text alone, so its answers equal the single ones)."""
-    names: dict[str | None, str] = {None: name}
-    names.update(MODELS[name].levels)
+    names = _with_levels(name)
     found: dict[str | None, list[dict]] = {}
     by_encoder: dict[int, list[Reading]] = {}  # one reading per encoder serves its heads
     for key, other in names.items():
@@ -192,12 +204,9 @@ def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: 
     # What the user saw: the answer of the tier asked about, and that model's version. The
     # label is about the text, so the fast model learns it online under the same policy
     # whichever tier answered; the accurate tier learns stored answers when retrained.
-    if variant == "accurate" and accurate:
-        version = accurate[name].version
-        prediction = accurate_answer(accurate[name], read_accurate(accurate[name], query), query)["prediction"]
-    else:
-        version = online.version
-        prediction = fast_answer(online.model, name, query)["prediction"]
+    shown, version, tier = (accurate[name], accurate[name].version, "accurate") if variant == "accurate" and accurate \
+        else (online.model, online.version, "fast")
+    prediction = model_answer(shown, name, query, tier)["prediction"]
     try:
         stored = storage.add_feedback(
             model=name, text=query, label=label, prediction=prediction, model_version=version,

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from sentiment_clf.accurate import Reading
-from sentiment_clf.web.answers import accurate_answer, fast_answer, read_accurate, services, store_feedback
+from sentiment_clf.web.answers import (
+    accurate_answer,
+    fast_answer,
+    model_answer,
+    read_accurate,
+    services,
+    store_feedback,
+)
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
@@ -60,9 +67,7 @@ def predictions(review: str) -> dict[str, dict[str, dict]]:
 def _now(name: str, variant: str, review: str) -> dict:
     """What the ``variant`` tier of model ``name`` answers now."""
     model, version = services().model(name, variant)
-    if variant == "accurate":
-        return accurate_answer(model, read_accurate(model, review), review, False, version)
-    return fast_answer(model, name, review, False, version)
+    return model_answer(model, name, review, variant, version)
 
 
 @blueprint.before_request
