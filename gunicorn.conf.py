@@ -132,12 +132,12 @@ def post_request(worker, req, environ, resp):
 
 
 def post_worker_init(worker):
-    # The accurate tier's ONNX session is made in each worker (one made in the master
+    # The accurate tier's ONNX sessions are made in each worker (one made in the master
     # would not survive the fork), here rather than on the first request.
     services = getattr(worker.wsgi, "extensions", {}).get("sentiment_clf")
-    for head in getattr(services, "accurate", {}).values():
-        head.encoder.warm()
-        break  # the heads share one encoder
+    encoders = {id(head.encoder): head.encoder for head in getattr(services, "accurate", {}).values()}
+    for encoder in encoders.values():  # several heads share each encoder
+        encoder.warm()
 
 
 def child_exit(server, worker):

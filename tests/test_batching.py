@@ -305,3 +305,61 @@ def test_an_interrupted_caller_does_not_strand_the_others():
     assert found["killed"][0:2] == [0, 10] and found["killed"][3] == 30
     assert found["killed"][2].startswith("GreenletExit")
     assert found["killed_batches"] == {"1": 1, "2": 1}
+
+
+OFF_LOOP_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import json, threading
+import gevent
+from sentiment_clf.batching import MicroBatcher, off_loop
+
+native_sleep = monkey.get_original("time", "sleep")  # holds its thread, as a forward pass does
+loop_thread = threading.get_ident()
+ran_in = []
+
+def run(batch):
+    ran_in.append(threading.get_ident())
+    native_sleep(0.3)
+    return [item * 10 for item in batch]
+
+ticks = []
+def ticker():  # another request's greenlet: it runs only while the event loop runs
+    for _ in range(100):
+        ticks.append(1)
+        gevent.sleep(0.01)
+
+batcher = MicroBatcher(run, max_batch=8, max_wait=0.0)
+other = gevent.spawn(ticker)
+gevent.sleep(0)
+value = batcher.submit(4)
+during = len(ticks)
+other.kill()
+try:
+    off_loop(lambda: 1 / 0)
+    error = None
+except ZeroDivisionError as exc:
+    error = type(exc).__name__
+print(json.dumps({"value": value, "ticks_during_batch": during, "off_the_loop": ran_in[0] != loop_thread,
+                  "error": error, "plain": off_loop(lambda a, b: a + b, 2, 3)}))
+"""
+
+
+def test_under_gevent_a_batch_runs_off_the_event_loop():
+    """Under gevent a batch runs in the hub's thread pool: while it holds its thread (as a
+    forward pass does, outside the GIL), the worker's other greenlets go on running."""
+    result = subprocess.run([sys.executable, "-c", OFF_LOOP_SCRIPT], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["value"] == 40
+    assert found["off_the_loop"]
+    assert found["ticks_during_batch"] >= 5, found  # 0.3 s of batch, a tick every 10 ms
+    assert found["error"] == "ZeroDivisionError"  # its exception reaches the caller
+    assert found["plain"] == 5
+
+
+def test_without_gevent_a_batch_runs_in_the_callers_thread():
+    from sentiment_clf.batching import off_loop
+
+    assert off_loop(threading.get_ident) == threading.get_ident()
