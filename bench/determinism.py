@@ -188,6 +188,7 @@ def measure(candidate: Candidate, arrays: dict, texts: list[str], binary: np.nda
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     from sentiment_clf.training.finetune_data import sst_frames
+    from sentiment_clf.training.shared_weights import inlined
 
     frames = sst_frames(DATA)
     test = frames["test"]
@@ -195,10 +196,12 @@ def main() -> None:
     binary, fine = test["sentiment"].to_numpy(), test["ratings"].to_numpy()
     tokenizer_json = (MODEL / accurate.TOKENIZER_FILE).read_text(encoding="utf-8")
     manifest = json.loads((MODEL / accurate.MANIFEST_FILE).read_text(encoding="utf-8"))
-    encoder = MODEL / next(f for f, heads in accurate.encoder_files(manifest).items() if "sentiment" in heads)
+    served = next(f for f, heads in accurate.encoder_files(manifest).items() if "sentiment" in heads)
     arrays = unpack_arrays((MODEL / accurate.HEADS_FILE).read_bytes())
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
+        encoder = scratch / "served.onnx"  # the served encoder with its shared weights inside
+        encoder.write_bytes(inlined(MODEL, served).SerializeToString())
         weight_only(encoder, scratch / "dq.onnx", fp32=False)
         weight_only(encoder, scratch / "fp32.onnx", fp32=True)
         calibration = random.Random(1).sample(frames["train"]["text"].tolist(), 256)

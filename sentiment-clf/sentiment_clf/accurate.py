@@ -7,6 +7,10 @@ A saved accurate model is a folder (``lib/models/accurate/``) of:
     takes ``input_ids`` and ``attention_mask`` and gives each text's mean-pooled
     vector, so one forward pass serves every head. It runs each text (each window of a
     long text) alone, so an answer depends on its text only (:class:`Encoder`).
+``shared.npz`` (when the model has several encoders)
+    the weights every encoder holds alike (the frozen word embeddings), stored once as
+    ``.npy`` arrays by initializer name; each encoder names them as external data and
+    gets them from here, so another encoder costs its layers only.
 ``tokenizer.json``
     the WordPiece tokenizer, read by the ``tokenizers`` library (no Python code).
 ``heads.npz``
@@ -31,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.batching import MicroBatcher, off_loop
 from sentiment_clf.model_files import ModelFileError, unpack_arrays
 
 FORMAT = "sentiment-clf/accurate-model"
@@ -40,6 +44,7 @@ PUBLISHED_PREFIX = "accurate:"  # a retrained head's model name in the database:
 FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
 FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)  # a model of one encoder; "encoders" in a manifest names more
+SHARED_FILE = "shared.npz"  # weights the encoders share, when the manifest says "shared"
 MAX_TOKENS = 128  # a window's word pieces, [CLS] and [SEP] included, as in training
 WINDOW_OVERLAP = 32  # word pieces each window repeats of the one before
 MAX_WINDOWS = 32  # windows read of one text by default: about 3,000 word pieces
@@ -93,8 +98,11 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
         encoders = encoder_files(manifest)
     except ModelFileError as exc:
         raise ModelFileError(f"{directory / str(exc)}") from None
+    shared = manifest.get("shared")
+    if shared not in (None, SHARED_FILE):
+        raise ModelFileError(f"{directory / MANIFEST_FILE}: 'shared' names {SHARED_FILE} or nothing")
     payloads = {}
-    for name in (*encoders, TOKENIZER_FILE, HEADS_FILE):
+    for name in (*encoders, TOKENIZER_FILE, HEADS_FILE, *([SHARED_FILE] if shared else [])):
         try:
             payload = (directory / name).read_bytes()
         except FileNotFoundError:
@@ -160,12 +168,14 @@ class Encoder:
     """
 
     def __init__(self, onnx_model: bytes, tokenizer_json: str, *, threads: int = 1,
-                 max_batch: int = 32, max_wait: float = 0.0, max_windows: int = MAX_WINDOWS):
+                 max_batch: int = 32, max_wait: float = 0.0, max_windows: int = MAX_WINDOWS,
+                 shared: dict[str, np.ndarray] | None = None):
         from tokenizers import Tokenizer
 
         if max_windows < 1:
             raise ValueError("max_windows must be at least 1")
         self._onnx_model: bytes | None = onnx_model
+        self._shared = dict(shared or {})  # initializers the graph names as external data
         self._threads = threads
         self._session: Any = None
         self._session_lock = threading.Lock()
@@ -185,6 +195,10 @@ class Encoder:
                     options = onnxruntime.SessionOptions()
                     options.intra_op_num_threads = self._threads
                     options.inter_op_num_threads = 1
+                    if self._shared:  # the values stay referenced here for the session's life
+                        self._shared_values = [onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                                               for a in self._shared.values()]
+                        options.add_external_initializers(list(self._shared), self._shared_values)
                     self._session = onnxruntime.InferenceSession(
                         self._onnx_model, options, providers=["CPUExecutionProvider"])
                     self._onnx_model = None  # the session holds its own copy
@@ -217,10 +231,11 @@ class Encoder:
         return self.batcher.submit(text)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One vector per text (rows in order), each text read alone."""
+        """One vector per text (rows in order), each text read alone (under gevent, off the
+        event loop, as the micro-batcher's batches are)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self.read(text).vector for text in texts])
+        return off_loop(lambda: np.stack([self.read(text).vector for text in texts]))
 
     def warm(self) -> None:
         """Make the session and run it once, so a worker's first request does not pay for it."""
@@ -320,6 +335,15 @@ class AccurateHead:
                 "away": [{"term": w, "weight": c} for w, c in ranked if c < 0][:top]}
 
 
+def encoder_identity(manifest: dict, file: str) -> str:
+    """What identifies an encoder of ``manifest``: its file's SHA-256, with the shared
+    weights' when it reads them (so a head's version covers every weight it answers with)."""
+    own = manifest["sha256"][file]
+    if not manifest.get("shared"):
+        return own
+    return hashlib.sha256(f"{own}+{manifest['sha256'][SHARED_FILE]}".encode()).hexdigest()
+
+
 def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarray,
                  temperature: float = 1.0) -> str:
     """A head's version: 12 hex digits of a hash over the encoder and the head's arrays."""
@@ -346,8 +370,15 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max
     if not isinstance(listed, dict):
         raise ModelFileError(f"{Path(directory) / MANIFEST_FILE}: no heads listed")
     served_by = {head: file for file, heads in encoder_files(manifest).items() for head in heads}
+    shared: dict[str, np.ndarray] = {}
+    if SHARED_FILE in payloads:
+        try:
+            shared = unpack_arrays(payloads[SHARED_FILE])
+        except ValueError as exc:
+            raise ModelFileError(f"{Path(directory) / SHARED_FILE}: {exc}") from None
     encoders = {file: Encoder(payloads[file], tokenizer_json, threads=threads, max_batch=max_batch,
-                              max_wait=max_wait, max_windows=max_windows) for file in set(served_by.values())}
+                              max_wait=max_wait, max_windows=max_windows, shared=shared)
+                for file in set(served_by.values())}
     heads = {}
     for name, labels in listed.items():
         if name not in served_by:
@@ -362,7 +393,7 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max
         if not np.isfinite(temperature) or temperature <= 0:
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} has a temperature of {temperature}")
         file = served_by[name]
-        encoder_sha = manifest["sha256"][file]
+        encoder_sha = encoder_identity(manifest, file)
         heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoders[file], manifest,
                                    head_version(encoder_sha, name, weight, bias, temperature), temperature,
                                    encoder_sha)

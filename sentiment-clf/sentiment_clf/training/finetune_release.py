@@ -13,9 +13,11 @@ with the heads its encoder was trained for, and writes the folder the service lo
   windows), on the held-out texts, with a bootstrap 95% interval; the hate class's
   precision and recall at every threshold, on dev (for choosing) and held out (for
   reporting), for the moderation setting (``SENTIMENT_CLF_THRESHOLDS``);
+- the weights all the encoders hold alike (the frozen word embeddings) once, in
+  ``shared.npz`` (training/shared_weights.py);
 - the manifest, with the SHA-256 of every file and each head's encoder.
 
-Needs no torch: the encoders are read with onnxruntime.
+Needs no torch: the encoders are read with onnxruntime (and rewritten with onnx).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from sentiment_clf.training.finetune_data import (
 from sentiment_clf.training.finetune_export import ordinary_texts
 from sentiment_clf.training.intervals import bootstrap_interval
 from sentiment_clf.training.operating_points import curve
+from sentiment_clf.training.shared_weights import inlined, share
 from sentiment_clf.training.temperature import expected_calibration_error, fit_temperature, reliability
 
 logger = logging.getLogger(__name__)
@@ -125,7 +128,10 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
         file = f"encoder-{part}.onnx"
         # The part's encoder: finetune's encoder.onnx, or a released model's that serves these heads.
         source_file = next(f for f, served in accurate.encoder_files(manifest).items() if heads[0] in served)
-        shutil.copyfile(folder / source_file, target / file)
+        if manifest.get("shared"):  # a released model's encoder: its shared weights back inside
+            (target / file).write_bytes(inlined(folder, source_file).SerializeToString())
+        else:
+            shutil.copyfile(folder / source_file, target / file)
         encoders[file] = [head for head in HEADS if head in heads]
         part_arrays = unpack_arrays((folder / accurate.HEADS_FILE).read_bytes())
         encoder = accurate.Encoder((target / file).read_bytes(), tokenizer_json, threads=threads)
@@ -176,11 +182,14 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
     (target / accurate.TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
     (target / accurate.HEADS_FILE).write_bytes(pack_arrays({k: arrays[k] for k in sorted(arrays)}))
     _plots(calibration, curves, report_dir)
-    files = [*encoders, accurate.TOKENIZER_FILE, accurate.HEADS_FILE]
+    (target / accurate.SHARED_FILE).unlink(missing_ok=True)
+    shared = share(target, list(encoders))  # measured above with whole encoders: the same weights
+    files = [*encoders, accurate.TOKENIZER_FILE, accurate.HEADS_FILE, *([accurate.SHARED_FILE] if shared else [])]
     manifest = {
         "format": accurate.FORMAT, "format_version": accurate.FORMAT_VERSION, "name": "accurate",
         "heads": {name: list(labels) for name, labels in HEADS.items()},
         "encoders": encoders,
+        **({"shared": accurate.SHARED_FILE, "shared_weights": shared} if shared else {}),
         "sha256": {name: accurate.file_sha256(target / name) for name in files},
         "base_weights": _base_weights(), "max_tokens": accurate.MAX_TOKENS,
         "window_overlap": accurate.WINDOW_OVERLAP,
