@@ -14,7 +14,14 @@ import sys
 import numpy as np
 import pytest
 
-from sentiment_clf.accurate import HEADS_FILE, MANIFEST_FILE, TOKENIZER_FILE, encoder_files, load_accurate
+from sentiment_clf.accurate import (
+    HEADS_FILE,
+    MANIFEST_FILE,
+    SHARED_FILE,
+    TOKENIZER_FILE,
+    encoder_files,
+    load_accurate,
+)
 from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.tasks import MODELS
 
@@ -36,7 +43,7 @@ def test_every_served_model_has_a_head_with_its_labels(accurate_heads, accurate_
     # Each encoder the manifest names serves its heads, one shared object per encoder.
     for heads in encoder_files(manifest).values():
         assert len({id(accurate_heads[name].encoder) for name in heads}) == 1
-    assert len({id(head.encoder) for head in accurate_heads.values()}) == len(encoder_files(manifest)) == 2
+    assert len({id(head.encoder) for head in accurate_heads.values()}) == len(encoder_files(manifest)) == 3
     assert len({head.version for head in accurate_heads.values()}) == len(accurate_heads)
 
 
@@ -83,11 +90,12 @@ def copied(accurate_dir, tmp_path):
     return target
 
 
-@pytest.mark.parametrize("kind", ["encoder", TOKENIZER_FILE, HEADS_FILE])
+@pytest.mark.parametrize("kind", ["encoder", TOKENIZER_FILE, HEADS_FILE, SHARED_FILE])
 def test_an_altered_file_is_refused(copied, kind):
     manifest = json.loads((copied / MANIFEST_FILE).read_text())
     encoders = encoder_files(manifest)
-    assert set(manifest["sha256"]) == {*encoders, TOKENIZER_FILE, HEADS_FILE}  # every file is checksummed
+    # every file is checksummed
+    assert set(manifest["sha256"]) == {*encoders, TOKENIZER_FILE, HEADS_FILE, SHARED_FILE}
     name = next(iter(encoders)) if kind == "encoder" else kind
     assert sorted(load_accurate(copied)) == sorted(MODELS)  # the copy itself loads
     path = copied / name
@@ -137,9 +145,20 @@ def test_a_missing_or_unreadable_manifest_is_refused(copied):
         load_accurate(copied)
 
 
-def test_a_missing_file_is_refused(copied):
-    (copied / HEADS_FILE).unlink()
-    with pytest.raises(ModelFileError, match=f"{HEADS_FILE}: missing"):
+@pytest.mark.parametrize("name", [HEADS_FILE, SHARED_FILE])
+def test_a_missing_file_is_refused(copied, name):
+    (copied / name).unlink()
+    with pytest.raises(ModelFileError, match=f"{name}: missing"):
+        load_accurate(copied)
+
+
+def test_shared_weights_come_from_the_shared_file_only(copied):
+    """The encoders' common weights are read from shared.npz and nowhere else a manifest
+    could point (the name is fixed)."""
+    path = copied / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "shared": "../elsewhere.npz"}))
+    with pytest.raises(ModelFileError, match="'shared' names shared.npz or nothing"):
         load_accurate(copied)
 
 

@@ -70,7 +70,7 @@ WEIGHTS = {
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    return "n/a" if value is None else f"{value:.2%}"  # two decimals: 94.96% is not 95%
 
 
 def held_out(name: str, data_root: Path) -> tuple[list[str], np.ndarray]:
@@ -204,9 +204,12 @@ def write_cards(models_dir: Path, data_root: Path) -> list[Path]:
             parts = accurate_manifest.get("parts", {})
             part: dict = next((p for p in parts.values() if name in p.get("heads", [])), {})
             trained = part.get("training_data", {}) or {}
-            training = (f"Fine-tuned on {', '.join(part.get('trained_on') or ['sst', 'hate', 'questions'])} "
-                        f"(training texts: {trained.get('train_texts', 'n/a')}); the encoder reads windows of 128 "
-                        "word pieces.")
+            sources = part.get("trained_on") or ["sst", "hate", "questions"]
+            counts = trained.get("train_texts")
+            if isinstance(counts, dict):  # the texts of the data sets this encoder was trained on
+                counts = ", ".join(f"{source} {counts[source]:,}" for source in sources if source in counts)
+            training = (f"Fine-tuned on {', '.join(sources)} (training texts: {counts or 'n/a'}); the encoder "
+                        "reads windows of 128 word pieces.")
             path = card_path(models_dir, name, "accurate")
             write_card(name, "accurate", accurate_manifest.get("metrics", {}).get(name, {}), training,
                        head.predict_proba, data_root, _domain_slices(name, head.predict_proba, data_root), path)
