@@ -66,7 +66,28 @@ def tokenize_tweet(text: str) -> list[str]:
     return tokenize(clean_tweet(text))
 
 
-TOKENIZERS: dict[str, Callable[[str], list[str]]] = {TOKENIZER: tokenize, "tweet-v1": tokenize_tweet}
+WORD_EDGE = "\u2581"  # marks a word's start and end in its character n-grams (never in a token)
+
+
+def character_ngrams(tokens: list[str], low: int = 2, high: int = 5) -> list[str]:
+    """Each token's character n-grams for n from ``low`` to ``high``, the token marked at
+    both ends: ``["ok"]`` gives ``["▁o", "ok", "k▁", "▁ok", "ok▁", "▁ok▁"]``. Spelling
+    variants, elongations and words written together still share most of theirs."""
+    grams: list[str] = []
+    for token in tokens:
+        marked = WORD_EDGE + token + WORD_EDGE
+        for n in range(low, min(high, len(marked)) + 1):
+            grams += [marked[i:i + n] for i in range(len(marked) - n + 1)]
+    return grams
+
+
+def tokenize_tweet_characters(text: str) -> list[str]:
+    """:func:`tokenize_tweet`, then each token's :func:`character_ngrams` (2 to 5)."""
+    return character_ngrams(tokenize_tweet(text))
+
+
+TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
+    TOKENIZER: tokenize, "tweet-v1": tokenize_tweet, "tweet-chars-v1": tokenize_tweet_characters}
 
 
 def word_ngrams(tokens: list[str], ngram_range: tuple[int, int]) -> list[str]:

@@ -30,13 +30,15 @@ ARRAY_NAMES = ("vocabulary", "vocabulary_offsets", "vocabulary_tokens", "vocabul
                "vocabulary_columns")
 
 
-def _join(words: Sequence[str]) -> np.ndarray:
+def join_terms(words: Sequence[str]) -> np.ndarray:
+    """Terms as one array of UTF-8 bytes, joined by newlines (a term never holds one)."""
     if any("\n" in word for word in words):
         raise ValueError("a vocabulary term holds a newline; cannot save it")
     return np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
 
 
-def _split(blob: np.ndarray) -> list[str]:
+def split_terms(blob: np.ndarray) -> list[str]:
+    """The terms :func:`join_terms` joined."""
     return blob.tobytes().decode("utf-8").split("\n") if len(blob) else []
 
 
@@ -64,7 +66,7 @@ def build_arrays(terms: Sequence[str]) -> dict[str, np.ndarray]:
     encoded = [term.encode("utf-8") for term in terms]
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum([len(e) + 1 for e in encoded], out=offsets[1:])
-    return {"vocabulary": _join(terms), "vocabulary_offsets": offsets, "vocabulary_tokens": _join(tokens),
+    return {"vocabulary": join_terms(terms), "vocabulary_offsets": offsets, "vocabulary_tokens": join_terms(tokens),
             "vocabulary_keys": np.array(keys, dtype=np.uint64),
             "vocabulary_columns": np.array(columns, dtype=np.int32)}
 
@@ -78,12 +80,12 @@ class Vocabulary:
 
     def __init__(self, arrays: dict[str, np.ndarray], ngram_range: tuple[int, int]):
         if "vocabulary_keys" not in arrays:  # a format 1 file: only the terms were saved
-            arrays = build_arrays(_split(arrays["vocabulary"]))
+            arrays = build_arrays(split_terms(arrays["vocabulary"]))
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
         self._terms = arrays["vocabulary"]
         self._offsets = arrays["vocabulary_offsets"].data  # a memoryview of the array, no copy
         self.size = len(self._offsets) - 1
-        tokens = _split(arrays["vocabulary_tokens"])
+        tokens = split_terms(arrays["vocabulary_tokens"])
         self._token_ids = {token: i + 1 for i, token in enumerate(tokens)}
         self._base = len(tokens) + 1
         self._keys = arrays["vocabulary_keys"].data
@@ -102,7 +104,7 @@ class Vocabulary:
 
     def terms(self) -> list[str]:
         """Every term, in column order."""
-        return _split(self._terms)
+        return split_terms(self._terms)
 
     def term_counts(self, tokens: list[str]) -> dict[int, int]:
         """``{column: count}`` of the n-grams of ``tokens`` that are in the vocabulary."""
