@@ -21,8 +21,9 @@ models: $(VENV)/.installed-train
 
 # The accurate tier: three encoders fine-tuned on CPU (SST alone: about 40 minutes on 2 cores;
 # the TREC questions alone: about 20; all three data sets with a hate-speech stage, whose
-# hate-speech head is served: about 55), released as one model (calibrated, measured, the
-# word embeddings they share stored once), and its model cards.
+# hate-speech head is served: about 55), released as one model (the hate-speech head blended
+# with a words-and-characters partner, calibrated, measured, the word embeddings they share
+# stored once), and its model cards.
 # Writes sentiment-clf/lib/models/accurate (and build/finetune-* on the way).
 accurate-model: $(VENV)/.installed-finetune
 	$(BIN)/python sentiment-clf/build_model.py finetune --data-dir $(DATA_DIR) --models-dir build/finetune-sst \
@@ -33,7 +34,7 @@ accurate-model: $(VENV)/.installed-finetune
 	$(BIN)/python sentiment-clf/build_model.py release --data-dir $(DATA_DIR) \
 		--part sst=build/finetune-sst/accurate:sentiment,ratings \
 		--part tq=build/finetune-shared/accurate:hatespeech \
-		--part questions=build/finetune-questions/accurate:questions,questions-fine
+		--part questions=build/finetune-questions/accurate:questions,questions-fine --partner hatespeech
 	$(BIN)/python sentiment-clf/build_model.py cards --data-dir $(DATA_DIR)
 
 # wrk (the load generator) from Debian's packages when it is missing and this user may

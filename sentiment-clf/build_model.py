@@ -141,7 +141,7 @@ def run_release(args) -> int:
         parts[name] = (Path(folder), heads.split(","))
     try:
         manifest = release(parts, args.data_root or args.data_dir.parent, args.models_dir / "accurate",
-                           threads=args.threads)
+                           threads=args.threads, partners=tuple(args.partner or ()))
     except (FileNotFoundError, ValueError, util.DataFormatError) as exc:
         logger.error("%s", exc)
         return 2
@@ -317,6 +317,10 @@ def make_parser() -> argparse.ArgumentParser:
                                 help="an encoder: the folder finetune wrote and the heads it serves (repeatable)")
     release_parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                                 help="writes <models-dir>/accurate (default: %(default)s)")
+    release_parser.add_argument("--partner", action="append", choices=models, metavar="HEAD",
+                                help="offer this head a partner, a TF-IDF logistic regression over words and "
+                                     "character n-grams blended in with the weight its dev texts choose "
+                                     "(repeatable)")
     release_parser.add_argument("--threads", type=int, default=2, help="CPU threads for onnxruntime")
     release_parser.set_defaults(run=run_release)
 

@@ -148,7 +148,7 @@ def released(tiny_run, finetune_ready, tmp_path_factory):
     target = tmp_path_factory.mktemp("released") / "accurate"
     manifest = release({"sst": (tiny_run, ["sentiment", "ratings"]),
                         "tq": (tiny_run, ["hatespeech", "questions", "questions-fine"])},
-                       finetune_ready.parent, target, threads=1, sample=40)
+                       finetune_ready.parent, target, threads=1, sample=40, partners=("hatespeech",))
     return target, manifest
 
 
@@ -156,9 +156,17 @@ def test_a_release_of_two_encoders_loads_and_serves_each_head_from_its_own(relea
     target, manifest = released
     assert manifest["encoders"] == {"encoder-sst.onnx": ["sentiment", "ratings"],
                                     "encoder-tq.onnx": ["hatespeech", "questions", "questions-fine"]}
+    # The hate-speech head was offered a partner: dev chose its weight (0: none, and no file).
+    adopted = (manifest.get("partners") or {}).get("hatespeech")
+    entry = adopted or manifest["partners_declined"]["hatespeech"]
+    assert [row[0] for row in entry["dev_curve"]][:2] == [0.0, 0.05] and entry["weight"] == (adopted or {}).get(
+        "weight", 0.0)
+    partner_files = [adopted["file"]] if adopted else []
     assert sorted(manifest["sha256"]) == sorted(["encoder-sst.onnx", "encoder-tq.onnx", "tokenizer.json",
-                                                 "heads.npz", "shared.npz"])
+                                                 "heads.npz", "shared.npz", *partner_files])
     heads = load_accurate(target)
+    assert (heads["hatespeech"].partner is not None) == bool(adopted)
+    assert all(head.partner is None for name, head in heads.items() if name != "hatespeech")
     assert heads["sentiment"].encoder is heads["ratings"].encoder
     assert heads["questions"].encoder is heads["hatespeech"].encoder is not heads["sentiment"].encoder
     for name, head in heads.items():

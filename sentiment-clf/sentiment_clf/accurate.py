@@ -17,6 +17,10 @@ A saved accurate model is a folder (``lib/models/accurate/``) of:
     each served model's head, ``<name>.weight`` (labels x width), ``<name>.bias`` and
     ``<name>.temperature`` (the scores' divisor, fitted on dev data; 1 when absent), as
     ``.npy`` arrays read with ``allow_pickle=False`` (model_files.py).
+``partner-<model>.npz`` (for the heads the manifest's ``"partners"`` names)
+    a TF-IDF logistic regression over words and character n-grams whose
+    log-probabilities are blended into that head's (partners.py), with the weight the
+    manifest gives it.
 ``manifest.json``
     the labels of each head, the SHA-256 of every file above, metrics and provenance.
 
@@ -37,6 +41,7 @@ import numpy as np
 
 from sentiment_clf.batching import MicroBatcher, off_loop
 from sentiment_clf.model_files import ModelFileError, unpack_arrays
+from sentiment_clf.partners import TextPartner
 
 FORMAT = "sentiment-clf/accurate-model"
 HEAD_FORMAT = "sentiment-clf/accurate-head"  # a retrained head, published to the database
@@ -45,6 +50,7 @@ FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
 FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)  # a model of one encoder; "encoders" in a manifest names more
 SHARED_FILE = "shared.npz"  # weights the encoders share, when the manifest says "shared"
+PARTNER_FILE = "partner-{}.npz"  # a head's partner, when the manifest's "partners" names one
 MAX_TOKENS = 128  # a window's word pieces, [CLS] and [SEP] included, as in training
 WINDOW_OVERLAP = 32  # word pieces each window repeats of the one before
 MAX_WINDOWS = 32  # windows read of one text by default: about 3,000 word pieces
@@ -81,6 +87,17 @@ def encoder_files(manifest: dict) -> dict[str, list[str]]:
     return listed
 
 
+def partner_files(manifest: dict) -> dict[str, dict]:
+    """Each head's partner entry (``{"file", "weight", ...}``) of a manifest; none when it names none."""
+    listed = manifest.get("partners") or {}
+    if not isinstance(listed, dict) or not all(
+            isinstance(entry, dict) and entry.get("file") == PARTNER_FILE.format(head)
+            and isinstance(entry.get("weight"), float) for head, entry in listed.items()):
+        raise ModelFileError(f"{MANIFEST_FILE}: 'partners' must map heads to {{'file': "
+                             f"'{PARTNER_FILE.format('<head>')}', 'weight': a number}}")
+    return listed
+
+
 def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
     """The manifest of the accurate model in ``directory`` and its files' bytes, each
     checked against the manifest's SHA-256; ModelFileError naming what is wrong."""
@@ -96,13 +113,14 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
         raise ModelFileError(f"{directory / MANIFEST_FILE}: not a {FORMAT} model of version {FORMAT_VERSION}")
     try:
         encoders = encoder_files(manifest)
+        partners = [entry["file"] for entry in partner_files(manifest).values()]
     except ModelFileError as exc:
         raise ModelFileError(f"{directory / str(exc)}") from None
     shared = manifest.get("shared")
     if shared not in (None, SHARED_FILE):
         raise ModelFileError(f"{directory / MANIFEST_FILE}: 'shared' names {SHARED_FILE} or nothing")
     payloads = {}
-    for name in (*encoders, TOKENIZER_FILE, HEADS_FILE, *([SHARED_FILE] if shared else [])):
+    for name in (*encoders, TOKENIZER_FILE, HEADS_FILE, *([SHARED_FILE] if shared else []), *partners):
         try:
             payload = (directory / name).read_bytes()
         except FileNotFoundError:
@@ -243,7 +261,8 @@ class Encoder:
 
 
 class AccurateHead:
-    """One served model of the accurate tier: the shared encoder and this model's head.
+    """One served model of the accurate tier: the shared encoder and this model's head,
+    and the head's partner when it has one (partners.py).
 
     Answers like a fast model does (``labels``, ``predict_proba``, ``predict_one``,
     ``explain``), so the endpoints treat both tiers alike.
@@ -253,8 +272,9 @@ class AccurateHead:
     supports_partial_fit = False
 
     def __init__(self, name: str, labels: tuple[str, ...], weight: np.ndarray, bias: np.ndarray,
-                 encoder: Encoder, manifest: dict, version: str, temperature: float, encoder_sha: str):
-        self.name, self.labels, self.encoder = name, tuple(labels), encoder
+                 encoder: Encoder, manifest: dict, version: str, temperature: float, encoder_sha: str,
+                 partner: TextPartner | None = None):
+        self.name, self.labels, self.encoder, self.partner = name, tuple(labels), encoder, partner
         # The SHA-256 of the encoder file this head reads (a retrained head must match it).
         self.encoder_sha = encoder_sha
         self.weight = np.asarray(weight, dtype=np.float32)
@@ -286,28 +306,39 @@ class AccurateHead:
         weight, bias = arrays["weight"], arrays["bias"]
         if weight.shape != self.weight.shape or bias.shape != self.bias.shape:
             raise ModelFileError(f"{source}: the head's shape does not match {self.name}'s labels")
-        # It was fitted from and near this head's scores: the same temperature calibrates it.
+        # It was fitted from and near this head's scores: the same temperature (and partner) serve it.
         head = AccurateHead(self.name, self.labels, weight, bias, self.encoder, self.manifest_, manifest["version"],
-                            self.temperature, self.encoder_sha)
+                            self.temperature, self.encoder_sha, self.partner)
         head.base_version, head.published = self.base_version, manifest["version"]
         head.feedback_learned = int(manifest.get("training_data", {}).get("feedback_learned", 0))
         return head
 
-    def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """Probabilities (rows x labels) of pooled vectors (rows x width). Row by row: a
-        matrix product of many rows may sum in another order than one of one row, and an
-        answer must not depend on the rows beside it, not even in the last bit."""
+    def scores(self, vectors: np.ndarray, texts) -> list[np.ndarray]:
+        """Each text's scores before the temperature (one row of labels each), from its pooled
+        vector (rows of ``vectors``) and, when the head has a partner, its text: the head's
+        logits, or their blend with the partner's log-probabilities. Row by row: a matrix
+        product of many rows may sum in another order than one of one row, and an answer
+        must not depend on the rows beside it, not even in the last bit."""
+        rows = [vector[np.newaxis, :] @ self.weight.T + self.bias for vector in vectors]
+        if self.partner is None:
+            return rows
+        return [self.partner.blend(row[0], normalize(text))[np.newaxis, :]
+                for row, text in zip(rows, texts, strict=True)]
+
+    def proba(self, vectors: np.ndarray, texts) -> np.ndarray:
+        """Probabilities (rows x labels) of texts from their pooled vectors (rows x width)."""
         scale = np.float32(self.temperature)
-        rows = [softmax((vector[np.newaxis, :] @ self.weight.T + self.bias) / scale) for vector in vectors]
+        rows = [softmax(row / scale) for row in self.scores(vectors, texts)]
         return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities (texts x labels), each text read alone."""
-        return self.proba_from_vectors(self.encoder.embed(list(texts)))
+        texts = list(texts)
+        return self.proba(self.encoder.embed(texts), texts)
 
     def predict_one(self, text: str) -> np.ndarray:
         """One text's probabilities, read through the worker's queue for the network."""
-        return self.proba_from_vectors(self.encoder.read_one(text).vector[np.newaxis, :])[0]
+        return self.proba(self.encoder.read_one(text).vector[np.newaxis, :], [text])[0]
 
     def explain(self, text: str, top: int = 10) -> dict:
         """Leave-one-word-out: how much the predicted label's probability drops when each
@@ -345,14 +376,16 @@ def encoder_identity(manifest: dict, file: str) -> str:
 
 
 def head_version(encoder_sha: str, name: str, weight: np.ndarray, bias: np.ndarray,
-                 temperature: float = 1.0) -> str:
-    """A head's version: 12 hex digits of a hash over the encoder and the head's arrays."""
+                 temperature: float = 1.0, partner: TextPartner | None = None) -> str:
+    """A head's version: 12 hex digits of a hash over the encoder, the head's arrays and its partner."""
     digest = hashlib.sha256(encoder_sha.encode())
     digest.update(name.encode())
     digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(bias, dtype=np.float32).tobytes())
     if temperature != 1.0:
         digest.update(np.float64(temperature).tobytes())
+    if partner is not None:
+        digest.update(partner.identity.encode())
     return digest.hexdigest()[:12]
 
 
@@ -379,6 +412,9 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max
     encoders = {file: Encoder(payloads[file], tokenizer_json, threads=threads, max_batch=max_batch,
                               max_wait=max_wait, max_windows=max_windows, shared=shared)
                 for file in set(served_by.values())}
+    partners = {head: _partner(directory, entry, tuple(listed.get(head) or ()), payloads[entry["file"]],
+                               manifest["sha256"][entry["file"]])
+                for head, entry in partner_files(manifest).items()}
     heads = {}
     for name, labels in listed.items():
         if name not in served_by:
@@ -394,7 +430,18 @@ def load_accurate(directory: Path, *, threads: int = 1, max_batch: int = 32, max
             raise ModelFileError(f"{Path(directory) / HEADS_FILE}: head {name} has a temperature of {temperature}")
         file = served_by[name]
         encoder_sha = encoder_identity(manifest, file)
+        partner = partners.get(name)
         heads[name] = AccurateHead(name, tuple(labels), weight, bias, encoders[file], manifest,
-                                   head_version(encoder_sha, name, weight, bias, temperature), temperature,
-                                   encoder_sha)
+                                   head_version(encoder_sha, name, weight, bias, temperature, partner), temperature,
+                                   encoder_sha, partner)
     return heads
+
+
+def _partner(directory: Path, entry: dict, labels: tuple[str, ...], payload: bytes, sha256: str) -> TextPartner:
+    source = Path(directory) / entry["file"]
+    if not labels:
+        raise ModelFileError(f"{source}: a partner of a head the manifest does not list")
+    try:
+        return TextPartner(labels, unpack_arrays(payload), entry["weight"], sha256)
+    except (ValueError, KeyError) as exc:
+        raise ModelFileError(f"{source}: {exc}") from None

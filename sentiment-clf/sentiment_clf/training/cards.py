@@ -210,6 +210,11 @@ def write_cards(models_dir: Path, data_root: Path) -> list[Path]:
                 counts = ", ".join(f"{source} {counts[source]:,}" for source in sources if source in counts)
             training = (f"Fine-tuned on {', '.join(sources)} (training texts: {counts or 'n/a'}); the encoder "
                         "reads windows of 128 word pieces.")
+            partner = accurate_manifest.get("partners", {}).get(name)
+            if partner:
+                training += (f" Its log-probabilities are blended with a partner's, weight {partner['weight']:.2f} "
+                             f"(chosen on {partner['weight_chosen_on']}): a {partner['classifier']} over TF-IDF "
+                             f"words and character n-grams, fitted here on {partner['trained_on']}.")
             path = card_path(models_dir, name, "accurate")
             write_card(name, "accurate", accurate_manifest.get("metrics", {}).get(name, {}), training,
                        head.predict_proba, data_root, _domain_slices(name, head.predict_proba, data_root), path)

@@ -106,6 +106,12 @@ def _proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
     return accurate.softmax(vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
 
 
+def dev_score(name: str, truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Head ``name``'s dev score: macro-F1 for hate speech (imbalanced), accuracy otherwise."""
+    return float(f1_score(truth, predicted, average="macro") if name == "hatespeech"
+                 else accuracy_score(truth, predicted))
+
+
 def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Each head's dev score (of the data sets in ``dev``): accuracy, macro-F1 for hate speech.
     ``embed(texts)`` gives vectors."""
@@ -119,6 +125,5 @@ def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, f
             keep = frame[name].to_numpy() != IGNORE
             predicted = _proba(found[keep], arrays, name).argmax(axis=1)
             truth = frame[name].to_numpy()[keep]
-            scores[name] = float(f1_score(truth, predicted, average="macro") if name == "hatespeech"
-                                 else accuracy_score(truth, predicted))
+            scores[name] = dev_score(name, truth, predicted)
     return scores

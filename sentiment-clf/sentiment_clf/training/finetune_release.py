@@ -6,9 +6,14 @@ with the heads its encoder was trained for, and writes the folder the service lo
 
 - every encoder under its own name (``encoder-<part>.onnx``), the tokenizer they share,
   and the chosen heads in one ``heads.npz``;
-- each head's temperature (training/temperature.py), fitted on that head's dev texts,
-  so its confidence means what it says, with the expected calibration error before and
-  after on the held-out texts and a reliability diagram each;
+- for the heads given a partner (``partners``), a TF-IDF logistic regression over words
+  and character n-grams fitted on the texts the head's encoder learned from, blended
+  into the head with the weight its dev texts choose (training/partners.py; none when
+  they choose 0);
+- each head's temperature (training/temperature.py), fitted on that head's dev texts
+  (after the blend), so its confidence means what it says, with the expected
+  calibration error before and after on the held-out texts and a reliability diagram
+  each;
 - every figure measured as the service answers (each text alone, long texts in
   windows), on the held-out texts, with a bootstrap 95% interval; the hate class's
   precision and recall at every threshold, on dev (for choosing) and held out (for
@@ -32,6 +37,7 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score, pre
 
 from sentiment_clf import accurate
 from sentiment_clf.model_files import pack_arrays, unpack_arrays
+from sentiment_clf.partners import TextPartner
 from sentiment_clf.tasks import HATE_LABELS
 from sentiment_clf.training import ordinary
 from sentiment_clf.training.finetune_data import (
@@ -39,6 +45,7 @@ from sentiment_clf.training.finetune_data import (
     IGNORE,
     SOURCE_HEADS,
     _sample,
+    dev_score,
     hate_frames,
     question_frames,
     sst_frames,
@@ -46,16 +53,14 @@ from sentiment_clf.training.finetune_data import (
 from sentiment_clf.training.finetune_export import ordinary_texts
 from sentiment_clf.training.intervals import bootstrap_interval
 from sentiment_clf.training.operating_points import curve
+from sentiment_clf.training.partners import SETTINGS as PARTNER_SETTINGS
+from sentiment_clf.training.partners import choose_weight, fit_partner, log_probabilities
 from sentiment_clf.training.shared_weights import inlined, share
 from sentiment_clf.training.temperature import expected_calibration_error, fit_temperature, reliability
 
 logger = logging.getLogger(__name__)
 
 HEAD_SOURCE = {head: source for source, heads in SOURCE_HEADS.items() for head in heads}
-
-
-def _scores(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    return vectors.astype(np.float64) @ weight.T.astype(np.float64) + bias
 
 
 def _vectors(encoder: accurate.Encoder, texts: list[str]) -> np.ndarray:
@@ -92,21 +97,51 @@ def head_figures(name: str, truth: np.ndarray, probabilities: np.ndarray) -> dic
 
 def _frames(data_root: Path, sample: int | None = None) -> dict:
     frames = {"sst": sst_frames(data_root), "hate": hate_frames(data_root), "questions": question_frames(data_root)}
-    if sample:  # quick runs (tests): a few dev and test texts of each
+    if sample:  # quick runs (tests): a few dev and test texts of each, ten times as many to train a partner
         for source in frames.values():
             for part in ("dev", "test"):
                 source[part] = _sample(source[part], sample, 0)
+            source["train"] = _sample(source["train"], 10 * sample, 0)
     return frames
 
 
+def _scores(head: accurate.AccurateHead, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+    """The head's scores before the temperature, exactly as served (rows x labels)."""
+    return np.concatenate(head.scores(vectors, texts)) if texts else np.zeros((0, len(head.labels)))
+
+
+def _partner(head: accurate.AccurateHead, train, dev_scores: np.ndarray, dev_texts: list[str],
+             dev_truth: np.ndarray, target: Path) -> tuple[TextPartner | None, dict]:
+    """Fit ``head``'s partner on ``train`` (the rows that label it), choose its weight on dev;
+    write it to ``target`` unless dev chooses 0. Returns it (or None) and its manifest entry."""
+    train = train[train[head.name] != IGNORE]
+    arrays = fit_partner(train["text"].tolist(), train[head.name].to_numpy(), len(head.labels))
+    payload = pack_arrays(arrays)
+    unweighted = TextPartner(head.labels, unpack_arrays(payload), 0.5, "")  # log_proba ignores the weight
+    weight, dev_curve = choose_weight(dev_scores, log_probabilities(unweighted, dev_texts), dev_truth,
+                                      lambda truth, predicted: dev_score(head.name, truth, predicted))
+    entry = {"weight": weight, **PARTNER_SETTINGS, "trained_on": f"{len(train):,} training texts",
+             "weight_chosen_on": f"{len(dev_texts):,} dev texts", "dev_curve": dev_curve}
+    logger.info("accurate %s: partner weight %.2f chosen on dev (curve %s)", head.name, weight, dev_curve)
+    if weight == 0.0:
+        return None, entry
+    file = accurate.PARTNER_FILE.format(head.name)
+    (target / file).write_bytes(payload)
+    return TextPartner(head.labels, unpack_arrays(payload), weight, accurate.file_sha256(target / file)), \
+        {"file": file, **entry}
+
+
 def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: Path, threads: int = 2,
-            sample: int | None = None) -> dict:
+            sample: int | None = None, partners: tuple[str, ...] = ()) -> dict:
     """Write the served model to ``target`` from ``parts``: ``{part: (fine-tuned model folder,
-    [heads its encoder serves])}``; every head in exactly one part. ``sample``: only so many
-    dev and test texts of each data set (quick runs). Returns the manifest."""
+    [heads its encoder serves])}``; every head in exactly one part. ``partners``: the heads
+    offered a partner (dev chooses its weight). ``sample``: only so many dev and test texts
+    of each data set (quick runs). Returns the manifest."""
     chosen = [head for _, heads in parts.values() for head in heads]
     if sorted(chosen) != sorted(HEADS):
         raise ValueError(f"every head in exactly one part: got {chosen}, expected {list(HEADS)}")
+    if set(partners) - set(HEADS):
+        raise ValueError(f"a partner for a head there is not: {sorted(set(partners) - set(HEADS))}")
     target.mkdir(parents=True, exist_ok=True)
     report_dir = target / "report"
     report_dir.mkdir(exist_ok=True)
@@ -119,6 +154,9 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
     metrics: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     flagged: dict = {}
+    partner_entries: dict[str, dict] = {}
+    for stale in target.glob(accurate.PARTNER_FILE.format("*")):
+        stale.unlink()
     for part, (folder, heads) in parts.items():
         manifest = json.loads((folder / accurate.MANIFEST_FILE).read_text(encoding="utf-8"))
         part_tokenizer = (folder / accurate.TOKENIZER_FILE).read_text(encoding="utf-8")
@@ -135,9 +173,14 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
         encoders[file] = [head for head in HEADS if head in heads]
         part_arrays = unpack_arrays((folder / accurate.HEADS_FILE).read_bytes())
         encoder = accurate.Encoder((target / file).read_bytes(), tokenizer_json, threads=threads)
-        sources[part] = {"heads": encoders[file], "trained_on": manifest.get("settings", {}).get("sources"),
-                         "settings": manifest.get("settings"), "training_data": manifest.get("training_data"),
-                         "build_seconds": manifest.get("build_seconds"), "versions": manifest.get("versions")}
+        if "encoders" in manifest:  # a released model's part: its provenance as that release recorded it
+            recorded: dict = next((p for p in (manifest.get("parts") or {}).values()
+                                   if heads[0] in p.get("heads", [])), {})
+            sources[part] = {**recorded, "heads": encoders[file]}
+        else:
+            sources[part] = {"heads": encoders[file], "trained_on": manifest.get("settings", {}).get("sources"),
+                             "settings": manifest.get("settings"), "training_data": manifest.get("training_data"),
+                             "build_seconds": manifest.get("build_seconds"), "versions": manifest.get("versions")}
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for head in encoders[file]:
             source = HEAD_SOURCE[head]
@@ -147,15 +190,23 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
                     vectors[source, split] = _vectors(encoder, frames[source][split]["text"].tolist())
             weight = np.asarray(part_arrays[f"{head}.weight"], dtype=np.float32)
             bias = np.asarray(part_arrays[f"{head}.bias"], dtype=np.float32)
-            split_scores, truths = {}, {}
+            served = accurate.AccurateHead(head, HEADS[head], weight, bias, encoder, {}, "", 1.0, "")
+            split_vectors, split_texts, truths = {}, {}, {}
             for split in ("dev", "test"):
                 frame = frames[source][split]
                 keep = frame[head].to_numpy() != IGNORE
-                split_scores[split] = _scores(vectors[source, split][keep], weight, bias)
-                truths[split] = frame[head].to_numpy()[keep]
+                split_vectors[split], truths[split] = vectors[source, split][keep], frame[head].to_numpy()[keep]
+                split_texts[split] = frame["text"][keep].tolist()
+            if head in partners:
+                served.partner, partner_entries[head] = _partner(
+                    served, frames[source]["train"], _scores(served, split_vectors["dev"], split_texts["dev"]),
+                    split_texts["dev"], truths["dev"], target)
+            split_scores = {split: _scores(served, split_vectors[split], split_texts[split])
+                            for split in ("dev", "test")}
             temperature = fit_temperature(split_scores["dev"], truths["dev"])
+            served.temperature = temperature
             before = accurate.softmax(split_scores["test"].copy())
-            after = accurate.softmax(split_scores["test"] / temperature)
+            after = served.proba(split_vectors["test"], split_texts["test"])
             arrays[f"{head}.weight"], arrays[f"{head}.bias"] = weight, bias
             arrays[f"{head}.temperature"] = np.array([temperature], dtype=np.float64)
             calibration[head] = {
@@ -169,27 +220,31 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
             metrics[head] = head_figures(head, truths["test"], after)
             if head == "hatespeech":
                 hate = HATE_LABELS.index("hate speech")
-                dev_p = accurate.softmax(split_scores["dev"] / temperature)[:, hate]
+                dev_p = served.proba(split_vectors["dev"], split_texts["dev"])[:, hate]
                 curves[head] = curve("hate speech", truths["dev"], dev_p, truths["test"], after[:, hate], hate)
-                texts = ordinary_texts(frames)
-                flagged = ordinary.flag_rate(_labeller(encoder, weight, bias, temperature), texts)
+                flagged = ordinary.flag_rate(_labeller(served), ordinary_texts(frames))
             logger.info("accurate %s: T=%.3f, held-out ECE %.4f -> %.4f, accuracy %.4f", head, temperature,
                         calibration[head]["test_ece_before"], calibration[head]["test_ece"],
                         metrics[head]["test_accuracy"])
-        if (folder / "report").is_dir():
-            shutil.copytree(folder / "report", report_dir / part, dirs_exist_ok=True)
+        # finetune's report, or the part's own in a released model's report
+        part_report = folder / "report" / part if "encoders" in manifest else folder / "report"
+        if part_report.is_dir() and part_report.resolve() != (report_dir / part).resolve():
+            shutil.copytree(part_report, report_dir / part, dirs_exist_ok=True)
     assert tokenizer_json is not None
     (target / accurate.TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
     (target / accurate.HEADS_FILE).write_bytes(pack_arrays({k: arrays[k] for k in sorted(arrays)}))
     _plots(calibration, curves, report_dir)
     (target / accurate.SHARED_FILE).unlink(missing_ok=True)
     shared = share(target, list(encoders))  # measured above with whole encoders: the same weights
-    files = [*encoders, accurate.TOKENIZER_FILE, accurate.HEADS_FILE, *([accurate.SHARED_FILE] if shared else [])]
+    adopted = {head: entry for head, entry in partner_entries.items() if "file" in entry}
+    files = [*encoders, accurate.TOKENIZER_FILE, accurate.HEADS_FILE, *([accurate.SHARED_FILE] if shared else []),
+             *(entry["file"] for entry in adopted.values())]
     manifest = {
         "format": accurate.FORMAT, "format_version": accurate.FORMAT_VERSION, "name": "accurate",
         "heads": {name: list(labels) for name, labels in HEADS.items()},
         "encoders": encoders,
         **({"shared": accurate.SHARED_FILE, "shared_weights": shared} if shared else {}),
+        **({"partners": adopted} if adopted else {}),
         "sha256": {name: accurate.file_sha256(target / name) for name in files},
         "base_weights": _base_weights(), "max_tokens": accurate.MAX_TOKENS,
         "window_overlap": accurate.WINDOW_OVERLAP,
@@ -201,6 +256,8 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
                         for name, c in calibration.items()},
         "operating_points": curves,
         "ordinary_text_flagged": {k: v["rate"] for k, v in flagged.items()},
+        **({"partners_declined": {h: e for h, e in partner_entries.items() if h not in adopted}}
+           if len(adopted) < len(partner_entries) else {}),
         "parts": sources,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -212,11 +269,10 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
     return manifest
 
 
-def _labeller(encoder: accurate.Encoder, weight: np.ndarray, bias: np.ndarray, temperature: float):
-    """``texts -> hate-speech labels`` through one encoder and the hate-speech head."""
+def _labeller(head: accurate.AccurateHead):
+    """``texts -> labels`` through the head as served."""
     def labels(texts: list[str]) -> list[str]:
-        found = accurate.softmax(_scores(_vectors(encoder, texts), weight, bias) / temperature)
-        return [HEADS["hatespeech"][i] for i in found.argmax(axis=1)]
+        return [head.labels[i] for i in head.proba(_vectors(head.encoder, texts), texts).argmax(axis=1)]
 
     return labels
 

@@ -87,16 +87,19 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
     logger.info("accurate %s: refitting the head on %d texts + %d answers", name, len(train_texts), len(answers))
     vectors = base.encoder.embed(texts)
     weight, bias = fit_head(vectors, targets, base.weight, base.bias)
+    version = head_version(base.encoder_sha, name, weight, bias, base.temperature, base.partner)
+    candidate = AccurateHead(name, base.labels, weight, bias, base.encoder, base.manifest_, version,
+                             base.temperature, base.encoder_sha, base.partner)
     test_vectors = base.encoder.embed(test_texts)
-    candidate_accuracy = float(accuracy_score(test_targets, (test_vectors @ weight.T + bias).argmax(axis=1)))
-    serving_accuracy = float(accuracy_score(test_targets, serving.proba_from_vectors(test_vectors).argmax(axis=1)))
+    candidate_accuracy, serving_accuracy = (
+        float(accuracy_score(test_targets, head.proba(test_vectors, test_texts).argmax(axis=1)))
+        for head in (candidate, serving))
     upto = max((row.id for row in answers), default=0)
     summary = {"model": name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
                "candidate_accuracy": candidate_accuracy, "feedback_learned": len(answers), "tolerance": tolerance}
     if candidate_accuracy < serving_accuracy - tolerance:
         return False, summary
     payload = pack_arrays({"weight": weight, "bias": bias})
-    version = head_version(base.encoder_sha, name, weight, bias, base.temperature)
     manifest = {"format": HEAD_FORMAT, "model": name, "version": version, "labels": list(base.labels),
                 "encoder_sha256": base.encoder_sha, "arrays_sha256": checksum(payload),
                 "metrics": {"test_accuracy": candidate_accuracy, "serving_test_accuracy": serving_accuracy},

@@ -77,7 +77,7 @@ def accurate_answer(head: AccurateHead, reading: Reading, query: str, explain: b
                     version: str = "") -> dict:
     """An accurate head's answer for one text from the encoder's reading of it (one reading
     serves every head)."""
-    return answer(head, head.proba_from_vectors(reading.vector[np.newaxis, :])[0], query, explain, "accurate",
+    return answer(head, head.proba(reading.vector[np.newaxis, :], [query])[0], query, explain, "accurate",
                   version, reading.read, head.name)
 
 
@@ -137,7 +137,7 @@ def predict_many(services: Services, name: str, texts: list[str], explain: bool,
             if id(model.encoder) not in by_encoder:
                 by_encoder[id(model.encoder)] = [model.encoder.read(text) for text in texts]
             readings = by_encoder[id(model.encoder)]
-            rows = model.proba_from_vectors(np.stack([r.vector for r in readings]))
+            rows = model.proba(np.stack([r.vector for r in readings]), texts)
             found[key] = [answer(model, row, text, explain, variant, version, r.read, other)
                           for row, text, r in zip(rows, texts, readings, strict=True)]
         else:
