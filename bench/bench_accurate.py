@@ -13,14 +13,18 @@
    ``.venv-mlserver-hf`` from the Makefile).
 4. Worker memory with both tiers loaded, cold start to the first accurate answer, and
    the fast tier at concurrency 8 in the same server.
-5. Where the time goes at concurrency 8, one more run of each tier: the workers' CPU
+5. The hate-speech head with and without its partner (sentiment_clf/partners.py),
+   in-process, one tweet at a time, taking turns: what the blend adds to a request, and
+   the partner's memory.
+6. Where the time goes at concurrency 8, one more run of each tier: the workers' CPU
    seconds per request, and how wrk's 8 kept-alive connections fall on the 2 workers
    (counted halfway through). The fast tier's requests cost the HTTP stack and a 30 µs
    model, so ``1 / (1 / batched limit + 1 / fast req/s)`` is about what 2 cores could
    serve if every accurate request cost its forward pass plus that stack: the ceiling.
 
 Every request sends the same review sentence (MLServer too). Run from the repository
-root: ``python -m bench.bench_accurate`` (``--no-mlserver`` skips 3).
+root: ``python -m bench.bench_accurate`` (``--no-mlserver`` skips 3, ``--in-process`` runs
+1 and 5 only).
 """
 from __future__ import annotations
 
@@ -47,6 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
 TEXT = "a gorgeous, witty and moving film that never quite finds its footing but still leaves you smiling"
 BATCH = 32
+# Tweets for the partner's cost: short, long, stretched spellings, a mention and a link.
+TWEETS = ["RT @user: you are a wonderful person, thank you", "lmaooo this is sooo stupid",
+          "@user I hate those people so much http://t.co/x", "what a game tonight!!! #win",
+          "bitches be like that", "good morning y'all, have a blessed day " * 3,
+          "u r such a clown lol", "that movie was trash and the ending made no sense at all"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +103,42 @@ def batched_limit(seconds: float) -> dict:
     two_processes = sum(d / e for d, e in results)
     return {"batch": BATCH, "one_process_2_threads": one_process, "two_processes_1_thread": two_processes,
             "limit": max(one_process, two_processes)}
+
+
+def partner_cost(repeats: int) -> dict:
+    """The hate-speech head's one-tweet time with its partner and without it (the same head,
+    ``partner=None``), taking turns, one thread; and the partner's memory once loaded."""
+    import copy
+    import tracemalloc
+
+    from sentiment_clf.accurate import PARTNER_FILE, load_accurate
+    from sentiment_clf.model_files import unpack_arrays
+    from sentiment_clf.partners import TextPartner
+
+    head = load_accurate(MODEL_DIR, threads=1)["hatespeech"]
+    if head.partner is None:
+        return {}
+    alone = copy.copy(head)
+    alone.partner = None
+    timings: dict[str, list[int]] = {"with": [], "without": []}
+    for round_ in range(repeats):
+        for name, which in (("with", head), ("without", alone))[::1 if round_ % 2 else -1]:
+            text = TWEETS[round_ % len(TWEETS)]
+            started = time.perf_counter_ns()
+            which.predict_proba([text])
+            timings[name].append(time.perf_counter_ns() - started)
+    arrays = unpack_arrays((MODEL_DIR / PARTNER_FILE.format("hatespeech")).read_bytes())
+    tracemalloc.start()
+    partner = TextPartner(head.labels, arrays, head.partner.weight, "")
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    long_text = " ".join(TWEETS) * 20
+    started = time.perf_counter_ns()
+    partner.log_proba(long_text)
+    long_ns = time.perf_counter_ns() - started
+    return {"repeats": repeats, "p50_with_ms": statistics.median(timings["with"]) / 1e6,
+            "p50_without_ms": statistics.median(timings["without"]) / 1e6,
+            "partner_memory_mib": memory / 2**20, "long_text_chars": len(long_text), "long_text_ms": long_ns / 1e6}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,11 +202,25 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=500, help="in-process single sentences timed")
     parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer's HuggingFace runtime")
+    parser.add_argument("--in-process", action="store_true", help="only the in-process figures (no servers)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results: dict = {"machine": machine(), "text": TEXT,
                      "one_sentence": [one_sentence(1, args.repeats), one_sentence(2, args.repeats)],
-                     "batched": batched_limit(seconds=5.0)}
+                     "partner": partner_cost(args.repeats)}
+    print(f"machine: {results['machine']}")
+    for row in results["one_sentence"]:
+        print(f"in-process, one sentence, {row['threads']} thread(s): p50 {row['p50_ms']:.2f} ms, "
+              f"p99 {row['p99_ms']:.2f} ms")
+    partner = results["partner"]
+    if partner:
+        print(f"hate speech, one tweet, 1 thread: p50 {partner['p50_with_ms']:.2f} ms with its partner, "
+              f"{partner['p50_without_ms']:.2f} ms without; the partner holds {partner['partner_memory_mib']:.1f} "
+              f"MiB and reads a {partner['long_text_chars']:,}-character text in {partner['long_text_ms']:.1f} ms")
+    if args.in_process:
+        save_results("bench_accurate_in_process.json", results)
+        return 0
+    results["batched"] = batched_limit(seconds=5.0)
     with tempfile.TemporaryDirectory(prefix="bench-accurate-") as folder:
         hf_dir = None
         if not args.no_mlserver:  # the peer's model from the committed one: no fine-tuning run needed
@@ -171,10 +230,6 @@ def main(argv=None) -> int:
         results.update(serve_and_measure(Path(folder), args.seconds, args.concurrency, hf_dir))
     limit = results["batched"]["limit"]
     by = {(r["server"], r["connections"]): r for r in results["runs"]}
-    print(f"machine: {results['machine']}")
-    for row in results["one_sentence"]:
-        print(f"in-process, one sentence, {row['threads']} thread(s): p50 {row['p50_ms']:.2f} ms, "
-              f"p99 {row['p99_ms']:.2f} ms")
     print(f"in-process, {BATCH} texts a call: {results['batched']['one_process_2_threads']:.0f} sentences/s in one "
           f"2-thread process, {results['batched']['two_processes_1_thread']:.0f} in two 1-thread processes; "
           f"limit {limit:.0f}")
