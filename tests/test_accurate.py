@@ -17,10 +17,14 @@ import pytest
 from sentiment_clf.accurate import (
     HEADS_FILE,
     MANIFEST_FILE,
+    PARTNER_FILE,
     SHARED_FILE,
     TOKENIZER_FILE,
     encoder_files,
     load_accurate,
+    normalize,
+    partner_files,
+    softmax,
 )
 from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.tasks import MODELS
@@ -90,12 +94,15 @@ def copied(accurate_dir, tmp_path):
     return target
 
 
-@pytest.mark.parametrize("kind", ["encoder", TOKENIZER_FILE, HEADS_FILE, SHARED_FILE])
+HATE_PARTNER = PARTNER_FILE.format("hatespeech")
+
+
+@pytest.mark.parametrize("kind", ["encoder", TOKENIZER_FILE, HEADS_FILE, SHARED_FILE, HATE_PARTNER])
 def test_an_altered_file_is_refused(copied, kind):
     manifest = json.loads((copied / MANIFEST_FILE).read_text())
     encoders = encoder_files(manifest)
     # every file is checksummed
-    assert set(manifest["sha256"]) == {*encoders, TOKENIZER_FILE, HEADS_FILE, SHARED_FILE}
+    assert set(manifest["sha256"]) == {*encoders, TOKENIZER_FILE, HEADS_FILE, SHARED_FILE, HATE_PARTNER}
     name = next(iter(encoders)) if kind == "encoder" else kind
     assert sorted(load_accurate(copied)) == sorted(MODELS)  # the copy itself loads
     path = copied / name
@@ -126,12 +133,28 @@ def test_a_manifest_of_another_format_is_refused(copied, change):
     (lambda m: {**m, "heads": {**m["heads"], "sarcasm": ["no", "yes"]}}, "no encoder serves the head sarcasm"),
     (lambda m: {**m, "encoders": {"../encoder.onnx": ["sentiment"]}}, "'encoders' must map .onnx file names"),
     (lambda m: {**m, "heads": None}, "no heads listed"),
+    (lambda m: {**m, "partners": {"hatespeech": {**m["partners"]["hatespeech"], "file": "../partner.npz"}}},
+     "'partners' must map heads to"),
+    (lambda m: {**m, "partners": {"hatespeech": {**m["partners"]["hatespeech"], "weight": 1.5}}},
+     "a partner's weight is between 0 and 1"),
 ], ids=["checksums-not-a-mapping", "a-head-without-arrays", "a-head-without-an-encoder", "an-encoder-elsewhere",
-        "no-heads"])
+        "no-heads", "a-partner-elsewhere", "a-partner-weight-past-one"])
 def test_a_manifest_that_does_not_match_its_files_is_refused(copied, change, message):
     path = copied / MANIFEST_FILE
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
     with pytest.raises(ModelFileError, match=message):
+        load_accurate(copied)
+
+
+def test_a_partner_of_a_head_there_is_not_is_refused(copied):
+    path = copied / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    other = PARTNER_FILE.format("sarcasm")
+    shutil.copyfile(copied / HATE_PARTNER, copied / other)
+    path.write_text(json.dumps({**manifest, "partners": {"sarcasm": {**manifest["partners"]["hatespeech"],
+                                                                     "file": other}},
+                                "sha256": {**manifest["sha256"], other: manifest["sha256"][HATE_PARTNER]}}))
+    with pytest.raises(ModelFileError, match="partner-sarcasm.npz: a partner of a head the manifest does not list"):
         load_accurate(copied)
 
 
@@ -145,7 +168,7 @@ def test_a_missing_or_unreadable_manifest_is_refused(copied):
         load_accurate(copied)
 
 
-@pytest.mark.parametrize("name", [HEADS_FILE, SHARED_FILE])
+@pytest.mark.parametrize("name", [HEADS_FILE, SHARED_FILE, HATE_PARTNER])
 def test_a_missing_file_is_refused(copied, name):
     (copied / name).unlink()
     with pytest.raises(ModelFileError, match=f"{name}: missing"):
@@ -160,6 +183,33 @@ def test_shared_weights_come_from_the_shared_file_only(copied):
     path.write_text(json.dumps({**manifest, "shared": "../elsewhere.npz"}))
     with pytest.raises(ModelFileError, match="'shared' names shared.npz or nothing"):
         load_accurate(copied)
+
+
+def test_the_hate_speech_head_blends_its_partner_as_the_manifest_says(accurate_heads, accurate_dir):
+    """Hate speech: the head's log-probabilities and its partner's, weighed as the manifest
+    says, then the temperature; no other head has a partner. The blend moves answers (a
+    head without its partner answers otherwise), and the version covers the partner."""
+    manifest = json.loads((accurate_dir / MANIFEST_FILE).read_text())
+    assert list(partner_files(manifest)) == ["hatespeech"]
+    head = accurate_heads["hatespeech"]
+    assert head.partner is not None and head.partner.weight == manifest["partners"]["hatespeech"]["weight"]
+    assert all(other.partner is None for name, other in accurate_heads.items() if name != "hatespeech")
+    texts = [t for t in TEXTS if t.strip()] + ["u r such a stupid b!tch lmaooo", "I hate those people so much"]
+    vectors = head.encoder.embed(texts)
+    found = head.proba(vectors, texts)
+    w = head.partner.weight
+    for row, vector, text in zip(found, vectors, texts, strict=True):
+        logits = (vector @ head.weight.T + head.bias).astype(np.float64)
+        own = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+        blended = (1 - w) * own + w * head.partner.log_proba(normalize(text))
+        np.testing.assert_allclose(row, softmax(blended[np.newaxis, :] / head.temperature)[0], atol=1e-6)
+    alone = softmax((vectors @ head.weight.T + head.bias) / np.float32(head.temperature))
+    assert np.abs(found - alone).max() > 0.01
+    from sentiment_clf.accurate import head_version
+
+    assert head.version == head_version(head.encoder_sha, "hatespeech", head.weight, head.bias, head.temperature,
+                                        head.partner)
+    assert head.version != head_version(head.encoder_sha, "hatespeech", head.weight, head.bias, head.temperature)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
