@@ -101,6 +101,18 @@ def test_a_partner_without_its_arrays_is_refused(fitted):
         TextPartner(LABELS, arrays, 0.3, "sha")
 
 
+def test_a_partner_of_two_labels_scores_both():
+    """scikit-learn keeps one row of weights for two labels; the partner scores the first 0."""
+    texts, labels = corpus(300, 5)
+    keep = labels < 2
+    texts, labels = [t for t, k in zip(texts, keep, strict=True) if k], labels[keep]
+    arrays = fit_partner(texts, labels, 2)
+    assert arrays["words.coef"].shape[0] == 2 and not arrays["words.coef"][0].any()
+    partner = TextPartner(LABELS[:2], arrays, 0.3, "sha")
+    assert int(partner.log_proba("a train idiot").argmax()) == 0
+    assert int(partner.log_proba("a train lovely").argmax()) == 1
+
+
 def test_a_partner_needs_every_label_to_learn_from():
     texts, labels = corpus(60, 2)
     with pytest.raises(ValueError, match="all 4 labels"):

@@ -40,18 +40,21 @@ def fit_partner(texts: list[str], targets: np.ndarray, n_labels: int) -> dict[st
                    for name, reading in BLOCKS.items()}
     blocks = [vectorizer.fit_transform(texts) for vectorizer in vectorizers.values()]
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=3000).fit(hstack(blocks).tocsr(), targets)
-    if model.coef_.shape[0] != n_labels:
+    if len(model.classes_) != n_labels:
         raise ValueError(f"a partner needs examples of all {n_labels} labels")
+    coef, intercept = model.coef_, model.intercept_
+    if n_labels == 2:  # one row of scores, for the second label; the first label's are zeros
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
     arrays: dict[str, np.ndarray] = {}
     start = 0
     for (name, vectorizer), block in zip(vectorizers.items(), blocks, strict=True):
         terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
         end = start + block.shape[1]
-        intercept = model.intercept_ if start == 0 else np.zeros(n_labels)  # one intercept, with the first block
         arrays.update({f"{name}.vocabulary": join_terms(terms),
                        f"{name}.idf": vectorizer.idf_.astype(np.float32),
-                       f"{name}.coef": model.coef_[:, start:end].astype(np.float32),
-                       f"{name}.intercept": intercept.astype(np.float32)})
+                       f"{name}.coef": coef[:, start:end].astype(np.float32),
+                       # one intercept, with the first block
+                       f"{name}.intercept": (intercept if start == 0 else np.zeros(n_labels)).astype(np.float32)})
         start = end
     return arrays
 
