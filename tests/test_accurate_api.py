@@ -121,6 +121,16 @@ def test_health_models_and_the_document_list_both_tiers(client):
     assert "variant" in parameters
 
 
+def test_models_says_which_accurate_head_has_a_partner_and_what_each_learned_from(client):
+    listed = {m["name"]: m for m in client.get("/models").json["models"] if m["variant"] == "accurate"}
+    partner = listed["hatespeech"]["partner"]
+    assert 0 < partner["weight"] < 1 and partner["classifier"].startswith("logistic regression")
+    assert partner["trained_on"] == "17,843 training texts" and partner["weight_chosen_on"] == "1,983 dev texts"
+    assert all("partner" not in entry for name, entry in listed.items() if name != "hatespeech")
+    assert [listed[name]["training_data"]["phrases"] for name in ("sentiment", "hatespeech", "questions")] == \
+        [167806, 17843, 3924]
+
+
 def test_feedback_records_the_tier_the_user_saw(client, accurate_app):
     accurate = client.get("/", query_string={"query": "an odd little film", "variant": "accurate"}).json
     response = client.post("/feedback", json={"model": "sentiment", "query": "an odd little film",

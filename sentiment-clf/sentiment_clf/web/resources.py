@@ -253,6 +253,9 @@ def _decision(name: str, curve: dict | None, most_probable: dict | None) -> dict
 
 def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
     manifest = head.manifest_
+    part = next((p for p in manifest.get("parts", {}).values() if name in p.get("heads", [])), manifest)
+    source = "hate" if name == "hatespeech" else "questions" if name.startswith("questions") else "sst"
+    partner = manifest.get("partners", {}).get(name) if head.partner is not None else None
     return {
         "name": name,
         "variant": "accurate",
@@ -263,15 +266,17 @@ def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
         "version": head.version,
         "base_version": head.base_version,
         "labels": list(head.labels),
-        "training_data": {"phrases": manifest.get("training_data", {}).get("train_texts", {}).get(
-            "hate" if name == "hatespeech" else "questions" if name.startswith("questions") else "sst"),
-            "feedback_learned": head.feedback_learned},
+        "training_data": {"phrases": (part.get("training_data") or {}).get("train_texts", {}).get(source),
+                          "feedback_learned": head.feedback_learned},
         "feedback_stored": stored,
         "metrics": manifest.get("metrics", {}).get(name, {}),
         "decision": _decision(name, manifest.get("operating_points", {}).get(name),
                               manifest.get("metrics", {}).get(name, {}).get("hate_class")),
         "calibration": _calibration({"temperature": head.temperature,
                                      **manifest.get("calibration", {}).get(name, {})}),
+        **({"partner": {"weight": head.partner.weight,
+                        **{k: partner[k] for k in ("classifier", "trained_on", "weight_chosen_on") if k in partner}}}
+           if partner else {}),
         "model_card": f"/models/{name}/card?variant=accurate",
     }
 

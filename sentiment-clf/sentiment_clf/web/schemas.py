@@ -150,6 +150,9 @@ class ModelEntry(TypedDict):
                     "its held-out precision and recall under that rule")]
     calibration: Annotated[dict[str, Any] | None, Field(
         description="the temperature fitted on dev data and the held-out expected calibration error")]
+    partner: NotRequired[Annotated[dict[str, Any], Field(
+        description="an accurate head's partner, when it has one: the model whose log-probabilities are blended "
+                    "into the head's, and its weight (chosen on dev)")]]
     model_card: Annotated[str, Field(description="the model card's URL")]
 
 
