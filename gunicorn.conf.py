@@ -138,6 +138,10 @@ def post_worker_init(worker):
     encoders = {id(head.encoder): head.encoder for head in getattr(services, "accurate", {}).values()}
     for encoder in encoders.values():  # several heads share each encoder
         encoder.warm()
+    # Each worker reads new feedback and versions in a greenlet of its own: no request
+    # waits on the database for a model (learning.py).
+    if services is not None:
+        services.registry.start_background()
 
 
 def child_exit(server, worker):

@@ -88,7 +88,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["schemas"] = schemas.build(app.config["MAX_QUERY_CHARS"], app.config["MAX_BATCH"],
                                               ui.served_names())
     app.extensions["thresholds"] = parse_thresholds(app.config.get("THRESHOLDS", ""))
-    storage = Storage(app.config["DATABASE_URL"])
+    storage = Storage(app.config["DATABASE_URL"], app.config["DATABASE_TIMEOUT"])
     accurate = load_accurate_tier(app.config["MODEL_DIR"], threads=app.config["ACCURATE_THREADS"],
                                   max_batch=app.config["ACCURATE_MAX_BATCH"], max_wait=app.config["ACCURATE_MAX_WAIT"],
                                   max_windows=app.config["ACCURATE_MAX_WINDOWS"])

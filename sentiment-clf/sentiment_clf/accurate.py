@@ -39,7 +39,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sentiment_clf.batching import MicroBatcher, off_loop
+from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.cooperative import off_loop
 from sentiment_clf.model_files import ModelFileError, unpack_arrays
 from sentiment_clf.partners import TextPartner
 

@@ -12,37 +12,22 @@ one (waits, runs it, hands out the rows), then passes the lead to the first
 request still waiting. It works with threads and with gevent's greenlets (whose
 patched locks and sleeps yield to other requests).
 
-Under gevent the batch itself runs in the hub's thread pool (:func:`off_loop`): a
+Under gevent the batch itself runs in the hub's thread pool (``cooperative.off_loop``): a
 forward pass releases the GIL, so while it runs the worker's event loop goes on
 reading sockets and answering other requests (the fast tier, health checks, the next
 texts joining the queue) instead of stopping for the whole batch.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from sentiment_clf.cooperative import off_loop
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-def off_loop(function: Callable[..., Result], *args: Any) -> Result:
-    """``function(*args)``; under gevent (threading patched), in a thread of the hub's pool
-    while the calling greenlet waits, so the event loop does not stop while it runs.
-    Only for work that touches no gevent object (a forward pass, numpy)."""
-    if _gevent_patched():
-        from gevent import get_hub  # type: ignore[import-untyped]  # no type information shipped
-
-        return get_hub().threadpool.apply(function, args)
-    return function(*args)
-
-
-def _gevent_patched() -> bool:
-    monkey = sys.modules.get("gevent.monkey")  # not imported: nothing is patched
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 class _Slot:

@@ -24,6 +24,7 @@ loses the insert ignores it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -114,28 +115,30 @@ def save(storage: Storage, name: str, base_version: str, model: LinearTextModel,
     manifest, payload = dumps(name, base_version, model, feedback_upto=feedback_upto, learned=learned,
                               last_learned_id=last_learned_id)
     try:
-        with storage.engine.begin() as conn:
-            conn.execute(insert(checkpoints).values(
-                model=name, base_version=base_version, feedback_upto=feedback_upto,
-                manifest=json.dumps(manifest), arrays=payload, created_at=datetime.now(UTC)))
+        storage.call(lambda conn: conn.execute(insert(checkpoints).values(
+            model=name, base_version=base_version, feedback_upto=feedback_upto,
+            manifest=json.dumps(manifest), arrays=payload, created_at=datetime.now(UTC))), write=True)
     except IntegrityError:
         return False
     mine = (checkpoints.c.model == name, checkpoints.c.base_version == base_version)
     newest = select(checkpoints.c.id).where(*mine).order_by(desc(checkpoints.c.feedback_upto)).limit(keep)
-    with storage.engine.begin() as conn:
-        conn.execute(delete(checkpoints).where(*mine, checkpoints.c.id.not_in(newest.scalar_subquery())))
+    storage.call(lambda conn: conn.execute(
+        delete(checkpoints).where(*mine, checkpoints.c.id.not_in(newest.scalar_subquery()))), write=True)
     logger.info("checkpoint of %s (base %s): %d answers learned, feedback up to id %d, %d bytes",
                 name, base_version, learned, feedback_upto, len(payload))
     return True
 
 
+def _one_or_none(query, conn):
+    return conn.execute(query).one_or_none()
+
+
 def newest_learned(storage: Storage, name: str, base_version: str) -> int:
     """Answers learned in the newest checkpoint of this model and base version (0 if none);
     reads manifests only."""
-    with storage.engine.connect() as conn:
-        manifest = conn.execute(select(checkpoints.c.manifest).where(
-            checkpoints.c.model == name, checkpoints.c.base_version == base_version)
-            .order_by(desc(checkpoints.c.feedback_upto)).limit(1)).scalar()
+    manifest = storage.call(lambda conn: conn.execute(select(checkpoints.c.manifest).where(
+        checkpoints.c.model == name, checkpoints.c.base_version == base_version)
+        .order_by(desc(checkpoints.c.feedback_upto)).limit(1)).scalar())
     try:
         return int(json.loads(manifest)["learned"]) if manifest else 0
     except (ValueError, KeyError, TypeError):
@@ -150,14 +153,13 @@ def load_newest(storage: Storage, name: str, base_version: str, base: LinearText
         return None
     mine = (checkpoints.c.model == name, checkpoints.c.base_version == base_version,
             checkpoints.c.feedback_upto > after)
-    with storage.engine.connect() as conn:
-        found = conn.execute(select(checkpoints.c.id, checkpoints.c.feedback_upto).where(*mine)
-                             .order_by(desc(checkpoints.c.feedback_upto))).all()
+    found = storage.call(lambda conn: conn.execute(select(checkpoints.c.id, checkpoints.c.feedback_upto)
+                                                   .where(*mine).order_by(desc(checkpoints.c.feedback_upto))).all())
     for row in found:
         source = f"{storage.url}: checkpoint {row.id} of {name} (base {base_version}, to id {row.feedback_upto})"
-        with storage.engine.connect() as conn:
-            stored = conn.execute(select(checkpoints.c.manifest, checkpoints.c.arrays, checkpoints.c.feedback_upto)
-                                  .where(checkpoints.c.id == row.id)).one_or_none()
+        query = select(checkpoints.c.manifest, checkpoints.c.arrays, checkpoints.c.feedback_upto).where(
+            checkpoints.c.id == row.id)
+        stored = storage.call(functools.partial(_one_or_none, query))
         if stored is None:  # dropped by a newer writer meanwhile
             continue
         try:

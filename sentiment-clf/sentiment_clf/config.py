@@ -16,8 +16,10 @@ variable               default                   meaning
 ``..._ACCESS_LOG``     ``true``                  one JSON line per request (no query text)
 ``..._DATA_DIR``       ``sentiment-clf/instance``  where the default SQLite database lives
 ``DATABASE_URL``       SQLite in DATA_DIR        ``sqlite:///path`` or ``postgresql://user@host/db``
-``..._SYNC_INTERVAL``  ``0.5``                   seconds a worker may serve before it reads
-                                                 new feedback and versions from the database
+``..._SYNC_INTERVAL``  ``0.5``                   seconds between a worker's reads of new feedback
+                                                 and versions from the database (in the background)
+``..._DATABASE_TIMEOUT``  ``5``                  seconds one database call may take; past it the
+                                                 request gets a JSON 503 (a hung or cut-off server)
 ``..._FEEDBACK_RATE_LIMIT``  ``20 per minute``   answers one client may send (flask-limiter syntax)
 ``..._PREDICT_RATE_LIMIT``  empty (off)        requests one client may send to each prediction
                                                  endpoint, e.g. ``100 per second``
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"))
     sync_interval: float = Field(0.5, ge=0)
+    database_timeout: float = Field(5.0, gt=0, le=600)
     feedback_rate_limit: str = "20 per minute"
     predict_rate_limit: str = ""  # off: predictions are cheap, and benchmarks measure the default
     ratelimit_storage_uri: str = "memory://"
@@ -159,6 +162,7 @@ class Settings(BaseSettings):
             "MAX_BATCH_BYTES": self.max_batch_bytes,
             "DATABASE_URL": self.database(),
             "SYNC_INTERVAL": self.sync_interval,
+            "DATABASE_TIMEOUT": self.database_timeout,
             "FEEDBACK_RATE_LIMIT": self.feedback_rate_limit,
             "PREDICT_RATE_LIMIT": self.predict_rate_limit,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,

@@ -1,11 +1,15 @@
 """Learning from feedback: a served model is a base model plus the feedback stored since.
 
 The database is the source of truth. Each process holds a :class:`ModelRegistry`
-that, at most ``sync_interval`` seconds before it answers, reads what is new in
-the database: a different serving version (published by ``build_model.py
-retrain``, or a rollback) and feedback rows it has not learned yet. Every worker
-of every server that reads the same database therefore converges to the same
-models, and a restart rebuilds them from the stored feedback.
+that reads what is new in the database every ``sync_interval`` seconds: a different
+serving version (published by ``build_model.py retrain``, or a rollback) and feedback
+rows it has not learned yet. In a served worker it does so in the background
+(:meth:`ModelRegistry.start_background`, which gunicorn.conf.py calls), so no request
+waits on the database for a model: while the database is down or hung the models serve
+as they are, and catch up when it answers again. (A process without that loop, a test's
+app, reads before a request when ``sync_interval`` has passed.) Every worker of every
+server that reads the same database therefore converges to the same models, and a
+restart rebuilds them from the stored feedback.
 
 The learning rule, applied in feedback-id order: an answer that was stored as
 learned (``feedback.learned``, decided once when it was stored, see
@@ -44,6 +48,10 @@ from sentiment_clf.model_files import ModelFileError
 from sentiment_clf.storage import FeedbackRow, Storage
 
 logger = logging.getLogger(__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
 
 
 def learnable(rows) -> list[FeedbackRow]:
@@ -118,6 +126,8 @@ class ModelRegistry:
         self._served: dict[str, OnlineModel] = {}
         self._lock = threading.Lock()
         self._last_sync = float("-inf")
+        self._background: threading.Thread | None = None
+        self._failing = False  # the last sync failed (logged once until one succeeds)
         self.sync()
 
     def get(self, name: str) -> OnlineModel:
@@ -135,20 +145,40 @@ class ModelRegistry:
         return self._accurate
 
     def _sync_if_due(self) -> None:
-        if time.monotonic() - self._last_sync >= self.sync_interval:
+        if self._background is None and time.monotonic() - self._last_sync >= self.sync_interval:
             self.sync()
+
+    def start_background(self) -> None:
+        """Sync every ``sync_interval`` seconds from a thread of its own (a greenlet under
+        gevent) from now on; requests no longer sync. Once per process (a forked worker
+        starts its own)."""
+        if self._background is None:
+            self._background = threading.Thread(target=self._sync_forever, name="model-sync", daemon=True)
+            self._background.start()
+
+    def _sync_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            self.sync()
+            time.sleep(max(0.05, self.sync_interval - (time.monotonic() - started)))
 
     def sync(self) -> None:
         """Read new versions and feedback from the database and learn them.
 
-        If the database cannot be reached, the models stay as they are and the
-        next request tries again.
+        If the database cannot be reached (or does not answer within its timeout), the
+        models stay as they are and the next sync tries again.
         """
         with self._lock:
             try:
                 self._sync()
-            except (SQLAlchemyError, ModelFileError):
-                logger.exception("could not sync models with the database; serving them as they are")
+                if self._failing:
+                    logger.warning("the database answers again; models synced")
+                self._failing = False
+            except (SQLAlchemyError, ModelFileError) as exc:
+                if not self._failing:  # once per outage, not every half second
+                    logger.error("could not sync models with the database; serving them as they are (%s: %s)",
+                                 type(exc).__name__, _first_line(exc))
+                self._failing = True
             self._last_sync = time.monotonic()
 
     def _sync(self) -> None:

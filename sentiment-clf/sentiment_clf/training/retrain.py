@@ -28,10 +28,14 @@ from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
 logger = logging.getLogger(__name__)
 
 
+# The command line reads every stored answer at once: its calls may take longer than a request's.
+COMMAND_LINE_TIMEOUT = 300.0
+
+
 def open_storage(database_url: str | None) -> tuple[Storage, Settings]:
     """The database at ``database_url``, else the service's own; and the service's settings."""
     settings = Settings()
-    return Storage(database_url or settings.database()), settings
+    return Storage(database_url or settings.database(), max(settings.database_timeout, COMMAND_LINE_TIMEOUT)), settings
 
 
 def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | None = None):

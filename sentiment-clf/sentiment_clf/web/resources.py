@@ -12,7 +12,7 @@ import time
 
 from flask import current_app, request
 from flask_restful import Resource
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from sentiment_clf import metrics
@@ -157,9 +157,13 @@ class Ready(_ServiceResource):
             try:
                 self.storage.probe_write()
                 return None
-            except SQLAlchemyError:
+            except IntegrityError:
                 if attempt:
-                    logger.exception("readiness check: the database does not take writes")
+                    break
+            except SQLAlchemyError as exc:  # refused, unreachable or silent past its timeout: no second wait
+                logger.error("readiness check: the database does not take writes (%s: %s)", type(exc).__name__,
+                             str(exc).splitlines()[0] if str(exc) else "")
+                break
         return "the database does not take writes, so feedback cannot be stored"
 
 
@@ -190,7 +194,12 @@ class Models(_ServiceResource):
     """The models served: version, labels, training data, feedback and metrics."""
 
     def get(self):
-        stored = self.storage.feedback_counts()
+        try:
+            stored = self.storage.feedback_counts()
+        except SQLAlchemyError as exc:
+            logger.error("/models: could not count the stored answers (%s)", type(exc).__name__)
+            raise ServiceUnavailable("the database is not answering, so the stored answers cannot be counted; "
+                                     "try again", retry_after=1) from None
         routes = {spec.name: spec.endpoint for spec in MODELS.values() if spec.endpoint}
         for spec in MODELS.values():
             routes.update({other: f"{spec.endpoint} ({key})" for key, other in spec.levels.items()})
