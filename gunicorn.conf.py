@@ -24,6 +24,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # noqa: E402
 from gunicorn.http import message  # type: ignore[import-untyped]  # noqa: E402
 
 from sentiment_clf.config import Settings  # noqa: E402
@@ -79,6 +80,26 @@ def _read_line_capped(self, unreader, buf, limit=0):
 message.Request.read_line = _read_line_capped
 graceful_timeout = 20
 loglevel = _settings.log_level.lower()
+
+
+class ScrubbedLogger(Logger):
+    """gunicorn's error log without what a client sent: a malformed request's line or
+    header (which may hold a query's text) and a failed request's query string are left
+    out; what went wrong, and from which address, stays."""
+
+    def warning(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and msg.startswith("Invalid request from ip="):
+            # "Invalid request from ip=X: Invalid HTTP request line: 'GET /?query=...'"
+            msg = ": ".join(msg.split(": ", 2)[:2]) + " (the request's text is not logged)"
+        super().warning(msg, *args, **kwargs)
+
+    def exception(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and msg.startswith("Error handling request"):
+            args = tuple(str(arg).split("?", 1)[0] for arg in args)  # the URI's path, not its query
+        super().exception(msg, *args, **kwargs)
+
+
+logger_class = ScrubbedLogger
 # gunicorn 27 opens a control socket at one fixed path per user; two servers on
 # one machine would fight over it, and nothing here uses it.
 control_socket_disable = True

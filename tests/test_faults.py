@@ -174,3 +174,38 @@ def test_another_process_holding_sqlites_write_lock_stalls_only_the_writes(tmp_p
     finally:
         holder.close()
         server.stop()
+
+
+def test_no_log_line_holds_a_query_an_answer_or_a_key(tmp_path):
+    """At DEBUG, from the app and from gunicorn: answers stored, refused by the database,
+    retried with their Idempotency-Key, and malformed requests carrying a query."""
+    import socket
+
+    database = tmp_path / "feedback.sqlite"
+    server = start(tmp_path, f"sqlite:///{database}", SENTIMENT_CLF_LOG_LEVEL="DEBUG")
+    secret, key = "zanzibar quokka seventy", "order-quokka-4242"
+    try:
+        requests.get(f"{server.url}/", params={"query": secret, "explain": 1}, timeout=10)
+        feedback = {"model": "sentiment", "query": secret, "label": "Positive"}
+        headers = {"Idempotency-Key": key}
+        assert requests.post(f"{server.url}/feedback", json=feedback, headers=headers, timeout=10).status_code == 201
+        assert requests.post(f"{server.url}/feedback", json={**feedback, "label": "Negative"}, headers=headers,
+                             timeout=10).status_code == 422
+        db = sqlite3.connect(database, isolation_level=None)
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON feedback BEGIN SELECT RAISE(FAIL, 'disk full'); END")
+        assert requests.post(f"{server.url}/feedback", json={**feedback, "query": secret + " again"},
+                             headers={"Idempotency-Key": key + "-2"}, timeout=10).status_code == 503
+        db.execute("DROP TRIGGER refuse")
+        db.close()
+        query = secret.replace(" ", "+")
+        for line in (f"GET /?query={query}\x00 HTTP/1.1", f"GET /?query={query} HTTP/9.9",
+                     "GET / HTTP/1.1\r\nX-Note: " + secret + "\x7f"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(line.encode("latin-1") + b"\r\nHost: x\r\n\r\n")
+                assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "could not store feedback" in log and "Invalid request from ip=" in log  # the events are logged
+    for word in ("zanzibar", "quokka", "4242"):
+        assert word not in log, [line for line in log.splitlines() if word in line][:3]

@@ -69,6 +69,20 @@ def test_feedback_reports_its_first_problem_exactly(client, storage, body, messa
     assert storage.feedback_counts() == {}
 
 
+def test_a_text_with_a_nul_character_is_a_400_on_either_database_and_stores_nothing(database_url):
+    """PostgreSQL's text cannot hold NUL: refused up front on both databases (else a client
+    got a 503 "try again" for ever on PostgreSQL, and SQLite stored it)."""
+    client = make_app(database_url).test_client()
+    storage = client.application.extensions["sentiment_clf"].storage
+    response = client.post("/feedback", json={"model": "sentiment", "query": "fine\x00film", "label": "Positive"})
+    assert response.status_code == 400
+    assert response.json["message"] == "'query' holds a NUL character (\\u0000), which cannot be stored: remove it"
+    assert storage.feedback_after(0) == []
+    page = client.post("/ui", data={"review": "a fine\x00film indeed"}).get_data(as_text=True)
+    assert "holds a NUL character" in page
+    assert client.get("/", query_string={"query": "fine\x00film"}).status_code == 200  # a prediction stores nothing
+
+
 def test_feedback_without_a_query_names_it(client):
     response = client.post("/feedback", json={"model": "ratings", "label": "neutral"})
     assert response.json == {"message": "missing 'query': the text the answer is about"}

@@ -217,8 +217,8 @@ def store_feedback(registry: ModelRegistry, storage: Storage, name: str, query: 
     except RateLimited as exc:
         raise TooManyRequests(f"too many answers from this client: the limit is {exc.limit}; "
                               f"try again in {exc.retry_after} s", retry_after=exc.retry_after) from None
-    except SQLAlchemyError:
-        logger.exception("could not store feedback")
+    except SQLAlchemyError as exc:  # no traceback: a database's message may quote what was sent
+        logger.error("could not store feedback (%s: %s)", type(exc).__name__, (str(exc).splitlines() or [""])[0])
         raise ServiceUnavailable("the feedback could not be stored; nothing was saved, try again") from None
     if stored.created:
         metrics.FEEDBACK.labels(name, label).inc()

@@ -291,6 +291,8 @@ def query_error(error: ErrorDetails, value: Any) -> HTTPException:
         return BadRequest("'query' must be a string")
     if error["type"] == "string_unicode":
         return BadRequest("'query' is not valid Unicode text (it holds a lone surrogate)")
+    if error["type"] == "nul_character":
+        return BadRequest(f"'query' {error['msg']}: remove it")
     return BadRequest(f"'query' is not valid: {error['msg']}")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,7 +25,7 @@ from pydantic import (
     create_model,
     with_config,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
 from sentiment_clf.tasks import MODELS, endpoint_models
@@ -282,6 +283,13 @@ class Schemas:
     batch_results: dict[str, type]
 
 
+def _storable(text: str) -> str:
+    """A text the database can store: PostgreSQL's text holds no NUL character."""
+    if "\x00" in text:
+        raise PydanticCustomError("nul_character", "holds a NUL character (\\u0000), which cannot be stored")
+    return text
+
+
 def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> Schemas:
     """The types for an app that takes queries of up to ``max_query_chars`` characters,
     batches of up to ``max_batch`` texts, and answers on the page about ``page_models``."""
@@ -300,7 +308,8 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
     json_flag: Any = Annotated[StrictBool | None, Field(description="true: also give the terms behind the answer")]
     review: Any = Annotated[str, StringConstraints(strip_whitespace=True, min_length=MIN_REVIEW_CHARS,
                                                    max_length=max_query_chars),
-                            Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"})]
+                            Field(json_schema_extra={"pattern": r"\S[\s\S]+\S"}), AfterValidator(_storable)]
+    stored_query: Any = Annotated[query, AfterValidator(_storable)]  # feedback's: stored as sent
     # Request bodies may carry other fields: they are ignored (clients can evolve).
     prediction_args = create_model("PredictionArgs", query=(query, ...), explain=(flag, "0"),
                                    variant=(variant_word, None))
@@ -309,7 +318,8 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
     batch = create_model("BatchBody", queries=(Annotated[list[query], Field(min_length=1, max_length=max_batch)], ...),
                          explain=(json_flag, None), variant=(variant, None))
     feedback = [create_model(f"{_title(name)}Feedback", __base__=FeedbackBody, model=(_literal(name), ...),
-                             label=(_literal(spec.labels), ...), query=(query, ...)) for name, spec in MODELS.items()]
+                             label=(_literal(spec.labels), ...), query=(stored_query, ...))
+                for name, spec in MODELS.items()]
     predictions: dict[str, Any] = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
     return Schemas(
         query=TypeAdapter(query), flag=TypeAdapter(flag), json_flag=TypeAdapter(json_flag),

@@ -43,6 +43,8 @@ def review_problem(review: str) -> str | None:
         if exc.errors()[0]["type"] == "string_too_long":
             limit = current_app.config["MAX_QUERY_CHARS"]
             return f"That review is {len(review):,} characters long; the limit is {limit:,}."
+        if exc.errors()[0]["type"] == "nul_character":
+            return "That review holds a NUL character, which cannot be stored; please remove it."
         return f"Please type a review of at least {MIN_REVIEW_CHARS} characters."
     return None
 
