@@ -126,6 +126,36 @@ def test_a_retry_with_the_same_idempotency_key_stores_once(client, storage):
     assert storage.feedback_counts() == {"sentiment": 1}
 
 
+def test_an_idempotency_key_belongs_to_the_client_that_sent_it(sqlite_url):
+    """Client B sending A's key (and even A's answer) stores B's own answer: it neither gets
+    A's id back (which would confirm a guess of A's answer) nor, by using a key first, makes
+    A's real answer a 422 that is never stored."""
+    client = make_app(sqlite_url, TRUSTED_PROXIES="127.0.0.1").test_client()
+    storage = client.application.extensions["sentiment_clf"].storage
+    a, b = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "198.51.100.2"}
+    answer = {"model": "sentiment", "query": TEXT, "label": "Positive"}
+    first = client.post("/feedback", json=answer, headers={**a, "Idempotency-Key": "order-1001"})
+    guess = client.post("/feedback", json=answer, headers={**b, "Idempotency-Key": "order-1001"})
+    assert first.status_code == guess.status_code == 201 and guess.json["id"] != first.json["id"]
+    junk = client.post("/feedback", json={**answer, "query": "junk"}, headers={**b, "Idempotency-Key": "order-1002"})
+    real = client.post("/feedback", json={**answer, "query": "the real answer"},
+                       headers={**a, "Idempotency-Key": "order-1002"})
+    assert junk.status_code == real.status_code == 201
+    assert storage.get_feedback(real.json["id"]).text == "the real answer"
+    retry = client.post("/feedback", json=answer, headers={**a, "Idempotency-Key": "order-1001"})
+    assert retry.status_code == 201 and retry.json == first.json  # a's own retry: a's first answer
+    assert len(storage.feedback_after(0)) == 4
+    assert all("order-100" not in (row.request_key or "") for row in _rows(storage))  # stored hashed
+
+
+def _rows(storage):
+    from sqlalchemy import select
+
+    from sentiment_clf.storage import feedback
+
+    return storage.call(lambda conn: conn.execute(select(feedback)).all())
+
+
 @pytest.mark.parametrize("body", [{"model": "ratings", "label": "neutral"}, {"query": "another film"},
                                   {"label": "Negative"}], ids=["model", "query", "label"])
 def test_an_idempotency_key_reused_with_another_answer_is_a_422(client, storage, body):

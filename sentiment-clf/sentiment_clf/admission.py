@@ -44,12 +44,20 @@ def learn_key(model: str, text: str, label: str) -> str:
     return hashlib.sha256("\x1f".join((model, " ".join(tokenize(text)), label)).encode("utf-8")).hexdigest()
 
 
-def stored_before(conn: Connection, feedback: Table, request_key: str, model: str, text: str,
+def scoped_request_key(client: str | None, request_key: str) -> str:
+    """What is stored of an Idempotency-Key: a hash of it with the client that sent it, so a
+    key names one client's answer only (another client's same key is another answer, and
+    cannot reveal or block this one) and the key itself is never stored."""
+    return hashlib.sha256(f"{client or ''}\x1f{request_key}".encode()).hexdigest()
+
+
+def stored_before(conn: Connection, feedback: Table, request_key: str, client: str | None, model: str, text: str,
                   label: str) -> Stored | None:
-    """The answer stored with ``request_key`` (a retry), if any; IdempotencyKeyReused if it
-    is another answer (as the IETF Idempotency-Key draft says: a 422)."""
+    """The answer ``client`` stored with ``request_key`` (a retry), if any;
+    IdempotencyKeyReused if it is another answer (as the IETF Idempotency-Key draft says: a 422)."""
     found = conn.execute(select(feedback.c.id, feedback.c.model, feedback.c.text, feedback.c.label,
-                                feedback.c.learned).where(feedback.c.request_key == request_key)).one_or_none()
+                                feedback.c.learned).where(
+        feedback.c.request_key == scoped_request_key(client, request_key))).one_or_none()
     if found is None:
         return None
     if (found.model, found.text, found.label) != (model, text, label):

@@ -101,7 +101,7 @@ feedback = Table(
     Column("label", String(64), nullable=False),
     Column("prediction", String(64), nullable=False),
     Column("model_version", String(64), nullable=False),
-    Column("request_key", String(200), nullable=True, unique=True),
+    Column("request_key", String(200), nullable=True, unique=True),  # scoped_request_key: hashed with the client
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("client", String(80), nullable=True),  # "key:<name>" or "ip:<hash>"; None before version 2
     Column("learned", Boolean, nullable=False),  # learned online (else only by a retrain)
@@ -302,9 +302,10 @@ class Storage:
                      online: bool = True, policy: LearningPolicy | None = None) -> Stored:
         """Store one answer durably and decide, once, whether it is learned online.
 
-        With a ``request_key`` already stored (a client retrying the same request),
-        nothing is added and the first row comes back with ``created`` False; the
-        same key with another model, text or label raises IdempotencyKeyReused.
+        With a ``request_key`` this ``client`` already stored (a retry of the same
+        request), nothing is added and the first row comes back with ``created`` False;
+        the same key with another model, text or label raises IdempotencyKeyReused. A
+        key is the client's own: stored hashed with it (``admission.scoped_request_key``).
         With a ``client`` and a ``policy``, a client over its rate limit raises
         RateLimited (nothing stored) and its answers beyond its learning budget are
         stored unlearned, unless it is ``trusted``. ``online`` False: the model
@@ -312,8 +313,9 @@ class Storage:
         PostgreSQL, SQLite's write lock taken by the insert before any count).
         """
         key, now = admission.learn_key(model, text, label), _now()
+        scoped_key = None if request_key is None else admission.scoped_request_key(client, request_key)
         row = {"model": model, "text": text, "label": label, "prediction": prediction,
-               "model_version": model_version, "request_key": request_key, "created_at": now,
+               "model_version": model_version, "request_key": scoped_key, "created_at": now,
                "client": client, "learned": False, "learn_key": key}
         def store(conn: Connection) -> Stored:
             if self.dialect == "postgresql":
@@ -334,7 +336,8 @@ class Storage:
         except IntegrityError:
             if request_key is None:
                 raise
-            found = self.call(lambda conn: admission.stored_before(conn, feedback, request_key, model, text, label))
+            found = self.call(lambda conn: admission.stored_before(conn, feedback, request_key, client, model, text,
+                                                                   label))
             if found is None:
                 raise
             return found
