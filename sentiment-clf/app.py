@@ -102,6 +102,7 @@ def create_app(config: dict | None = None) -> Flask:
     CSRFProtect(app)
     ratelimit.install(app, prediction_endpoints)
     app.register_error_handler(HTTPException, middleware.json_error)
+    app.wsgi_app = middleware.empty_path_is_root(app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(middleware.start_request)
     app.after_request(middleware.security_headers)
     app.after_request(middleware.log_request)

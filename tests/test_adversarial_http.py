@@ -279,3 +279,16 @@ def test_paths_with_empty_segments_are_json_never_a_redirect(server, method, pat
     head = f"{method} {path}?query=x HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json"
     status_got, headers, content = raw(server, f"{head}\r\nContent-Length: 2", b"{}")
     assert_json_error(status_got, headers, content, (404, 405))
+    # The same target in absolute form (as a proxy sends it) is answered the same way.
+    head = head.replace(f"{method} {path}", f"{method} http://evil.example{path}", 1)
+    status_got, headers, content = raw(server, f"{head}\r\nContent-Length: 2", b"{}")
+    assert_json_error(status_got, headers, content, (404, 405))
+
+
+@pytest.mark.parametrize("target", ["http://evil.example", "http://evil.example/", "/"])
+def test_an_absolute_form_target_is_read_as_its_path(server, target):
+    """``GET http://host HTTP/1.1`` asks for ``/`` (it was an HTML redirect to the Host)."""
+    status, headers, content = raw(server, f"GET {target}?query=a+fine+film HTTP/1.1\r\nHost: evil.example")
+    assert status == 200 and headers["content-type"] == "application/json" and "location" not in headers
+    status, headers, content = raw(server, f"GET {target} HTTP/1.1\r\nHost: evil.example")
+    assert_json_error(status, headers, content, 400, "missing 'query'")

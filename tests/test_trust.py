@@ -83,6 +83,17 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy():
     assert client_of({}, remote="10.0.0.2", proxies="10.0.0.0/8")[1] == "10.0.0.2"
 
 
+@pytest.mark.parametrize(("forwarded", "address"), [
+    ("198.51.100.1:41000", "198.51.100.1"), ("1.2.3.4, 198.51.100.1:41000", "198.51.100.1"),
+    ("[2001:db8:1:2::7]:41000", "2001:db8:1:2::/64"), ("2001:db8:1:2::7", "2001:db8:1:2::/64"),
+    ("198.51.100.1:41000, 10.0.0.7:443", "198.51.100.1"), ("[garbage]:80", "10.0.0.2"),
+])
+def test_a_forwarded_address_may_carry_a_port(forwarded, address):
+    """Proxies that write the client's port too: the address is read, so such clients do
+    not all count as the proxy and share its limits."""
+    assert client_of({"X-Forwarded-For": forwarded}, remote="10.0.0.2", proxies="10.0.0.0/8")[1] == address
+
+
 def test_ipv6_clients_are_grouped_by_64():
     one = client_of(remote="2001:db8:1:2::1")
     other = client_of(remote="2001:db8:1:2:ffff:ffff:ffff:ffff")

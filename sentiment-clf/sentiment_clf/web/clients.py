@@ -5,8 +5,8 @@
   is neither stored nor logged.
 * Otherwise the client is its IP address: the connection's peer, unless that peer
   is one of ``TRUSTED_PROXIES``; then the right-most ``X-Forwarded-For`` address
-  that is not itself a trusted proxy. ``X-Forwarded-For`` from any other peer is
-  ignored (anyone can write it). IPv6 clients are grouped by /64, the block one
+  that is not itself a trusted proxy (with or without a port). ``X-Forwarded-For``
+  from any other peer is ignored (anyone can write it). IPv6 clients are grouped by /64, the block one
   subscriber usually holds.
 
 The database gets an opaque id: ``key:<name>``, or ``ip:`` and a truncated sha256
@@ -67,8 +67,15 @@ def identify() -> Client:
 
 
 def _parse(value: str | None) -> Address | None:
+    """An address as proxies write it: ``198.51.100.1``, ``2001:db8::1``, and either with a
+    port (``198.51.100.1:41000``, ``[2001:db8::1]:41000``), as some proxies add it."""
+    text = (value or "").strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # IPv4 and a port (an IPv6 address holds at least two)
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address((value or "").strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -183,7 +183,7 @@ def check_url() -> None:
     the literal text ``%FF``); cheap unless the path or the query holds non-ASCII bytes."""
     environ = request.environ
     path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
-    if environ.get("RAW_URI", "").startswith("//"):  # gunicorn reads //health as the path /health
+    if _target_path(environ.get("RAW_URI", "")).startswith("//"):  # gunicorn reads //health as /health
         raise NotFound("no path begins with an empty segment (//)")
     try:
         if not path.isascii():  # WSGI gives the path's bytes as latin-1 characters
@@ -194,6 +194,16 @@ def check_url() -> None:
             unquote_to_bytes(query).decode("utf-8")
     except UnicodeError:
         raise BadRequest("the URL is not valid: its percent-escapes are not UTF-8 text") from None
+
+
+def _target_path(raw_uri: str) -> str:
+    """The request target's path as the client sent it: an origin-form target (``/health``)
+    as it is, an absolute-form one's (``http://host/health``) after its authority."""
+    scheme, separator, rest = raw_uri.partition("://")
+    if separator and scheme.isalpha() and "/" not in scheme:
+        slash = rest.find("/")
+        return "/" if slash < 0 else rest[slash:]
+    return raw_uri
 
 
 def _form():

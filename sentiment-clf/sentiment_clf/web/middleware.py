@@ -19,6 +19,17 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access_log = logging.getLogger("sentiment_clf.access")
 
 
+def empty_path_is_root(wsgi_app):
+    """WSGI: an absolute-form request target without a path (``GET http://host HTTP/1.1``)
+    asks for ``/``, as RFC 9112 says; werkzeug would answer it with an HTML redirect."""
+    def app(environ, start_response):
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def start_request() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
