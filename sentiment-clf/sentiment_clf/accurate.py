@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sentiment_clf.batching import MicroBatcher
-from sentiment_clf.cooperative import off_loop
+from sentiment_clf.cooperative import check_budget, deadline, off_loop
 from sentiment_clf.model_files import ModelFileError, unpack_arrays
 from sentiment_clf.partners import TextPartner
 
@@ -198,6 +198,7 @@ class Encoder:
         self._threads = threads
         self._session: Any = None
         self._session_lock = threading.Lock()
+        self._embedded: tuple[list[str], np.ndarray] | None = None  # embed's last texts and vectors
         self.max_windows = max_windows
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.tokenizer.no_padding()
@@ -249,12 +250,34 @@ class Encoder:
         """:meth:`read` through the worker's queue for the network (the micro-batcher)."""
         return self.batcher.submit(text)
 
+    def read_many(self, texts: list[str]) -> list[Reading]:
+        """:meth:`read` of each text, under gevent off the event loop (as the micro-batcher's
+        batches are), checking the request's time budget before each (``OverBudget``)."""
+        until = deadline()  # the calling request's: the pool's thread has no request
+
+        def read_all() -> list[Reading]:
+            readings = []
+            for text in texts:
+                check_budget(until)
+                readings.append(self.read(text))
+            return readings
+
+        return off_loop(read_all) if texts else []
+
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One vector per text (rows in order), each text read alone (under gevent, off the
-        event loop, as the micro-batcher's batches are)."""
+        """One vector per text (rows in order), each text read alone, as :meth:`read_many`.
+        The last few texts embedded (an explanation's variants) and their vectors are kept:
+        the heads of one encoder explaining one request's text read its variants once."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return off_loop(lambda: np.stack([self.read(text).vector for text in texts]))
+        remembered = self._embedded
+        if remembered is not None and remembered[0] == texts:
+            return remembered[1]
+        vectors = np.stack([reading.vector for reading in self.read_many(texts)])
+        if len(texts) <= EXPLAIN_MAX_WORDS + 1:
+            vectors.flags.writeable = False
+            self._embedded = (list(texts), vectors)
+        return vectors
 
     def warm(self) -> None:
         """Make the session and run it once, so a worker's first request does not pay for it."""

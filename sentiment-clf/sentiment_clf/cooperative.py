@@ -7,7 +7,10 @@ through them must be placed with care:
 - :func:`off_loop`: CPU work that releases the GIL (a forward pass) runs in the hub's
   thread pool, so the loop keeps reading sockets meanwhile;
 - :func:`time_bound`: a wait on a socket (a database call) is cut after so many seconds;
-- :func:`take_turn`: a long request lets the others run, sockets polled included.
+- :func:`take_turn`: a long request lets the others run, sockets polled included;
+- :func:`start_budget` and :func:`check_budget`: every request has a time budget, and
+  long work checks it between its steps (:class:`OverBudget`, which the HTTP layer
+  answers with a JSON 503).
 
 Outside gevent (the CLI, tests in one process) each is the plain thing: the call in
 the calling thread, no bound, and a bare ``time.sleep(0)``.
@@ -18,6 +21,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 Result = TypeVar("Result")
@@ -58,3 +62,29 @@ def time_bound(seconds: float, exception: BaseException) -> contextlib.AbstractC
 def take_turn() -> None:
     """Let the other requests of this worker run, new ones on their sockets included."""
     time.sleep(TURN_SECONDS if gevent_patched() else 0)
+
+
+# The current request's deadline (time.perf_counter()), None outside a request; each
+# greenlet (each request) has its own.
+_deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
+
+
+class OverBudget(Exception):
+    """The current request ran past its time budget."""
+
+
+def start_budget(seconds: float) -> None:
+    """The current request may work ``seconds`` from now."""
+    _deadline.set(time.perf_counter() + seconds)
+
+
+def deadline() -> float | None:
+    """The current request's deadline, to hand to work done elsewhere (another thread)."""
+    return _deadline.get()
+
+
+def check_budget(until: float | None = None) -> None:
+    """OverBudget if ``until`` (the current request's deadline by default) has passed."""
+    until = deadline() if until is None else until
+    if until is not None and time.perf_counter() > until:
+        raise OverBudget()

@@ -135,7 +135,7 @@ def predict_many(services: Services, name: str, texts: list[str], explain: bool,
         model, version = services.model(other, variant)
         if variant == "accurate":
             if id(model.encoder) not in by_encoder:
-                by_encoder[id(model.encoder)] = [model.encoder.read(text) for text in texts]
+                by_encoder[id(model.encoder)] = model.encoder.read_many(texts)  # off the event loop
             readings = by_encoder[id(model.encoder)]
             rows = model.proba(np.stack([r.vector for r in readings]), texts)
             found[key] = [answer(model, row, text, explain, variant, version, r.read, other)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from sentiment_clf import metrics
+from sentiment_clf.cooperative import OverBudget, start_budget, take_turn
 from sentiment_clf.loading import card_path
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.trust import NOT_LEARNED
@@ -27,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 # A batch is answered in chunks of about this many characters (or BATCH_CHUNK_TEXTS
 # texts): between two, the request's time budget is checked and other requests on
-# the worker get a turn (time.sleep(0) is a cooperative yield under gevent). A chunk
-# takes at most ~35 ms (1.75 µs a character, the slowest text measured, with explain).
+# the worker get a turn, new ones on their sockets included (cooperative.take_turn).
+# A chunk takes at most ~35 ms (1.75 µs a character, the slowest text measured, with explain).
 BATCH_CHUNK_CHARS = 20_000
 BATCH_CHUNK_TEXTS = 256
 ACCURATE_CHUNK_CHARS = 2_000  # about 4 windows of the transformer, ~40 ms
@@ -63,7 +64,12 @@ class Prediction(_ServiceResource):
         query, explain, variant = read_query(), read_flag("explain"), read_variant()
         if explain:
             check_explain(len(query))
-        result = predict(self.services, self.spec.name, query, explain, variant)
+        budget = current_app.config["REQUEST_TIME_BUDGET"]
+        start_budget(budget)  # from here: the work, the request read
+        try:
+            result = predict(self.services, self.spec.name, query, explain, variant)
+        except OverBudget:
+            return _over_budget(budget)
         metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response(result)
 
@@ -83,6 +89,7 @@ class BatchPrediction(_ServiceResource):
         # The budget counts the work, from when the body has been read and checked.
         budget = current_app.config["REQUEST_TIME_BUDGET"]
         deadline = time.perf_counter() + budget
+        start_budget(budget)  # the accurate tier checks it inside a chunk too
         # The transformer costs ~100x a linear model per text, and a long text is read in
         # windows: smaller chunks, so the deadline is checked often (an explained text is
         # one forward pass per word).
@@ -92,8 +99,11 @@ class BatchPrediction(_ServiceResource):
                              ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
             if time.perf_counter() > deadline:
                 return _over_budget(budget, len(results), len(texts))
-            time.sleep(0)  # let other requests on this worker run
-            results += predict_many(self.services, self.spec.name, chunk, explain, variant)
+            take_turn()  # the worker's other requests run, and new ones are read
+            try:
+                results += predict_many(self.services, self.spec.name, chunk, explain, variant)
+            except OverBudget:
+                return _over_budget(budget, len(results), len(texts))
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response({"results": results})
@@ -111,13 +121,13 @@ def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS, most_chars: int = B
     yield texts[start:]
 
 
-def _over_budget(budget: float, done: int, total: int) -> tuple[dict, int, dict]:
-    """The JSON 503 for a batch stopped at its time budget (an answer, not an exception
+def _over_budget(budget: float, done: int = 0, total: int = 1) -> tuple[dict, int, dict]:
+    """The JSON 503 for a request stopped at its time budget (an answer, not an exception
     that Flask-RESTful would log with a traceback)."""
-    logger.warning("a batch ran past the time budget of %s s after %d of %d texts; stopped", budget, done, total)
-    return ({"message": f"this request ran past the time budget of {budget:g} seconds and was stopped after "
-                        f"{done} of {total} texts; nothing is stored by a prediction, so retry with fewer or "
-                        "shorter texts, or without explain"},
+    logger.warning("a request ran past the time budget of %s s after %d of %d texts; stopped", budget, done, total)
+    stopped = f"and was stopped after {done} of {total} texts" if total > 1 else "and was stopped"
+    return ({"message": f"this request ran past the time budget of {budget:g} seconds {stopped}; nothing is "
+                        "stored by a prediction, so retry with fewer or shorter texts, or without explain"},
             503, {"Retry-After": str(max(1, math.ceil(budget / 10)))})
 
 
