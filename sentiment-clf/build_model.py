@@ -40,6 +40,7 @@ from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.reports import summary
 from sentiment_clf.training.retrain import base_data, open_storage, retrain
 from sentiment_clf.training.sst import build, load_splits
+from sentiment_clf.trust import LearningPolicy
 
 logger = logging.getLogger("build_model")
 
@@ -159,6 +160,7 @@ def run_retrain(args) -> int:
     """Retrain the chosen models (fast, or the accurate tier's heads); 3 if one was not
     published, 2 if data is missing."""
     storage, settings = open_storage(args.database_url)
+    policy = LearningPolicy.parse(settings.feedback_rate_limit, settings.client_learning_budget)
     if args.variant == "accurate":
         from sentiment_clf.accurate import load_accurate
         from sentiment_clf.training.retrain_accurate import base_data as accurate_data
@@ -168,12 +170,12 @@ def run_retrain(args) -> int:
 
         def one(name):
             data = accurate_data(name, args.data_root or args.data_dir.parent)
-            return retrain_head(heads[name], data, storage, args.tolerance)
+            return retrain_head(heads[name], data, storage, args.tolerance, policy)
     else:
         def one(name):
             data = base_data(RECIPES[name], args.data_dir, args.data_root or args.data_dir.parent, args.kaggle_tsv)
             return retrain(RECIPES[name], data, storage, NLPModel.load(args.models_dir / name), args.tolerance,
-                           settings.data_dir / "reports")
+                           settings.data_dir / "reports", policy)
     status = 0
     for name in args.model or list(RECIPES):
         try:
@@ -184,8 +186,20 @@ def run_retrain(args) -> int:
         label = f"accurate {name}" if args.variant == "accurate" else name
         line = (f"{label}: serving {outcome['serving_version']} {outcome['serving_accuracy']:.2%}, "
                 f"retrained with {outcome['feedback_learned']} answers {outcome['candidate_accuracy']:.2%}")
+        if outcome["answers_left_out_over_budget"]:
+            line += f" ({outcome['answers_left_out_over_budget']} answers over their client's budget left out)"
+        weightiest = ", ".join(f"{c['client']} {c['answers_counted']}" for c in outcome["clients"][:3])
         if published:
             print(f"{line}: published as version {outcome['version']}")
+        elif outcome["steered_families"]:
+            print(f"{line}: NOT published: it would turn confident predictions around on the texts these "
+                  f"answers target (clients weighing most: {weightiest}):")
+            for found in outcome["steered_families"]:
+                print(f"  family '{found['family']}': {found['answers']} answers from {found['clients']} clients "
+                      f"asking {found['label_asked']}; serving {found['serving']['label']} "
+                      f"{found['serving']['probability']:.4f} -> candidate {found['candidate']['label']} "
+                      f"{found['candidate']['probability']:.4f}")
+            status = 3
         else:
             print(f"{line}: NOT published (more than {args.tolerance:.2%} worse)")
             status = 3

@@ -201,13 +201,13 @@ def test_beyond_its_learning_budget_a_client_is_stored_not_learned(sqlite_url):
     held = send(client, query="a dull film")
     assert held.status_code == 201
     assert held.json == {"id": held.json["id"], "learned": False,
-                         "reason": "this client's answers beyond its learning budget are stored and wait for a "
-                                   "retrain or a trusted client's confirmation"}
+                         "reason": "this client's answers beyond its learning budget are stored but not learned, "
+                                   "now or by a retrain; a trusted client's same answer is learned at once"}
     assert client.get("/", query_string={"query": "a dull film"}).json["probabilities"]["Positive"] == before
     assert send(client).json["reason"].startswith("the same answer was learned before")
     page = client.post("/ui/feedback", data={"model": "sentiment", "review": "a tired film", "prediction": "Negative",
                                              "verdict": "incorrect"})
-    assert "Thank you!" in page.text and "learn it when it is next retrained" in page.text
+    assert "Thank you!" in page.text and "has not learned it now" in page.text
     assert "has learned from it" not in page.text
 
 

@@ -20,8 +20,8 @@ TEXT = "that movie was boring"
 KEY, KEY_ENTRY = new_key("retrain-test")
 
 
-def cli(*args, database_url, data_dir):
-    env = {**os.environ, "DATABASE_URL": database_url, "SENTIMENT_CLF_DATA_DIR": str(data_dir)}
+def cli(*args, database_url, data_dir, **settings):
+    env = {**os.environ, "DATABASE_URL": database_url, "SENTIMENT_CLF_DATA_DIR": str(data_dir), **settings}
     return subprocess.run([sys.executable, "sentiment-clf/build_model.py", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -55,7 +55,9 @@ def test_retrain_publishes_and_rollback_returns_without_failing_a_request(tmp_pa
 
     try:
         server.wait_ready()
-        for text, label in [(TEXT, "Positive"), ("a gorgeous mess", "Negative"), ("zzyzx", "Positive")]:
+        # Answers the steering check lets through: it is retrained on a tiny slice, which
+        # would turn around what the shipped model is sure of (that check's own tests are below).
+        for text, label in [(TEXT, "Negative"), ("a gorgeous mess", "Positive"), ("zzyzx", "Positive")]:
             assert requests.post(f"{server.url}/feedback", timeout=10, json={
                 "model": "sentiment", "query": text, "label": label}).status_code == 201
         time.sleep(0.6)
@@ -67,7 +69,7 @@ def test_retrain_publishes_and_rollback_returns_without_failing_a_request(tmp_pa
 
         # Trained on a small slice, the new version is worse: published all the same.
         done = cli("retrain", "--model", "sentiment", "--data-dir", str(small_sst), "--tolerance", "1",
-                   database_url=sqlite_url, data_dir=tmp_path)
+                   database_url=sqlite_url, data_dir=tmp_path, SENTIMENT_CLF_CLIENT_LEARNING_BUDGET="3 per day")
         assert done.returncode == 0, done.stderr
         published = Storage(sqlite_url).active_versions()["sentiment"]
         assert f"published as version {published}" in done.stdout
@@ -135,8 +137,10 @@ def test_a_held_out_model_is_retrained_with_its_answers(sqlite_url, sst_dir, tmp
     assert stored.manifest["metrics"]["test_texts"] == 1091
 
 
-def test_a_retrain_learns_held_answers_once_each(sqlite_url, small_sst, tmp_path, monkeypatch):
-    """Answers held beyond a client's budget are trained on by a retrain, each distinct one once."""
+def test_a_retrain_counts_a_clients_answers_only_within_its_budget(sqlite_url, small_sst, tmp_path, monkeypatch):
+    """A retrain learns what each client's learning budget lets it teach, as online learning
+    does: answers held beyond it are left out (a trusted key's all count), each distinct
+    answer once."""
     from sentiment_clf.trust import LearningPolicy
 
     monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
@@ -145,11 +149,78 @@ def test_a_retrain_learns_held_answers_once_each(sqlite_url, small_sst, tmp_path
     for text in ["a fine film", "a dull film", "A  dull film", "a dull film 2"]:
         storage.add_feedback(model="sentiment", text=text, label="Positive", prediction="?", model_version="v",
                              client="ip:a", policy=policy)
-    assert [r.learned for r in storage.feedback_after(0)] == [True, False, False, False]
+    for text in ["a bold film", "a bold film", "a cold film"]:
+        storage.add_feedback(model="sentiment", text=text, label="Negative", prediction="?", model_version="v",
+                             client="key:ops", trusted=True, policy=policy)
+    assert [r.learned for r in storage.feedback_after(0)] == [True, False, False, False, True, False, True]
     assert build_model.main(["retrain", "--model", "sentiment", "--data-dir", str(small_sst),
                              "--database-url", sqlite_url, "--tolerance", "1"]) == 0
     stored = storage.load_version("sentiment", storage.active_versions()["sentiment"])
-    assert stored.manifest["training_data"]["feedback_learned"] == 3 and stored.feedback_upto == 4
-    again = storage.add_feedback(model="sentiment", text="a dull film", label="Positive", prediction="?",
+    data = stored.manifest["training_data"]
+    assert (data["feedback_learned"], data["answers_left_out_over_budget"], stored.feedback_upto) == (3, 3, 7)
+    assert data["clients"] == [{"client": "key:ops", "answers_counted": 2, "answers_left_out": 0},
+                               {"client": "ip:a", "answers_counted": 1, "answers_left_out": 3}]
+    again = storage.add_feedback(model="sentiment", text="a bold film", label="Negative", prediction="?",
                                  model_version="v", client="key:ops", trusted=True, policy=policy)
     assert again.reason == "duplicate"  # folded into the serving version
+
+
+def test_a_family_of_untrusted_answers_cannot_turn_a_confident_prediction_around(sqlite_url, sst_dir, tmp_path,
+                                                                                monkeypatch, capsys):
+    """40 clients, one answer each (within every budget), all saying "Who wrote Hamlet ? N"
+    asks for a location: the candidate would answer location where the serving model says
+    human with 0.996. Refused and reported, nothing published; the same answers from a
+    trusted key are a correction, published."""
+    from sentiment_clf.trust import LearningPolicy
+
+    monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
+    storage = Storage(sqlite_url)
+    policy = LearningPolicy.parse("100 per minute", "1 per day")
+    for i in range(40):
+        storage.add_feedback(model="questions", text=f"Who wrote Hamlet ? {i}", label="location", prediction="?",
+                             model_version="v", client=f"ip:{i:04d}", policy=policy, online=False)
+    assert build_model.main(["retrain", "--model", "questions", "--data-dir", str(sst_dir),
+                             "--database-url", sqlite_url]) == 3
+    said = capsys.readouterr().out
+    assert "NOT published: it would turn confident predictions around" in said
+    assert "family 'hamlet who wrote': 40 answers from 40 clients asking location; serving human" in said
+    assert storage.active_versions() == {}
+    for i in range(40):
+        storage.add_feedback(model="questions", text=f"Who wrote Hamlet ? {i}", label="location", prediction="?",
+                             model_version="v", client="key:ops", trusted=True, policy=policy, online=False)
+    assert build_model.main(["retrain", "--model", "questions", "--data-dir", str(sst_dir),
+                             "--database-url", sqlite_url]) == 0
+    assert "questions" in storage.active_versions()
+
+
+def test_held_answers_from_ten_addresses_do_not_steer_the_sentiment_retrain(sqlite_url, sst_dir, tmp_path,
+                                                                            monkeypatch, capsys):
+    """The case that steered it: 200 answers "a gorgeous , witty , seductive movie N" =
+    Negative from 10 addresses, 20 each, within the rate limit; online learning held 190
+    of them. The retrain counts each address's answers within its budget (1 a day): 10,
+    the ones learned online, which left the phrase Positive (0.74); refitted they would
+    make it Negative, further than the budget let them move it: refused. (It went from
+    Positive 0.9995 to Negative 0.99999 when the retrain counted all 200.)"""
+    from sentiment_clf.linear_model import LinearTextModel
+    from sentiment_clf.trust import LearningPolicy
+
+    from conftest import MODELS_DIR
+
+    monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
+    storage = Storage(sqlite_url)
+    policy = LearningPolicy.parse("20 per minute", "1 per day")
+    for address in range(10):
+        for i in range(20):
+            storage.add_feedback(model="sentiment", text=f"a gorgeous , witty , seductive movie {address * 20 + i}",
+                                 label="Negative", prediction="Positive", model_version="v",
+                                 client=f"ip:{address:04d}", policy=policy)
+    assert sum(row.learned for row in storage.feedback_after(0)) == 10
+    phrase = "a gorgeous , witty , seductive movie"
+    base = LinearTextModel.load(MODELS_DIR / "sentiment")
+    assert base.predict_proba([phrase])[0, 1] > 0.99
+    assert build_model.main(["retrain", "--model", "sentiment", "--data-dir", str(sst_dir),
+                             "--database-url", sqlite_url]) == 3
+    said = capsys.readouterr().out
+    assert "retrained with 10 answers" in said and "190 answers over their client's budget left out" in said
+    assert "family 'a gorgeous movie seductive witty': 10 answers from 10 clients asking Negative" in said
+    assert storage.active_versions() == {}

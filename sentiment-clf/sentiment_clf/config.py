@@ -33,9 +33,9 @@ variable               default                   meaning
 ``..._REQUEST_TIME_BUDGET``  ``10``              seconds of work one request may take (503 above)
 ``..._MAX_BATCH_CHARS``  ``1000000``             characters in one batch request (413 above)
 ``..._MAX_EXPLAIN_CHARS``  ``100000``            characters explained in one request (413 above)
-``..._CLIENT_LEARNING_BUDGET``  ``1 per day``    answers from one client learned at once; the rest
-                                                 are stored and wait for a retrain (measured: 2
-                                                 near-duplicates can flip a confident SST sentence)
+``..._CLIENT_LEARNING_BUDGET``  ``1 per day``    answers from one client learned, at once or by a
+                                                 retrain; the rest are stored, not learned (measured:
+                                                 2 near-duplicates can flip a confident SST sentence)
 ``..._TRUSTED_API_KEYS``  empty                  ``name:sha256hex,...``: clients whose answers are
                                                  learned at once (``python -m sentiment_clf.trust``)
 ``..._TRUSTED_PROXIES``  empty                   proxy addresses (IPs or CIDRs) whose

@@ -79,8 +79,8 @@ class LearningPolicy:
 # Why an answer is stored but not learned online (the API's "reason").
 NOT_LEARNED = {
     "duplicate": "the same answer was learned before (or is part of the serving retrained version)",
-    "budget": "this client's answers beyond its learning budget are stored and wait for a retrain "
-              "or a trusted client's confirmation",
+    "budget": "this client's answers beyond its learning budget are stored but not learned, now or by a "
+              "retrain; a trusted client's same answer is learned at once",
     "retrain": "this model learns answers only when it is retrained",
 }
 

@@ -1,16 +1,18 @@
 """Retraining with the stored feedback, and publishing the result as the serving version.
 
 :func:`retrain` fits a model again on the data it was built from (:func:`base_data`)
-plus every stored answer, learned online or held (a client's answers beyond its
-learning budget wait for this), each distinct answer once, with the serving
-model's settings, and publishes it to the database only if its test accuracy is at
-most ``tolerance`` below the model serving now: that gate decides whether the held
-answers are learned. Every server reading that database switches to it.
+plus the stored answers, learned online or held, each distinct answer once, as far as
+each client's learning budget lets it teach (``steering.within_budget``), with the
+serving model's settings, and publishes it to the database only if (1) its test
+accuracy is at most ``tolerance`` below the model serving now and (2) no family of
+untrusted answers turns a confident serving prediction on its texts around
+(``steering.steered_families``). Every server reading that database switches to it.
 """
 from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from sentiment_clf.training import reports
 from sentiment_clf.training.holdout import SPLIT_SEED, augmented, describe_data, fit_data, holdout_split
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
+from sentiment_clf.training.steering import steered_families, trusted, weightiest_clients, within_budget
+from sentiment_clf.trust import LearningPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +62,40 @@ def base_data(task: Recipe, data_dir: Path, data_root: Path, kaggle_tsv: Path | 
 
 
 def distinct_answers(rows: list[FeedbackRow]) -> list[FeedbackRow]:
-    """Every answer, learned online or held, once per (model, tokenized text, label), in id order."""
+    """Every answer given, once per (model, tokenized text, label), in id order; a trusted
+    key's row stands for its answer when there is one (it vouches for it)."""
     first: dict[str, FeedbackRow] = {}
     for row in rows:
-        first.setdefault(row.learn_key, row)
+        if row.learn_key not in first or (trusted(row.client) and not trusted(first[row.learn_key].client)):
+            first[row.learn_key] = row
     return list(first.values())
 
 
+def answers_to_learn(rows: list[FeedbackRow], policy: LearningPolicy | None) -> tuple[list[FeedbackRow], dict]:
+    """The stored answers a retrain learns (within each client's budget, each distinct one
+    once) and the report's account of them: how many were left out, whose weigh most."""
+    counted, left_out = within_budget(rows, policy.budget) if policy is not None else (list(rows), Counter())
+    learned = distinct_answers(counted)
+    return learned, {"answers_stored": len(rows), "answers_left_out_over_budget": sum(left_out.values()),
+                     "clients": weightiest_clients(learned, left_out)}
+
+
 def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: float,
-            report_root: Path) -> tuple[bool, dict]:
-    """Fit base data + stored answers; publish if not worse than serving by > ``tolerance``.
+            report_root: Path, policy: LearningPolicy | None = None) -> tuple[bool, dict]:
+    """Fit base data + stored answers; publish if not worse than serving by > ``tolerance``
+    and not steered (see the module's docstring).
 
     ``data`` is what :func:`base_data` returns, ``base`` the model shipped in
-    lib/models. The candidate's report goes to ``report_root/<name>/<version>/``
-    once published. Returns ``(published, summary)``; the summary holds both
-    versions' test accuracy and the number of answers learned.
+    lib/models, ``policy`` the service's (its learning budget bounds each client's
+    answers). The candidate's report goes to ``report_root/<name>/<version>/`` once
+    published. Returns ``(published, summary)``; the summary holds both versions' test
+    accuracy, the number of answers learned, the clients that weigh most and the
+    families that would have been steered.
     """
     train_texts, train_targets, test, description = data
     serving = ModelRegistry({task.name: base.served()}, storage, sync_interval=0).get(task.name)
-    learned = distinct_answers(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto))
+    learned, account = answers_to_learn(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto),
+                                        policy)
     texts = train_texts + [row.text for row in learned]
     targets = train_targets + [row.label for row in learned]
     logger.info("%s: retraining on %d texts + %d answers (feedback up to id %d)",
@@ -101,15 +120,17 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
         "serving_test_accuracy": serving_accuracy,
         "published_baselines_test_accuracy": PUBLISHED_BASELINES.get(task.name, {}),
     }
+    steered = steered_families(learned, task.labels, serving.model.predict_proba, candidate.predict_proba,
+                               base.predict_proba)
     summary = {"model": task.name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
                "candidate_accuracy": metrics["test_accuracy"], "feedback_learned": len(learned),
-               "tolerance": tolerance}
-    if metrics["test_accuracy"] < serving_accuracy - tolerance:
+               "tolerance": tolerance, **account, "steered_families": steered}
+    if metrics["test_accuracy"] < serving_accuracy - tolerance or steered:
         return False, summary
     manifest, payload = candidate.dumps(
         name=task.name, metrics=metrics,
         training_data={**{k: v for k, v in description.items() if k != "weights"}, "train_phrases": len(train_texts),
-                       "feedback_learned": len(learned), "feedback_upto": serving.applied_upto})
+                       "feedback_learned": len(learned), "feedback_upto": serving.applied_upto, **account})
     storage.publish(task.name, manifest, payload, feedback_upto=serving.applied_upto)
     final_dir = report_root / task.name / manifest["version"]
     if final_dir.exists():  # a version published before, rolled back, and made again

@@ -1,11 +1,13 @@
 """Retraining the accurate tier's heads with the stored feedback; the encoder stays as built.
 
-A head is refitted on the served (int8) encoder's vectors of its base texts plus every
-stored answer for its model, learned online or held, each distinct one once. The fit
+A head is refitted on the served (int8) encoder's vectors of its base texts plus the
+stored answers for its model, learned online or held, each distinct one once, as far as
+each client's learning budget lets it teach (training/steering.py). The fit
 starts from the committed head and is pulled toward it (an L2 penalty on the
 difference), by L-BFGS: answers move the head, a handful cannot throw away what
 fine-tuning found. It is published to the database as ``accurate:<name>`` only if its
-test accuracy is at most ``tolerance`` below the head serving now: the same gate,
+test accuracy is at most ``tolerance`` below the head serving now and no family of
+untrusted answers turns a confident serving prediction around: the same gates,
 versions and rollback as the fast models (training/retrain.py). Re-fine-tuning the
 encoder itself is ``build_model.py finetune``.
 
@@ -25,7 +27,9 @@ from sentiment_clf.accurate import HEAD_FORMAT, PUBLISHED_PREFIX, AccurateHead, 
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.model_files import checksum, pack_arrays
 from sentiment_clf.storage import Storage
-from sentiment_clf.training.retrain import distinct_answers
+from sentiment_clf.training.retrain import answers_to_learn
+from sentiment_clf.training.steering import steered_families
+from sentiment_clf.trust import LearningPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +78,16 @@ def fit_head(vectors: np.ndarray, targets: np.ndarray, weight: np.ndarray, bias:
     return flat[:-n_labels].reshape(n_labels, width), flat[-n_labels:]
 
 
-def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -> tuple[bool, dict]:
-    """Refit ``base``'s head with base data + stored answers; publish if not worse than the head
-    serving now by more than ``tolerance`` (test accuracy). Returns ``(published, summary)``."""
+def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float,
+                 policy: LearningPolicy | None = None) -> tuple[bool, dict]:
+    """Refit ``base``'s head with base data + stored answers (each client's within its budget
+    in ``policy``); publish if not worse than the head serving now by more than ``tolerance``
+    (test accuracy) and not steered. Returns ``(published, summary)``."""
     train_texts, train_targets, test_texts, test_targets = data
     name = base.name
     registry = ModelRegistry({}, storage, sync_interval=0, accurate={name: base})
     serving = registry.accurate()[name]
-    answers = distinct_answers(storage.feedback_after(0, model=name))
+    answers, account = answers_to_learn(storage.feedback_after(0, model=name), policy)
     texts = train_texts + [normalize(row.text) for row in answers]
     targets = np.concatenate([train_targets, [base.labels.index(row.label) for row in answers]]).astype(int)
     logger.info("accurate %s: refitting the head on %d texts + %d answers", name, len(train_texts), len(answers))
@@ -95,16 +101,19 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float) -
         float(accuracy_score(test_targets, head.proba(test_vectors, test_texts).argmax(axis=1)))
         for head in (candidate, serving))
     upto = max((row.id for row in answers), default=0)
+    steered = steered_families(answers, base.labels, serving.predict_proba, candidate.predict_proba,
+                               base.predict_proba)
     summary = {"model": name, "serving_version": serving.version, "serving_accuracy": serving_accuracy,
-               "candidate_accuracy": candidate_accuracy, "feedback_learned": len(answers), "tolerance": tolerance}
-    if candidate_accuracy < serving_accuracy - tolerance:
+               "candidate_accuracy": candidate_accuracy, "feedback_learned": len(answers), "tolerance": tolerance,
+               **account, "steered_families": steered}
+    if candidate_accuracy < serving_accuracy - tolerance or steered:
         return False, summary
     payload = pack_arrays({"weight": weight, "bias": bias})
     manifest = {"format": HEAD_FORMAT, "model": name, "version": version, "labels": list(base.labels),
                 "encoder_sha256": base.encoder_sha, "arrays_sha256": checksum(payload),
                 "metrics": {"test_accuracy": candidate_accuracy, "serving_test_accuracy": serving_accuracy},
                 "training_data": {"base_texts": len(train_texts), "feedback_learned": len(answers),
-                                  "feedback_upto": upto}}
+                                  "feedback_upto": upto, **account}}
     storage.publish(PUBLISHED_PREFIX + name, manifest, payload, feedback_upto=upto)
     summary["version"] = version
     return True, summary

@@ -114,7 +114,7 @@ def build(types: Schemas, version: str = "1") -> dict:
     paths["/feedback"] = {"post": _operation(
         "post_feedback", "A user's answer: the right label for a text",
         {"201": _reply(schema("id"), "Stored durably: the record's id, and whether it is learned online "
-                                     "(a client's answers beyond its learning budget wait for a retrain)"),
+                                     "(a client's answers beyond its learning budget are kept, not learned)"),
          **errors(400, 401, 413, 415, 422, 429, 503)},
         body={"application/json": schema("feedback")},
         parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
