@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow bench-long soak clean
+.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow bench-long bench-hostile soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -103,6 +103,11 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 bench-long: $(VENV)/.installed-test
 	$(BIN)/python -m bench.long_texts
 	$(BIN)/python -m bench.determinism
+
+# The heaviest accepted requests and the database's faults against a real server: a normal
+# client's latency beside them, a worker's memory, how long each fault stalls what.
+bench-hostile: $(VENV)/.installed-test
+	$(BIN)/python -m bench.hostile
 
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m bench.soak

@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import resource
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -221,6 +222,20 @@ CASES: dict[str, Callable[[Path], dict]] = {
     "postgresql-hang": postgresql_hang}
 
 
+def _missing(case: str) -> str | None:
+    """What this machine lacks for ``case``, in a few words, or None."""
+    if case == "sqlite-read-only" and not shutil.which("chattr"):
+        return "chattr (e2fsprogs) is not installed"
+    if case == "postgresql-hang":
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        except OSError:
+            return "no PostgreSQL on 127.0.0.1:5432"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), default=list(CASES))
@@ -229,6 +244,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results: dict = {"machine": machine()}
     for name in args.only:
+        missing = _missing(name)
+        if missing:
+            print(f"{name}: skipped ({missing})", flush=True)
+            continue
         with tempfile.TemporaryDirectory(prefix=f"hostile-{name}-") as folder:
             results[name] = heavy(Path(folder), args.seconds) if name == "heavy" else CASES[name](Path(folder))
         print(f"{name}: {json.dumps(results[name])}", flush=True)
