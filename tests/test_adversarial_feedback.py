@@ -174,10 +174,15 @@ def test_the_rate_limit_holds_across_workers_and_both_routes_and_trusts_only_its
                 {"X-Forwarded-For": "1.2.3.4, 198.51.100.10"}).json()["learned"] is True
     time.sleep(2 * SYNC)
     assert positive(server.url, text) > before
+    # A proxy that writes the client's port too: the address still names the client.
+    assert give(server.url, "a client with a port", "Positive",
+                {"X-Forwarded-For": "198.51.100.11:41000"}).json()["learned"] is True
+    assert give(server.url, "the same client again", "Positive",
+                {"X-Forwarded-For": "198.51.100.11:52000"}).json()["learned"] is False  # its budget is spent
 
 
 def test_unknown_keys_and_reused_idempotency_keys_are_refused(tmp_path, request, sqlite_url):
-    server = start(request, tmp_path, sqlite_url)
+    server = start(request, tmp_path, sqlite_url, SENTIMENT_CLF_TRUSTED_PROXIES="127.0.0.1")
     for headers in ({"Authorization": "Bearer not-a-key"}, {"X-API-Key": KEY[:-1]}):
         refused = give(server.url, "a fine film", "Positive", headers)
         assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/json"
@@ -190,3 +195,13 @@ def test_unknown_keys_and_reused_idempotency_keys_are_refused(tmp_path, request,
         reused = give(server.url, text, label, key)
         assert reused.status_code == 422 and "already used for another answer" in reused.json()["message"]
     assert len(Storage(sqlite_url).feedback_after(0)) == 1
+    # A key is its client's own: another client with the same key (and even the same answer)
+    # stores its own answer, neither confirming the first client's nor blocked by it.
+    other = {**key, "X-Forwarded-For": "198.51.100.20"}
+    guess = give(server.url, "a fine film", "Positive", other)
+    assert guess.status_code == 201 and guess.json()["id"] != first.json()["id"]
+    squat = {"Idempotency-Key": "order-1002", "X-Forwarded-For": "198.51.100.21"}
+    assert give(server.url, "junk", "Negative", squat).status_code == 201
+    real = give(server.url, "the real answer", "Positive", {"Idempotency-Key": "order-1002"})
+    assert real.status_code == 201
+    assert Storage(sqlite_url).get_feedback(real.json()["id"]).text == "the real answer"

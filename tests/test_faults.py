@@ -85,6 +85,9 @@ def test_a_hung_or_stopped_postgresql_stalls_no_prediction_and_503s_in_bounded_t
     server, forwarder, engine = behind_forwarder
     acknowledged = [requests.post(f"{server.url}/feedback", json=answer(i), timeout=30).json()["id"]
                     for i in range(3)]
+    # A text PostgreSQL cannot store is the client's 400, not a 503 to retry for ever.
+    nul = requests.post(f"{server.url}/feedback", json={**answer(4), "query": "a\x00b"}, timeout=30)
+    assert nul.status_code == 400 and "NUL character" in nul.json()["message"]
     getattr(forwarder, fault)()
     time.sleep(0.3)  # the workers' background syncs now wait on it
     for _ in range(10):
