@@ -8,9 +8,9 @@ through them must be placed with care:
   thread pool, so the loop keeps reading sockets meanwhile;
 - :func:`time_bound`: a wait on a socket (a database call) is cut after so many seconds;
 - :func:`take_turn`: a long request lets the others run, sockets polled included;
-- :func:`start_budget` and :func:`check_budget`: every request has a time budget, and
-  long work checks it between its steps (:class:`OverBudget`, which the HTTP layer
-  answers with a JSON 503).
+- :func:`budget` and :func:`check_budget`: every request has a time budget, and long
+  work checks it between its steps (:class:`OverBudget`, which the HTTP layer answers
+  with a JSON 503).
 
 Outside gevent (the CLI, tests in one process) each is the plain thing: the call in
 the calling thread, no bound, and a bare ``time.sleep(0)``.
@@ -73,9 +73,14 @@ class OverBudget(Exception):
     """The current request ran past its time budget."""
 
 
-def start_budget(seconds: float) -> None:
-    """The current request may work ``seconds`` from now."""
-    _deadline.set(time.perf_counter() + seconds)
+@contextlib.contextmanager
+def budget(seconds: float):
+    """Inside, the current request may work ``seconds`` from its start (no deadline after)."""
+    token = _deadline.set(time.perf_counter() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def deadline() -> float | None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from sentiment_clf import metrics
-from sentiment_clf.cooperative import OverBudget, start_budget, take_turn
+from sentiment_clf.cooperative import OverBudget, budget, take_turn
 from sentiment_clf.loading import card_path
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.trust import NOT_LEARNED
@@ -64,12 +64,12 @@ class Prediction(_ServiceResource):
         query, explain, variant = read_query(), read_flag("explain"), read_variant()
         if explain:
             check_explain(len(query))
-        budget = current_app.config["REQUEST_TIME_BUDGET"]
-        start_budget(budget)  # from here: the work, the request read
+        seconds = current_app.config["REQUEST_TIME_BUDGET"]
         try:
-            result = predict(self.services, self.spec.name, query, explain, variant)
+            with budget(seconds):  # from here: the work, the request read
+                result = predict(self.services, self.spec.name, query, explain, variant)
         except OverBudget:
-            return _over_budget(budget)
+            return _over_budget(seconds)
         metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response(result)
 
@@ -87,9 +87,8 @@ class BatchPrediction(_ServiceResource):
         texts, explain = read_batch()
         variant = read_variant()
         # The budget counts the work, from when the body has been read and checked.
-        budget = current_app.config["REQUEST_TIME_BUDGET"]
-        deadline = time.perf_counter() + budget
-        start_budget(budget)  # the accurate tier checks it inside a chunk too
+        seconds = current_app.config["REQUEST_TIME_BUDGET"]
+        deadline = time.perf_counter() + seconds
         # The transformer costs ~100x a linear model per text, and a long text is read in
         # windows: smaller chunks, so the deadline is checked often (an explained text is
         # one forward pass per word).
@@ -98,12 +97,13 @@ class BatchPrediction(_ServiceResource):
         for chunk in _chunks(texts, (1 if explain else 16) if accurate else BATCH_CHUNK_TEXTS,
                              ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
             if time.perf_counter() > deadline:
-                return _over_budget(budget, len(results), len(texts))
+                return _over_budget(seconds, len(results), len(texts))
             take_turn()  # the worker's other requests run, and new ones are read
             try:
-                results += predict_many(self.services, self.spec.name, chunk, explain, variant)
+                with budget(deadline - time.perf_counter()):  # the accurate tier checks it inside a chunk too
+                    results += predict_many(self.services, self.spec.name, chunk, explain, variant)
             except OverBudget:
-                return _over_budget(budget, len(results), len(texts))
+                return _over_budget(seconds, len(results), len(texts))
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response({"results": results})
@@ -121,14 +121,14 @@ def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS, most_chars: int = B
     yield texts[start:]
 
 
-def _over_budget(budget: float, done: int = 0, total: int = 1) -> tuple[dict, int, dict]:
+def _over_budget(seconds: float, done: int = 0, total: int = 1) -> tuple[dict, int, dict]:
     """The JSON 503 for a request stopped at its time budget (an answer, not an exception
     that Flask-RESTful would log with a traceback)."""
-    logger.warning("a request ran past the time budget of %s s after %d of %d texts; stopped", budget, done, total)
+    logger.warning("a request ran past the time budget of %s s after %d of %d texts; stopped", seconds, done, total)
     stopped = f"and was stopped after {done} of {total} texts" if total > 1 else "and was stopped"
-    return ({"message": f"this request ran past the time budget of {budget:g} seconds {stopped}; nothing is "
+    return ({"message": f"this request ran past the time budget of {seconds:g} seconds {stopped}; nothing is "
                         "stored by a prediction, so retry with fewer or shorter texts, or without explain"},
-            503, {"Retry-After": str(max(1, math.ceil(budget / 10)))})
+            503, {"Retry-After": str(max(1, math.ceil(seconds / 10)))})
 
 
 class Health(_ServiceResource):
