@@ -122,7 +122,7 @@ def test_a_checkpoint_is_written_every_n_learned_answers_and_two_are_kept(storag
     ids = []
     for text, label in ANSWERS:  # nine answers, learned one sync at a time
         ids.append(answer(storage, text, label))
-        served.get("toy")
+        served.sync()
     assert [row.feedback_upto for row in stored(storage)] == [ids[5], ids[8]]  # the one at ids[2] dropped
     assert [json.loads(row.manifest)["learned"] for row in stored(storage)] == [6, 9]
     # Another worker at the same place finds the checkpoint written: no second one.

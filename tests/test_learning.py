@@ -144,3 +144,31 @@ def test_a_client_beyond_its_budget_is_stored_not_learned_until_a_trusted_client
     expected = refit_with_same_vectorizer(base, BASE_TEXTS, BASE_TARGETS, learned)
     np.testing.assert_allclose(registry.get("toy").model.predict_proba(PROBES), expected.predict_proba(PROBES),
                                rtol=0, atol=1e-12)
+
+
+def test_a_get_never_writes_to_the_database(tmp_path):
+    """Checkpoints due after every answer, five answers learned (stored by another server on
+    the same database), then 600 predictions: the database's files are as they were (a GET
+    used to sync, and so write the checkpoints the new answers made due)."""
+    import hashlib
+
+    from conftest import make_app
+
+    database = tmp_path / "feedback.sqlite"
+    client = make_app(f"sqlite:///{database}", CHECKPOINT_EVERY=1, SYNC_INTERVAL=0).test_client()
+    elsewhere = Storage(f"sqlite:///{database}")
+    for i in range(5):
+        elsewhere.add_feedback(model="sentiment", text=f"an answer {i}", label="Positive", prediction="?",
+                               model_version="v", client=f"ip:{i}")
+
+    def files() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (database, tmp_path / "feedback.sqlite-wal")
+                if p.exists()}
+
+    before = files()
+    for i in range(600):
+        endpoint = ("/", "/ratings", "/hatespeech", "/questions")[i % 4]
+        assert client.get(endpoint, query_string={"query": f"a text {i}"}).status_code == 200
+    assert client.get("/health").status_code == 200 and client.get("/models").status_code == 200
+    assert files() == before
+    assert client.get("/health").json["models"]["sentiment"]["version"].endswith("+fb5")  # learned all the same

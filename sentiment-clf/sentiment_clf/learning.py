@@ -7,7 +7,9 @@ rows it has not learned yet. In a served worker it does so in the background
 (:meth:`ModelRegistry.start_background`, which gunicorn.conf.py calls), so no request
 waits on the database for a model: while the database is down or hung the models serve
 as they are, and catch up when it answers again. (A process without that loop, a test's
-app, reads before a request when ``sync_interval`` has passed.) Every worker of every
+app, reads before a request when ``sync_interval`` has passed, but never writes then: a
+request that only reads, a GET, writes nothing to the database; checkpoints are written
+by the background loop, at start and after a stored answer.) Every worker of every
 server that reads the same database therefore converges to the same models, and a
 restart rebuilds them from the stored feedback.
 
@@ -146,7 +148,7 @@ class ModelRegistry:
 
     def _sync_if_due(self) -> None:
         if self._background is None and time.monotonic() - self._last_sync >= self.sync_interval:
-            self.sync()
+            self.sync(checkpoint=False)  # on a request's path: read, never write
 
     def start_background(self) -> None:
         """Sync every ``sync_interval`` seconds from a thread of its own (a greenlet under
@@ -162,15 +164,16 @@ class ModelRegistry:
             self.sync()
             time.sleep(max(0.05, self.sync_interval - (time.monotonic() - started)))
 
-    def sync(self) -> None:
-        """Read new versions and feedback from the database and learn them.
+    def sync(self, checkpoint: bool = True) -> None:
+        """Read new versions and feedback from the database and learn them; then, with
+        ``checkpoint``, store a checkpoint of what was learned when one is due.
 
         If the database cannot be reached (or does not answer within its timeout), the
         models stay as they are and the next sync tries again.
         """
         with self._lock:
             try:
-                self._sync()
+                self._sync(checkpoint)
                 if self._failing:
                     logger.warning("the database answers again; models synced")
                 self._failing = False
@@ -181,7 +184,7 @@ class ModelRegistry:
                 self._failing = True
             self._last_sync = time.monotonic()
 
-    def _sync(self) -> None:
+    def _sync(self, checkpoint: bool) -> None:
         active = self.storage.active_versions()
         for name, base in self.accurate_base.items():
             published = active.get(PUBLISHED_PREFIX + name)
@@ -203,7 +206,8 @@ class ModelRegistry:
         if upto > after:
             rows = self.storage.feedback_after(after, upto_id=upto, learned_only=True)
             self._served = {name: m.learn(rows, upto) for name, m in self._served.items()}
-        self._served = {name: self._checkpoint_if_due(m) for name, m in self._served.items()}
+        if checkpoint:
+            self._served = {name: self._checkpoint_if_due(m) for name, m in self._served.items()}
 
     def _start_accurate(self, base: AccurateHead, published: str | None) -> AccurateHead:
         if published is None:
