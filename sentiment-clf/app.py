@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from sentiment_clf.config import Settings
+from sentiment_clf.config import Settings, check_environment
 from sentiment_clf.decisions import parse_thresholds
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.loading import load_accurate_tier, load_models
@@ -68,6 +68,7 @@ def add_pages(app: Flask) -> None:
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: settings from the environment (config.py), then ``config`` on top."""
+    check_environment()  # a SENTIMENT_CLF_ variable that is no setting: a typo, said at once
     app = Flask(__name__)
     # No route matches a path with an empty segment (//health, /ratings//batch): werkzeug
     # would otherwise answer a redirect to a URL built from the client's Host header.

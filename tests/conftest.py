@@ -14,12 +14,12 @@ from live_server import LiveServer, gunicorn_command
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "sentiment-clf"
 MODELS_DIR = APP_DIR / "lib" / "models"
-SHARED_DATA = Path(os.environ.get("SENTIMENT_CLF_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("SENTIMENT_CLF_TEST_DATA", ROOT.parent / "shared" / "data"))
 # Screenshots and other files for a person to look at after a run.
 ARTIFACTS = ROOT / "test-artifacts"
 # .ci/run sets this: there, whatever a test needs must be present, so a missing
 # piece fails the run instead of skipping.
-REQUIRE_ALL = os.environ.get("SENTIMENT_CLF_REQUIRE_ALL") == "1"
+REQUIRE_ALL = os.environ.get("SENTIMENT_CLF_TEST_REQUIRE_ALL") == "1"
 
 
 _session_started = [0.0]
@@ -43,7 +43,7 @@ def need(available, reason: str) -> None:
     if available:
         return
     if REQUIRE_ALL:
-        pytest.fail(f"{reason} (required: SENTIMENT_CLF_REQUIRE_ALL=1)")
+        pytest.fail(f"{reason} (required: SENTIMENT_CLF_TEST_REQUIRE_ALL=1)")
     pytest.skip(reason)
 
 
@@ -79,7 +79,7 @@ def _storages_are_closed(monkeypatch):
 def sst_dir() -> Path:
     directory = SHARED_DATA / "sst"
     need((directory / "train.txt").is_file(),
-         f"the SST data is not in {directory} (set SENTIMENT_CLF_SHARED_DATA)")
+         f"the SST data is not in {directory} (set SENTIMENT_CLF_TEST_DATA)")
     return directory
 
 

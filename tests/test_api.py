@@ -1,5 +1,6 @@
 """The HTTP API through Flask's test client: answers, argument locations and errors."""
 import json
+import os
 
 import pytest
 
@@ -250,6 +251,43 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert (tmp_path / "feedback.sqlite").exists()
     assert app.config["MAX_QUERY_CHARS"] == 7
     assert app.debug is False
+
+
+def test_an_unknown_setting_in_the_environment_stops_the_start_and_names_the_closest(monkeypatch, tmp_path):
+    """An operator's typo was silently ignored; now neither the app nor gunicorn starts."""
+    import subprocess
+
+    from sentiment_clf.config import unknown_variables
+
+    assert unknown_variables({"SENTIMENT_CLF_WORKER": "4", "SENTIMENT_CLF_TEST_DATA": "x", "DATABASE_URL": "y",
+                              "SENTIMENT_CLF_DATABASE_URL": "z", "SENTIMENT_CLF_PORT": "1", "OTHER": "z",
+                              "SENTIMENT_CLF_QWERTY": "1"}) == [
+        "SENTIMENT_CLF_QWERTY is not a setting; the README's Configuration lists them",
+        "SENTIMENT_CLF_WORKER is not a setting (did you mean SENTIMENT_CLF_WORKERS?)"]
+    monkeypatch.setenv("SENTIMENT_CLF_MAX_QUERY_CHAR", "7")
+    with pytest.raises(ValueError, match=r"SENTIMENT_CLF_MAX_QUERY_CHAR is not a setting \(did you mean "
+                                         r"SENTIMENT_CLF_MAX_QUERY_CHARS\?\)"):
+        create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR})
+    from live_server import ROOT, gunicorn_command
+
+    gunicorn = gunicorn_command()
+    if gunicorn:
+        started = subprocess.run([gunicorn, "--chdir", "sentiment-clf", "app:create_app()"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "SENTIMENT_CLF_KEEP_ALIVE": "5",
+                                      "SENTIMENT_CLF_DATA_DIR": str(tmp_path)})
+        assert started.returncode != 0
+        assert "SENTIMENT_CLF_KEEP_ALIVE is not a setting (did you mean SENTIMENT_CLF_KEEPALIVE?)" in started.stderr
+
+
+
+def test_the_readmes_configuration_table_is_the_settings(monkeypatch):
+    """Declared once: the README's table is what config.py generates from the fields."""
+    from sentiment_clf.config import markdown_table
+
+    from conftest import ROOT
+
+    assert markdown_table() in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_a_missing_model_stops_the_app_from_starting(tmp_path):

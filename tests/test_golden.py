@@ -51,7 +51,7 @@ def golden() -> list[dict]:
     with gzip.open(GOLDEN, "rt", encoding="utf-8") as handle:
         records = json.load(handle)["records"]
     need(all((SHARED_DATA / r["source"]).is_file() for r in records if "source" in r),
-         f"the data sets are not in {SHARED_DATA} (set SENTIMENT_CLF_SHARED_DATA)")
+         f"the data sets are not in {SHARED_DATA} (set SENTIMENT_CLF_TEST_DATA)")
     for record, text in zip(records, texts_of(records), strict=True):
         record["text"] = text
     return records
