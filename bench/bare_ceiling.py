@@ -34,10 +34,10 @@ from urllib.parse import quote
 
 import requests
 
-from bench.bench_accurate import TEXT, _head, batched_limit, where_time_goes
+from bench.bench_accurate import TEXT, batched_limit, load_head, where_time_goes
 from bench.bench_predict import machine, save_results
 from bench.compare_mlserver import combine_rounds, start_gunicorn, stop_gunicorn, wait_until
-from tests.live_server import free_port, worker_pids
+from bench.harness import free_port, worker_pids
 
 SIZES = (1, 2, 4, 8, 16, 32)
 _DURATION = re.compile(rb'"duration_ms": ([0-9.]+)')
@@ -46,7 +46,7 @@ _DURATION = re.compile(rb'"duration_ms": ([0-9.]+)')
 def per_text_ms(rounds: int, seconds_each: float) -> dict[int, float]:
     """Milliseconds of one thread per text, in batches of each size in SIZES (the sizes
     take turns, ``rounds`` times, so a slow spell of the machine falls on all of them)."""
-    head = _head(1)
+    head = load_head(1)
     done = dict.fromkeys(SIZES, 0)
     spent = dict.fromkeys(SIZES, 0.0)
     for _ in range(rounds):

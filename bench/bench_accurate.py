@@ -45,7 +45,7 @@ import requests
 from bench.bench_predict import machine, post_script, run_wrk, save_results
 from bench.bench_workers import memory_kib
 from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
-from tests.live_server import connections_by_worker, free_port, worker_pids
+from bench.harness import connections_by_worker, free_port, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
@@ -60,14 +60,14 @@ TWEETS = ["RT @user: you are a wonderful person, thank you", "lmaooo this is soo
 logger = logging.getLogger(__name__)
 
 
-def _head(threads: int):
+def load_head(threads: int):
     from sentiment_clf.accurate import load_accurate
 
     return load_accurate(MODEL_DIR, threads=threads)["sentiment"]
 
 
 def one_sentence(threads: int, repeats: int) -> dict:
-    head = _head(threads)
+    head = load_head(threads)
     for _ in range(50):
         head.predict_proba([TEXT])
     timings = []
@@ -81,7 +81,7 @@ def one_sentence(threads: int, repeats: int) -> dict:
 
 
 def _batched_rate(threads: int, seconds: float, start_at: float | None = None) -> tuple[int, float]:
-    head = _head(threads)
+    head = load_head(threads)
     batch = [TEXT] * BATCH
     head.predict_proba(batch)
     if start_at is not None:

@@ -37,9 +37,9 @@ from urllib.parse import quote
 
 import numpy as np
 
+from bench.harness import LiveServer
 from model import NLPModel
 from sentiment_clf.linear_model import LinearTextModel
-from tests.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

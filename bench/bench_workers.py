@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 import requests
 
 from bench.bench_predict import machine, save_results
-from tests.live_server import free_port, gunicorn_path, server_side, socket_owners, worker_pids
+from bench.harness import free_port, gunicorn_path, server_side, socket_owners, worker_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the default, which start() keeps

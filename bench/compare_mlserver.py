@@ -35,8 +35,8 @@ from typing import Any
 import requests
 
 from bench.bench_predict import in_process, in_process_batch, machine, post_script, run_wrk, run_wrk_batch, save_results
+from bench.harness import free_port
 from bench.soak import worker_rss_kib
-from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

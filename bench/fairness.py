@@ -27,7 +27,7 @@ import requests
 from bench.bench_accurate import TEXT
 from bench.bench_predict import machine, run_wrk, save_results
 from bench.compare_mlserver import ROOT, combine_rounds, start_gunicorn, stop_gunicorn, wait_until
-from tests.live_server import AnswerCounter, free_port
+from bench.harness import AnswerCounter, free_port
 
 CONFIGS = {"with post_request": None, "without post_request": ROOT / "bench" / "gunicorn_without_yield.py"}
 

@@ -38,8 +38,7 @@ import requests
 
 from bench.bench_predict import machine, save_results
 from bench.bench_workers import memory_kib
-from tests.forwarder import Forwarder
-from tests.live_server import LiveServer
+from bench.harness import Forwarder, LiveServer
 
 LONG = ("the plot drifts , the acting is wooden and the ending makes no sense at all , " * 130)[:9990]
 HEAVY: dict = {"query": LONG, "variant": "accurate", "explain": True}

@@ -35,8 +35,8 @@ import requests
 
 from bench.bench_predict import post_script, run_wrk
 from bench.compare_mlserver import QUERY, stop_group, wait_until
+from bench.harness import free_port
 from sentiment_clf.tasks import SENTIMENT_LABELS
-from tests.live_server import free_port
 
 logger = logging.getLogger(__name__)
 

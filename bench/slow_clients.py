@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bench.bench_predict import machine, save_results
-from tests.live_server import LiveServer, seconds_until_closed
+from bench.harness import LiveServer, seconds_until_closed
 
 SENTENCES = [
     "that movie was boring",

@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from bench.bench_predict import save_results
-from tests.live_server import LiveServer
+from bench.harness import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from live_server import LiveServer, gunicorn_command
+from bench.harness import LiveServer, gunicorn_command
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "sentiment-clf"

@@ -16,12 +16,12 @@ import pytest
 import requests
 
 import util
+from bench.harness import LiveServer
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.storage import Storage
 from sentiment_clf.trust import new_key
 
 from conftest import MODELS_DIR
-from live_server import LiveServer
 
 KEY, KEY_ENTRY = new_key("moderator")
 SYNC = 0.5  # the workers' sync interval (the default), in seconds

@@ -16,8 +16,9 @@ import time
 import pytest
 import requests
 
+from bench.harness import LiveServer, gunicorn_command
+
 from conftest import make_app, need
-from live_server import LiveServer, gunicorn_command
 
 BUDGET = 0.25  # seconds: lowered here so that a request inside the limits can run past it
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from bench.harness import AnswerCounter, LiveServer, gunicorn_command, seconds_until_closed
+
 from conftest import need
-from live_server import AnswerCounter, LiveServer, gunicorn_command, seconds_until_closed
 
 SLOW_HEAD = b"GET /?query=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 10_000
 

@@ -268,7 +268,7 @@ def test_an_unknown_setting_in_the_environment_stops_the_start_and_names_the_clo
     with pytest.raises(ValueError, match=r"SENTIMENT_CLF_MAX_QUERY_CHAR is not a setting \(did you mean "
                                          r"SENTIMENT_CLF_MAX_QUERY_CHARS\?\)"):
         create_app({"TESTING": True, "MODEL_DIR": MODELS_DIR})
-    from live_server import ROOT, gunicorn_command
+    from bench.harness import ROOT, gunicorn_command
 
     gunicorn = gunicorn_command()
     if gunicorn:

@@ -207,7 +207,7 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path, sqlite_url):
     import threading
     import time
 
-    from live_server import LiveServer
+    from bench.harness import LiveServer
 
     words = "the movie was boring and long but the actors were gorgeous witty and moving".split()
     rng = random.Random(1)

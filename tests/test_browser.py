@@ -5,10 +5,10 @@ import time
 import pytest
 import requests
 
+from bench.harness import LiveServer
 from sentiment_clf.storage import Storage
 
 from conftest import ARTIFACTS, need
-from live_server import LiveServer
 
 TEXT = "that movie was boring and far too long"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

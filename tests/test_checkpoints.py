@@ -13,14 +13,13 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from bench.harness import LiveServer
 from model import NLPModel
 from sentiment_clf import checkpoints, model_files
 from sentiment_clf.learning import ModelRegistry
 from sentiment_clf.linear_model import LinearTextModel
 from sentiment_clf.storage import Storage
 from sentiment_clf.storage import checkpoints as table
-
-from live_server import LiveServer
 
 LABELS = ["Negative", "Positive"]
 BASE_TEXTS = ["a great , moving film", "great fun", "wonderful acting", "a boring , dull mess",

@@ -12,8 +12,9 @@ import time
 import pytest
 import requests
 
+from bench.harness import LiveServer, gunicorn_command
+
 from conftest import make_app, need
-from live_server import LiveServer, gunicorn_command
 
 LONG = ("the plot drifts , the acting is wooden and the ending makes no sense at all , " * 130)[:9990]
 HEAVY = {"query": LONG, "variant": "accurate", "explain": True}

@@ -16,9 +16,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.harness import Forwarder, LiveServer, gunicorn_command
+
 from conftest import need
-from forwarder import Forwarder
-from live_server import LiveServer, gunicorn_command
 
 TIMEOUT = 2.0  # DATABASE_TIMEOUT for these servers: the bound on a call to a silent database
 SLACK = 1.5  # what a 503 may take beyond it (the request's own work, two workers on 2 cores)

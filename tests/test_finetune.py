@@ -115,7 +115,7 @@ def test_the_onnx_export_computes_what_torch_does(finetune_ready, tmp_path):
     import onnxruntime
     import torch
 
-    from sentiment_clf.training.finetune import _encode, build_network, export, load_tokenizer
+    from sentiment_clf.training.finetune import build_network, encode, export, load_tokenizer
 
     torch.manual_seed(0)
     network = build_network(0.1).eval()
@@ -126,14 +126,14 @@ def test_the_onnx_export_computes_what_torch_does(finetune_ready, tmp_path):
              "dull", "What is the capital of Peru?", "RT @user: you are a wonderful person http"]
     vectors = {}
     for batch in ([texts[0]], texts, texts[1:3]):
-        ids, mask = _encode(tokenizer, batch)
+        ids, mask = encode(tokenizer, batch)
         with torch.no_grad():
             expected = network.pooled(ids, mask).numpy()
         found = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
         np.testing.assert_allclose(found, expected, rtol=0, atol=1e-4)
         for text, vector in zip(batch, found, strict=True):
             vectors.setdefault(text, []).append(vector)
-    assert ids.shape[1] < _encode(tokenizer, texts)[0].shape[1]  # the batches were padded differently
+    assert ids.shape[1] < encode(tokenizer, texts)[0].shape[1]  # the batches were padded differently
     for text, found in vectors.items():
         for vector in found[1:]:
             np.testing.assert_allclose(vector, found[0], rtol=0, atol=1e-4, err_msg=text)

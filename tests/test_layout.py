@@ -1,8 +1,13 @@
 """The code's shape, as the README's Layout section promises it: no import cycles,
-the model layer never imports the HTTP layer, serving never imports training code,
-and nothing changes sys.path. (Modules are split by what they hold, not by length.)"""
+the model layer never imports the HTTP layer, serving never imports training code, no
+module imports another's private names, the benchmarks import nothing from the tests,
+and nothing changes sys.path. Modules are split by what they hold, not by length: one
+over about 500 lines gets a warning, not a failure."""
 import ast
+import warnings
 from pathlib import Path
+
+import pytest
 
 from conftest import APP_DIR, ROOT
 
@@ -62,3 +67,45 @@ def test_nothing_changes_sys_path():
     skipped = {".venv", ".venv-mlserver", ".venv-mlserver-hf", "build"}  # installed packages, build output
     python_files = [p for p in ROOT.rglob("*.py") if not skipped & set(p.parts)]
     assert [str(p) for p in python_files if "sys.path" in p.read_text(encoding="utf-8") and p != Path(__file__)] == []
+
+
+def python_files(*folders: str) -> list[Path]:
+    skipped = {".venv", ".venv-mlserver", ".venv-mlserver-hf", "build"}
+    return [p for folder in folders for p in (ROOT / folder).rglob("*.py") if not skipped & set(p.parts)]
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = []
+    for path in [*python_files("sentiment-clf", "bench", "tests"), ROOT / "gunicorn.conf.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []
+
+
+def test_the_benchmarks_import_nothing_from_the_tests():
+    found = []
+    for path in python_files("bench"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                      if name.split(".")[0] in ("tests", "conftest")]
+    assert found == []
+
+
+class LongModule(UserWarning):
+    """A module grew past LONG_MODULE lines: worth a look whether it holds one responsibility."""
+
+
+LONG_MODULE = 500
+
+
+@pytest.mark.filterwarnings("default::test_layout.LongModule")  # shown in the summary, for a person to look at
+def test_a_long_module_is_a_warning_not_a_failure():
+    for name, path in modules().items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > LONG_MODULE:
+            warnings.warn(LongModule(f"{name} has {lines} lines: split it by responsibility if it holds two, "
+                                     "never by length"), stacklevel=1)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import requests
 
+from bench.harness import LiveServer
 from model import NLPModel
 from sentiment_clf.storage import Storage
 
 from conftest import MODELS_DIR
-from live_server import LiveServer
 
 TEXT = "an utterly forgettable , bland film"
 

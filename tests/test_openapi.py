@@ -5,8 +5,9 @@ import subprocess
 import pytest
 from openapi_spec_validator import validate
 
+from bench.harness import LiveServer
+
 from conftest import APP_DIR, ROOT, make_app, need, venv_tool
-from live_server import LiveServer
 
 
 def flask_paths(app):

@@ -9,12 +9,12 @@ import numpy as np
 import requests
 
 import build_model
+from bench.harness import LiveServer
 from model import NLPModel
 from sentiment_clf.storage import Storage
 from sentiment_clf.trust import new_key
 
 from conftest import ROOT
-from live_server import LiveServer
 
 TEXT = "that movie was boring"
 KEY, KEY_ENTRY = new_key("retrain-test")

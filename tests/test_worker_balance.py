@@ -9,9 +9,8 @@ import http.client
 import socket
 import time
 
+from bench.harness import LiveServer, connections_by_worker
 from sentiment_clf.worker_balance import FREE, MAX_DEFER_SECONDS, BalancedStreamServer, ConnectionCounts
-
-from live_server import LiveServer, connections_by_worker
 
 BURST = 8
 

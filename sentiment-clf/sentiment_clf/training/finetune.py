@@ -48,28 +48,35 @@ from sentiment_clf.tasks import HATE_LABELS
 from sentiment_clf.training.finetune_data import (  # noqa: F401 - sst_to_plain: a name others use here
     HEADS,
     IGNORE,
-    _proba,
-    _sample,
     dev_scores,
     hate_frames,
+    head_proba,
     question_frames,
+    sample_rows,
     sst_frames,
     sst_to_plain,
 )
 from sentiment_clf.training.finetune_export import (
-    _library_versions,
-    _onnx_embedder,
-    _plot_loss,
     agreement,
     evaluate,
     export,
     head_arrays,
+    library_versions,
+    onnx_embedder,
     ordinary_flag_rate,
     ordinary_texts,
+    plot_loss,
     save_hf,
     tempfile_dir,
 )
-from sentiment_clf.training.finetune_network import _batches, _encode, _torch, build_network, load_tokenizer, vectors
+from sentiment_clf.training.finetune_network import (
+    batches_of,
+    build_network,
+    encode,
+    load_tokenizer,
+    torch_module,
+    vectors,
+)
 from sentiment_clf.training.holdout import SPLIT_SEED
 
 logger = logging.getLogger(__name__)
@@ -121,7 +128,7 @@ class Settings:
 def warmup_then_linear(optimizer, total: int, warmup_share: float):
     """The learning rate rising linearly over the first ``warmup_share`` of ``total``
     steps, then falling linearly to 0 at the last."""
-    torch = _torch()
+    torch = torch_module()
     warmup = max(1, int(warmup_share * total))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
@@ -130,8 +137,8 @@ def warmup_then_linear(optimizer, total: int, warmup_share: float):
 def _step(network, tokenizer, rows: pd.DataFrame, losses: dict, default_loss, optimizer, scheduler):
     """One optimizer step on ``rows``: each head's loss (``losses[name]``, else
     ``default_loss``) over the rows that label it, summed. Returns the loss."""
-    torch = _torch()
-    ids, mask = _encode(tokenizer, rows["text"].tolist())
+    torch = torch_module()
+    ids, mask = encode(tokenizer, rows["text"].tolist())
     pooled = network.dropout(network.pooled(ids, mask))
     loss = pooled.new_zeros(())
     for name in HEADS:
@@ -153,7 +160,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
     The dev sets choose among checkpoints at ``settings.evaluate_at`` (shares of the run).
     Returns the training history: each checkpoint's dev scores, the loss curve, the one kept.
     """
-    torch = _torch()
+    torch = torch_module()
     from torch import nn
 
     torch.manual_seed(settings.seed)
@@ -165,7 +172,7 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
     dev: dict[str, pd.DataFrame] = {source: frames[source]["dev"] for source in ("sst", "hate", "questions")
                                     if source in sources}
     epoch_batches = [[b for source, (frame, passes) in sources.items()
-                      for b in _batches(frame, tokenizer, settings.batch_size, rng, passes, source)]
+                      for b in batches_of(frame, tokenizer, settings.batch_size, rng, passes, source)]
                      for _ in range(settings.epochs)]
     for batches in epoch_batches:
         rng.shuffle(batches)
@@ -223,13 +230,13 @@ def train(network, tokenizer, frames: dict[str, dict[str, pd.DataFrame]], settin
 def hate_stage(network, tokenizer, frames: dict, settings: Settings, progress: bool = True) -> dict:
     """The second stage (see Settings): returns its dev scores before and after, and whether
     it was kept (the mean of the dev hate-class F1 and every head's dev score must rise)."""
-    torch = _torch()
+    torch = torch_module()
     from torch import nn
 
     torch.manual_seed(settings.seed + 1)  # its own seed: a run resumed from stage one repeats it
     rng = random.Random(settings.seed + 1)
-    hate = _batches(frames["hate"]["train"], tokenizer, settings.batch_size, rng, settings.hate_stage_passes, "hate")
-    sst = _batches(frames["sst"]["train"], tokenizer, settings.batch_size, rng, 1, "sst")
+    hate = batches_of(frames["hate"]["train"], tokenizer, settings.batch_size, rng, settings.hate_stage_passes, "hate")
+    sst = batches_of(frames["sst"]["train"], tokenizer, settings.batch_size, rng, 1, "sst")
     rng.shuffle(sst)
     batches = [b for pair in zip(hate, sst, strict=False) for b in pair]
     if settings.max_steps:
@@ -242,7 +249,8 @@ def hate_stage(network, tokenizer, frames: dict, settings: Settings, progress: b
 
     def score() -> dict:
         scores = dev_scores(lambda texts: vectors(network, tokenizer, texts), head_arrays(network), dev)
-        found = _proba(vectors(network, tokenizer, dev["hate"]["text"].tolist()), head_arrays(network), "hatespeech")
+        found = head_proba(vectors(network, tokenizer, dev["hate"]["text"].tolist()), head_arrays(network),
+                           "hatespeech")
         hate_f1 = float(f1_score(dev["hate"]["hatespeech"], found.argmax(axis=1), labels=[0], average="macro"))
         return {**scores, "hate_class_f1": hate_f1, "mean": float(np.mean([*scores.values(), hate_f1]))}
 
@@ -279,7 +287,7 @@ def hate_offset(embed, arrays: dict, dev: pd.DataFrame) -> tuple[float, list]:
     curve = []
     for offset in np.arange(-1.0, 3.01, 0.25):
         shifted = {**arrays, "hatespeech.bias": arrays["hatespeech.bias"] + offset * np.eye(3)[hate]}
-        predicted = _proba(found, shifted, "hatespeech").argmax(axis=1)
+        predicted = head_proba(found, shifted, "hatespeech").argmax(axis=1)
         curve.append([float(offset), float(f1_score(truth, predicted, labels=[hate], average="macro")),
                       float(f1_score(truth, predicted, average="macro"))])
     best = max(curve, key=lambda row: (row[1] + row[2], -abs(row[0])))
@@ -299,7 +307,7 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine, spinning
     # threads made every step up to 15x slower whenever another process ran.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    torch = _torch()
+    torch = torch_module()
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     random.seed(settings.seed)
@@ -311,7 +319,7 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     if settings.sample:  # quick runs: small dev and test sets too
         for source in frames.values():
             for part in ("dev", "test"):
-                source[part] = _sample(source[part], settings.sample, 0)
+                source[part] = sample_rows(source[part], settings.sample, 0)
     logger.info("accurate: training texts sst %d, hate speech %d, questions %d",
                 *(len(frames[s]["train"]) for s in ("sst", "hate", "questions")))
     tokenizer = load_tokenizer()
@@ -337,8 +345,8 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     with tempfile_dir() as scratch:
         fp32_path, int8_path = export(network, scratch)
         (target / accurate.ENCODER_FILE).write_bytes(int8_path.read_bytes())
-        int8_embed = _onnx_embedder(target / accurate.ENCODER_FILE, tokenizer_json, settings.threads)
-        fp32_embed = _onnx_embedder(fp32_path, tokenizer_json, settings.threads)
+        int8_embed = onnx_embedder(target / accurate.ENCODER_FILE, tokenizer_json, settings.threads)
+        fp32_embed = onnx_embedder(fp32_path, tokenizer_json, settings.threads)
         arrays = head_arrays(network)
         offset, curve = hate_offset(int8_embed, arrays, frames["hate"]["dev"])
         arrays["hatespeech.bias"] = arrays["hatespeech.bias"] + offset * np.eye(3)[HATE_LABELS.index("hate speech")]
@@ -372,7 +380,7 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     }
     (report_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (report_dir / "agreement.json").write_text(json.dumps(agreed, indent=1) + "\n", encoding="utf-8")
-    _plot_loss(history, report_dir / "training_loss.png")
+    plot_loss(history, report_dir / "training_loss.png")
     manifest = {
         "format": accurate.FORMAT, "format_version": accurate.FORMAT_VERSION, "name": "accurate",
         "heads": {name: list(labels) for name, labels in HEADS.items()},
@@ -384,7 +392,7 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
         "training_data": {**frames["sst"]["description"],
                           "train_texts": {s: int(len(frames[s]["train"])) for s in ("sst", "hate", "questions")}},
         "settings": summary["settings"], "build_seconds": round(seconds, 1),
-        "versions": _library_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": library_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (target / accurate.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     logger.info("accurate: done in %.1f min (training %.1f min)", seconds / 60, train_seconds / 60)

@@ -44,7 +44,7 @@ def _frame(texts, **targets) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, **_targets(len(texts), **targets)})
 
 
-def _sample(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+def sample_rows(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
     return frame if not sample or sample >= len(frame) else frame.sample(sample, random_state=seed)
 
 
@@ -55,7 +55,7 @@ def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
 
     splits = load_splits(data_root / "sst", None)
     train = pd.concat([splits.train, splits.train[splits.train["is_root"]]], ignore_index=True)
-    train = _sample(train, sample, 0)
+    train = sample_rows(train, sample, 0)
 
     def frame(rows: pd.DataFrame, hate: bool) -> pd.DataFrame:
         labels = rows["label"].to_numpy()
@@ -67,7 +67,7 @@ def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
     roots = splits.train[splits.train["is_root"]]
     sentences = _frame([sst_to_plain(p) for p in roots["phrase"]], hatespeech=np.full(len(roots), NEITHER))
     return {"train": frame(train, True), "dev": frame(splits.dev, False), "test": frame(splits.test, False),
-            "sentences": _sample(sentences, sample, 0), "test_raw": splits.test, "description": splits.description}
+            "sentences": sample_rows(sentences, sample, 0), "test_raw": splits.test, "description": splits.description}
 
 
 def hate_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -82,7 +82,7 @@ def hate_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> di
     def to(rows):
         return _frame(rows["text"], hatespeech=[HATE_LABELS.index(t) for t in rows["target"]])
 
-    return {"train": _sample(to(fit), sample, seed), "dev": to(dev), "test": to(held_out)}
+    return {"train": sample_rows(to(fit), sample, seed), "dev": to(dev), "test": to(held_out)}
 
 
 def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -97,12 +97,12 @@ def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -
                       questions_fine=[FINE_LABELS.index(f) for f in rows["fine"]],
                       hatespeech=np.full(len(rows), NEITHER if neither else IGNORE))
 
-    return {"train": _sample(to(fit, True), sample, seed), "dev": to(dev, False), "test": to(held_out, False)}
+    return {"train": sample_rows(to(fit, True), sample, seed), "dev": to(dev, False), "test": to(held_out, False)}
 
 
 # -- the model -------------------------------------------------------------------
 
-def _proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
+def head_proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
     return accurate.softmax(vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
 
 
@@ -123,7 +123,7 @@ def dev_scores(embed, arrays: dict, dev: dict[str, pd.DataFrame]) -> dict[str, f
         found = embed(frame["text"].tolist())
         for name in heads:
             keep = frame[name].to_numpy() != IGNORE
-            predicted = _proba(found[keep], arrays, name).argmax(axis=1)
+            predicted = head_proba(found[keep], arrays, name).argmax(axis=1)
             truth = frame[name].to_numpy()[keep]
             scores[name] = dev_score(name, truth, predicted)
     return scores

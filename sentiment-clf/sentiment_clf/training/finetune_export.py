@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score
 from sentiment_clf import accurate
 from sentiment_clf.model_files import pack_arrays
 from sentiment_clf.training import ordinary
-from sentiment_clf.training.finetune_data import HEADS, IGNORE, _proba
+from sentiment_clf.training.finetune_data import HEADS, IGNORE, head_proba
 from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve
 
 
@@ -65,7 +65,7 @@ def export(network, directory: Path) -> tuple[Path, Path]:
     return fp32, int8
 
 
-def _onnx_embedder(path: Path, tokenizer_json: str, threads: int):
+def onnx_embedder(path: Path, tokenizer_json: str, threads: int):
     """``texts -> vectors`` through the ONNX encoder at ``path``."""
     return accurate.Encoder(path.read_bytes(), tokenizer_json, threads=threads).embed
 
@@ -79,7 +79,7 @@ def evaluate(embed, arrays: dict, frames: dict, report_dir: Path) -> dict:
         found = embed(frame["text"].tolist())
         for name in heads:
             keep = frame[name].to_numpy() != IGNORE
-            proba = _proba(found[keep], arrays, name)
+            proba = head_proba(found[keep], arrays, name)
             truth, predicted = frame[name].to_numpy()[keep], proba.argmax(axis=1)
             labels = HEADS[name]
             metrics[name] = {
@@ -103,7 +103,7 @@ def ordinary_flag_rate(embed, arrays: dict, texts: dict[str, list[str]]) -> dict
     """The share of each set of ordinary texts that the hate-speech head calls hate speech
     or offensive language."""
     def labels(group: list[str]) -> list[str]:
-        scores = _proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech")
+        scores = head_proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech")
         return [HEADS["hatespeech"][i] for i in scores.argmax(axis=1)]
 
     return ordinary.flag_rate(labels, texts)
@@ -115,7 +115,7 @@ def agreement(fp32_embed, int8_embed, arrays: dict, texts: list[str]) -> dict:
     full, quantized = fp32_embed(texts), int8_embed(texts)
     result: dict = {"texts": texts, "fp32_labels": {}, "agreement": {}, "max_probability_difference": {}}
     for name in HEADS:
-        p_full, p_int8 = _proba(full, arrays, name), _proba(quantized, arrays, name)
+        p_full, p_int8 = head_proba(full, arrays, name), head_proba(quantized, arrays, name)
         result["fp32_labels"][name] = p_full.argmax(axis=1).tolist()
         result["agreement"][name] = float((p_full.argmax(axis=1) == p_int8.argmax(axis=1)).mean())
         result["max_probability_difference"][name] = float(np.abs(p_full - p_int8).max())
@@ -143,13 +143,13 @@ def save_hf(network, directory: Path) -> None:
     (directory / "heads.npz").write_bytes(pack_arrays(head_arrays(network)))
 
 
-def _library_versions() -> dict:
+def library_versions() -> dict:
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}
 
 
-def _plot_loss(history: dict, path: Path) -> None:
+def plot_loss(history: dict, path: Path) -> None:
     from sentiment_clf.training.plots import plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

@@ -14,7 +14,7 @@ from sentiment_clf import accurate
 from sentiment_clf.training.finetune_data import HEADS
 
 
-def _torch():
+def torch_module():
     import torch
 
     return torch
@@ -23,7 +23,7 @@ def _torch():
 def build_network(dropout: float, weights: Path | None = None):
     """The encoder from the packaged weights (or a folder ``save_hf`` wrote, heads included),
     mean pooling, and a linear head per model."""
-    torch = _torch()
+    torch = torch_module()
     from torch import nn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,8 +72,8 @@ def load_tokenizer():
     return tokenizer
 
 
-def _encode(tokenizer, texts: list[str]):
-    torch = _torch()
+def encode(tokenizer, texts: list[str]):
+    torch = torch_module()
     tokenizer.enable_padding(pad_id=accurate.PAD_ID, pad_token=accurate.PAD_TOKEN)
     encodings = tokenizer.encode_batch(texts)
     ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
@@ -81,7 +81,7 @@ def _encode(tokenizer, texts: list[str]):
     return ids, mask
 
 
-def _batches(frame: pd.DataFrame, tokenizer, batch_size: int, rng: random.Random, passes: int,
+def batches_of(frame: pd.DataFrame, tokenizer, batch_size: int, rng: random.Random, passes: int,
              source: str) -> list[tuple[str, np.ndarray]]:
     """Index batches of ``frame``: shuffled, then sorted by length within blocks of 100
     batches (less padding), ``passes`` times over."""
@@ -100,13 +100,13 @@ def _batches(frame: pd.DataFrame, tokenizer, batch_size: int, rng: random.Random
 
 def vectors(network, tokenizer, texts: list[str], batch_size: int = 128) -> np.ndarray:
     """Pooled vectors of ``texts`` from the torch network (evaluation; no gradients)."""
-    torch = _torch()
+    torch = torch_module()
     network.eval()
     order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), network.encoder.config.hidden_size), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             index = order[start:start + batch_size]
-            ids, mask = _encode(tokenizer, [texts[i] for i in index])
+            ids, mask = encode(tokenizer, [texts[i] for i in index])
             out[index] = network.pooled(ids, mask).numpy()
     return out

@@ -44,10 +44,10 @@ from sentiment_clf.training.finetune_data import (
     HEADS,
     IGNORE,
     SOURCE_HEADS,
-    _sample,
     dev_score,
     hate_frames,
     question_frames,
+    sample_rows,
     sst_frames,
 )
 from sentiment_clf.training.finetune_export import ordinary_texts
@@ -100,8 +100,8 @@ def _frames(data_root: Path, sample: int | None = None) -> dict:
     if sample:  # quick runs (tests): a few dev and test texts of each, ten times as many to train a partner
         for source in frames.values():
             for part in ("dev", "test"):
-                source[part] = _sample(source[part], sample, 0)
-            source["train"] = _sample(source["train"], 10 * sample, 0)
+                source[part] = sample_rows(source[part], sample, 0)
+            source["train"] = sample_rows(source["train"], 10 * sample, 0)
     return frames
 
 
