@@ -69,7 +69,7 @@ bench-compare: $(VENV)/.installed-test .venv-mlserver/.installed
 	$(PYTHON) -m venv .venv-mlserver
 	.venv-mlserver/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22" \
 		scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1
-	# its pickled pipeline names our tokenizer (sentiment_clf.text), so it needs the project too
+	# its pickled pipeline names our tokenizer (sentiment_clf.serving.text), so it needs the project too
 	.venv-mlserver/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 

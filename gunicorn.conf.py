@@ -28,7 +28,7 @@ from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # noqa: E4
 from gunicorn.http import message  # type: ignore[import-untyped]  # noqa: E402
 
 from sentiment_clf.config import Settings, unknown_variables  # noqa: E402
-from sentiment_clf.worker_balance import BalancedStreamServer, ConnectionCounts  # noqa: E402
+from sentiment_clf.server.worker_balance import BalancedStreamServer, ConnectionCounts  # noqa: E402
 
 if unknown_variables():  # an operator's typo stops the start, named, before gunicorn binds
     raise SystemExit("sentiment-clf: " + "; ".join(unknown_variables()))

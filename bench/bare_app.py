@@ -17,7 +17,7 @@ _CONSTANT = json.dumps({"prediction": "Negative", "confidence": 0.9}).encode()
 
 
 def create_app():
-    from sentiment_clf.accurate import load_accurate
+    from sentiment_clf.serving.accurate import load_accurate
 
     head = load_accurate(MODEL_DIR)["sentiment"]
 

@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_head(threads: int):
-    from sentiment_clf.accurate import load_accurate
+    from sentiment_clf.serving.accurate import load_accurate
 
     return load_accurate(MODEL_DIR, threads=threads)["sentiment"]
 
@@ -111,9 +111,9 @@ def partner_cost(repeats: int) -> dict:
     import copy
     import tracemalloc
 
-    from sentiment_clf.accurate import PARTNER_FILE, load_accurate
-    from sentiment_clf.model_files import unpack_arrays
-    from sentiment_clf.partners import TextPartner
+    from sentiment_clf.serving.accurate import PARTNER_FILE, load_accurate
+    from sentiment_clf.serving.formats import unpack_arrays
+    from sentiment_clf.serving.partners import TextPartner
 
     head = load_accurate(MODEL_DIR, threads=1)["hatespeech"]
     if head.partner is None:

@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.harness import LiveServer
 from model import NLPModel
-from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_clf import accurate
-from sentiment_clf.model_files import unpack_arrays
+from sentiment_clf.serving import accurate
+from sentiment_clf.serving.formats import unpack_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"

@@ -55,13 +55,14 @@ def serve(folder: Path, **env) -> LiveServer:
 
 
 def latencies(url: str, seconds: float) -> list[float]:
-    session, found = requests.Session(), []
+    found: list[float] = []
     stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
-        started = time.monotonic()
-        session.get(f"{url}/", params={"query": "a good film"}, timeout=120)
-        found.append(time.monotonic() - started)
-        time.sleep(0.02)
+    with requests.Session() as session:
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            session.get(f"{url}/", params={"query": "a good film"}, timeout=120)
+            found.append(time.monotonic() - started)
+            time.sleep(0.02)
     return found
 
 
@@ -75,9 +76,9 @@ def under_load(url: str, path: str, body: dict, clients: int, seconds: float) ->
     stop, statuses = threading.Event(), []
 
     def heavy() -> None:
-        session = requests.Session()
-        while not stop.is_set():
-            statuses.append(session.post(f"{url}{path}", json=body, timeout=300).status_code)
+        with requests.Session() as session:
+            while not stop.is_set():
+                statuses.append(session.post(f"{url}{path}", json=body, timeout=300).status_code)
 
     threads = [threading.Thread(target=heavy) for _ in range(clients)]
     for thread in threads:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_clf import documents
-from sentiment_clf.accurate import MAX_TOKENS, WINDOW_OVERLAP, load_accurate, softmax
-from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.serving import documents
+from sentiment_clf.serving.accurate import MAX_TOKENS, WINDOW_OVERLAP, load_accurate, softmax
+from sentiment_clf.serving.linear_model import LinearTextModel
 from sentiment_clf.training.intervals import accuracy_interval
 
 ROOT = Path(__file__).resolve().parents[1]

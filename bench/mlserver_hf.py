@@ -85,7 +85,7 @@ def convert_hf_dir(source: Path, target: Path, *, head: str = "sentiment",
     """
     from safetensors.numpy import load_file, save_file
 
-    from sentiment_clf.model_files import unpack_arrays
+    from sentiment_clf.serving.formats import unpack_arrays
 
     source, target = Path(source), Path(target)
     target.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def hf_dir_from_model(model_dir: Path, target: Path, head: str = "sentiment") ->
     from onnx import numpy_helper
     from safetensors.numpy import load_file, save_file
 
-    from sentiment_clf.accurate import MANIFEST_FILE, encoder_files
+    from sentiment_clf.serving.accurate import MANIFEST_FILE, encoder_files
     from sentiment_clf.training.shared_weights import inlined
 
     manifest = json.loads((Path(model_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))

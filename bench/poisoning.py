@@ -18,7 +18,7 @@ from pathlib import Path
 import util
 from bench.bench_predict import machine, save_results
 from sentiment_clf.config import APP_DIR
-from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

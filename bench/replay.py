@@ -41,12 +41,12 @@ import util
 from bench.bench_predict import machine, save_results
 from bench.bench_workers import WARM_UP, memory_kib, one_connection_per_worker
 from bench.harness import LiveServer, worker_pids
-from sentiment_clf import checkpoints as checkpoint_store
-from sentiment_clf.admission import learn_key
 from sentiment_clf.config import Settings
-from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.loading import load_models
-from sentiment_clf.storage import Storage, checkpoints, default_url, feedback
+from sentiment_clf.feedback import checkpoints as checkpoint_store
+from sentiment_clf.feedback.admission import learn_key
+from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.store import Storage, checkpoints, default_url, feedback
+from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 import util
 from bench.bench_predict import machine, save_results
 from sentiment_clf.config import Settings
-from sentiment_clf.loading import load_models
+from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS, endpoint_models
 from sentiment_clf.web.answers import answer
 

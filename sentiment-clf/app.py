@@ -27,10 +27,10 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from sentiment_clf.config import Settings, check_environment
-from sentiment_clf.decisions import parse_thresholds
-from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.loading import load_accurate_tier, load_models
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.store import Storage
+from sentiment_clf.serving.decisions import parse_thresholds
+from sentiment_clf.serving.loading import load_accurate_tier, load_models
 from sentiment_clf.tasks import MODELS, endpoint_models
 from sentiment_clf.web import middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services

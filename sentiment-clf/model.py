@@ -3,7 +3,7 @@
 The classifier is multinomial naive Bayes (the default), logistic regression, or
 a linear SVM with sigmoid-calibrated probabilities. ``NLPModel`` is the
 scikit-learn estimator that ``build_model.py`` fits, compares and saves; the
-service loads what it saved as a :class:`~sentiment_clf.linear_model.LinearTextModel`,
+service loads what it saved as a :class:`~sentiment_clf.serving.linear_model.LinearTextModel`,
 which computes the same probabilities with numpy alone. The model knows nothing
 about HTTP. It is saved as plain arrays plus a JSON manifest, never pickled, so
 loading a model file cannot run code (format: ``sentiment_clf/model_files.py``).
@@ -23,11 +23,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.svm import LinearSVC
 
-from sentiment_clf import model_files, vocabulary
-from sentiment_clf.classifiers import arrays_from_format1, temper
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.model_files import ModelFileError  # noqa: F401 (part of this module's API)
-from sentiment_clf.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401
+from sentiment_clf.serving import formats as model_files
+from sentiment_clf.serving import vocabulary
+from sentiment_clf.serving.classifiers import arrays_from_format1, temper
+from sentiment_clf.serving.formats import ModelFileError  # noqa: F401 (part of this module's API)
+from sentiment_clf.serving.linear_model import LinearTextModel
+from sentiment_clf.serving.text import TOKENIZER, TOKENIZERS, clean_tweet, tokenize, tokenize_tweet  # noqa: F401
 from sentiment_clf.training.calibration import CalibratedLinear
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
 
     def explain(self, text: str, top: int = 10) -> dict:
         """Why ``text`` got its label rather than the runner-up: see
-        :meth:`LinearTextModel.explain <sentiment_clf.linear_model.LinearTextModel.explain>`."""
+        :meth:`LinearTextModel.explain <sentiment_clf.serving.linear_model.LinearTextModel.explain>`."""
         return self.served().explain(text, top)
 
     # -- saving and loading ---------------------------------------------------
@@ -330,7 +331,7 @@ class NLPModel(ClassifierMixin, BaseEstimator):
 
 def _format1_arrays(arrays: dict[str, np.ndarray], classifier: str, n_classes: int) -> dict[str, np.ndarray]:
     """Format 2's served arrays back as the classifier's own (the inverse of
-    :func:`~sentiment_clf.classifiers.arrays_from_format1`)."""
+    :func:`~sentiment_clf.serving.classifiers.arrays_from_format1`)."""
     converted = {"vocabulary": arrays["vocabulary"], "idf": arrays["idf"]}
     if classifier == "nb":
         converted.update(feature_count=np.ascontiguousarray(arrays["feature_count_by_term"].T),

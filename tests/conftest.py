@@ -60,7 +60,7 @@ def _storages_are_closed(monkeypatch):
     Otherwise its pooled connections stay open until garbage collection, which then
     warns (a ResourceWarning, an error here) in whichever test happens to run.
     """
-    from sentiment_clf.storage import Storage
+    from sentiment_clf.feedback.store import Storage
 
     made = []
     make = Storage.__init__
@@ -208,6 +208,6 @@ def accurate_dir() -> Path:
 @pytest.fixture(scope="session")
 def accurate_heads(accurate_dir):
     """Every head of the committed accurate tier, sharing one encoder, by model name."""
-    from sentiment_clf.accurate import load_accurate
+    from sentiment_clf.serving.accurate import load_accurate
 
     return load_accurate(accurate_dir)

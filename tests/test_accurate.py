@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from sentiment_clf.accurate import (
+from sentiment_clf.serving.accurate import (
     HEADS_FILE,
     MANIFEST_FILE,
     PARTNER_FILE,
@@ -26,7 +26,7 @@ from sentiment_clf.accurate import (
     partner_files,
     softmax,
 )
-from sentiment_clf.model_files import ModelFileError
+from sentiment_clf.serving.formats import ModelFileError
 from sentiment_clf.tasks import MODELS
 
 from conftest import ROOT
@@ -205,7 +205,7 @@ def test_the_hate_speech_head_blends_its_partner_as_the_manifest_says(accurate_h
         np.testing.assert_allclose(row, softmax(blended[np.newaxis, :] / head.temperature)[0], atol=1e-6)
     alone = softmax((vectors @ head.weight.T + head.bias) / np.float32(head.temperature))
     assert np.abs(found - alone).max() > 0.01
-    from sentiment_clf.accurate import head_version
+    from sentiment_clf.serving.accurate import head_version
 
     assert head.version == head_version(head.encoder_sha, "hatespeech", head.weight, head.bias, head.temperature,
                                         head.partner)
@@ -260,7 +260,7 @@ def test_explain_names_the_deciding_word(accurate_heads):
 
 SERVING_ONLY = """
 import sys
-from sentiment_clf.accurate import load_accurate
+from sentiment_clf.serving.accurate import load_accurate
 heads = load_accurate(sys.argv[1])
 heads["sentiment"].predict_one("a wonderful, moving film")
 heads["ratings"].predict_proba(["a dull, tedious mess", "fine"])

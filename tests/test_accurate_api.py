@@ -153,7 +153,7 @@ def test_the_page_shows_the_accurate_answer_beside_the_fast_one(client):
 def test_a_retrained_head_is_published_through_the_gate_served_and_rolled_back(accurate_app):
     """Stored answers reach the accurate tier by a retrain: a version in the database that
     every server picks up, and that rollback takes back."""
-    from sentiment_clf.accurate import PUBLISHED_PREFIX, load_accurate
+    from sentiment_clf.serving.accurate import PUBLISHED_PREFIX, load_accurate
     from sentiment_clf.training.retrain_accurate import retrain_head
 
     services = accurate_app.extensions["sentiment_clf"]
@@ -179,7 +179,7 @@ def test_a_retrained_head_is_published_through_the_gate_served_and_rolled_back(a
 
 
 def test_a_worse_retrained_head_is_not_published(accurate_app):
-    from sentiment_clf.accurate import load_accurate
+    from sentiment_clf.serving.accurate import load_accurate
     from sentiment_clf.training.retrain_accurate import retrain_head
 
     services = accurate_app.extensions["sentiment_clf"]
@@ -194,7 +194,7 @@ def test_a_worse_retrained_head_is_not_published(accurate_app):
 
 def test_concurrent_requests_in_a_real_server_get_their_own_texts_answers(live_server):
     need((ACCURATE / "manifest.json").exists(), "no accurate model")
-    from sentiment_clf.accurate import load_accurate
+    from sentiment_clf.serving.accurate import load_accurate
 
     texts = [f"a {adjective} film about {topic}" for adjective in ("wonderful", "dreadful", "quiet", "loud")
              for topic in ("love", "war", "dogs", "the sea", "money", "music", "cooking", "trains")]

@@ -17,9 +17,9 @@ import requests
 
 import util
 from bench.harness import LiveServer
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.storage import Storage
-from sentiment_clf.trust import new_key
+from sentiment_clf.feedback.policy import new_key
+from sentiment_clf.feedback.store import Storage
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 from conftest import MODELS_DIR
 
@@ -143,6 +143,7 @@ def test_the_rate_limit_holds_across_workers_and_both_routes_and_trusts_only_its
     server = start(request, tmp_path, url, SENTIMENT_CLF_TRUSTED_PROXIES="127.0.0.1")
     client = {"X-Forwarded-For": "203.0.113.5"}  # what the trusted proxy (127.0.0.1) says the client is
     page = requests.Session()
+    request.addfinalizer(page.close)
     token = csrf_token(page, server.url)
     statuses = []
     for i in range(21):  # default: 20 per minute; /feedback on new connections, the page on its session

@@ -168,13 +168,15 @@ def page_token(session: requests.Session, url: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
 
-def test_the_pages_forms_need_their_csrf_token(server):
-    session = requests.Session()
+def test_the_pages_forms_need_their_csrf_token(server, request):
+    session, other = requests.Session(), requests.Session()
+    request.addfinalizer(session.close)
+    request.addfinalizer(other.close)
     token = page_token(session, server.url)
     form = {"review": "a dull , plodding film"}
     assert "result-sentiment" in session.post(f"{server.url}/ui", data={**form, "csrf_token": token}, timeout=10).text
     answer = {"model": "sentiment", "review": "a dull , plodding film", "prediction": "Negative", "verdict": "correct"}
-    for attempt in (requests.Session(), session):  # another site's form: no token, or one of another visitor's
+    for attempt in (other, session):  # another site's form: no token, or one of another visitor's
         for path, data in (("/ui", form), ("/ui/feedback", answer)):
             data = {**data, "csrf_token": "forged"} if attempt is session else data
             response = attempt.post(f"{server.url}{path}", data=data, timeout=10)

@@ -192,7 +192,7 @@ def test_metrics_add_up_every_worker(live_server):
 
 
 def test_metrics_count_feedback(client):
-    from sentiment_clf.metrics import FEEDBACK
+    from sentiment_clf.web.metrics import FEEDBACK
 
     before = FEEDBACK.labels("sentiment", "Positive")._value.get()
     client.post("/feedback", json={"model": "sentiment", "query": "fine film", "label": "Positive"})

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.serving.batching import MicroBatcher
 
 from conftest import ROOT
 
@@ -189,7 +189,7 @@ from gevent import monkey
 monkey.patch_all()
 import json, time
 import gevent
-from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.serving.batching import MicroBatcher
 
 assert monkey.is_module_patched("threading") and monkey.is_module_patched("time")
 batches = []
@@ -236,7 +236,7 @@ from gevent import monkey
 monkey.patch_all()
 import json, time
 import gevent
-from sentiment_clf.batching import MicroBatcher
+from sentiment_clf.serving.batching import MicroBatcher
 
 def run(batch):
     time.sleep(0.05)
@@ -312,8 +312,8 @@ from gevent import monkey
 monkey.patch_all()
 import json, threading
 import gevent
-from sentiment_clf.batching import MicroBatcher
-from sentiment_clf.cooperative import off_loop
+from sentiment_clf.serving.batching import MicroBatcher
+from sentiment_clf.serving.cooperative import off_loop
 
 native_sleep = monkey.get_original("time", "sleep")  # holds its thread, as a forward pass does
 loop_thread = threading.get_ident()
@@ -361,6 +361,6 @@ def test_under_gevent_a_batch_runs_off_the_event_loop():
 
 
 def test_without_gevent_a_batch_runs_in_the_callers_thread():
-    from sentiment_clf.cooperative import off_loop
+    from sentiment_clf.serving.cooperative import off_loop
 
     assert off_loop(threading.get_ident) == threading.get_ident()

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from bench.harness import LiveServer
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.store import Storage
 
 from conftest import ARTIFACTS, need
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sentiment_clf.classifiers import temper
-from sentiment_clf.decisions import decide, parse_thresholds
+from sentiment_clf.serving.classifiers import temper
+from sentiment_clf.serving.decisions import decide, parse_thresholds
 from sentiment_clf.tasks import MODELS
 from sentiment_clf.training.temperature import expected_calibration_error, fit_temperature, softmax
 
@@ -49,8 +49,8 @@ def _held_out(name: str):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_each_committed_fast_model_is_as_calibrated_as_recorded(name):
-    from sentiment_clf import documents
-    from sentiment_clf.linear_model import LinearTextModel
+    from sentiment_clf.serving import documents
+    from sentiment_clf.serving.linear_model import LinearTextModel
 
     model = LinearTextModel.load(MODELS_DIR / name)
     recorded = model.manifest_["metrics"]["calibration"]

@@ -15,11 +15,12 @@ from sqlalchemy import select, update
 
 from bench.harness import LiveServer
 from model import NLPModel
-from sentiment_clf import checkpoints, model_files
-from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.storage import Storage
-from sentiment_clf.storage import checkpoints as table
+from sentiment_clf.feedback import checkpoints
+from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.store import Storage
+from sentiment_clf.feedback.store import checkpoints as table
+from sentiment_clf.serving import formats as model_files
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 LABELS = ["Negative", "Positive"]
 BASE_TEXTS = ["a great , moving film", "great fun", "wonderful acting", "a boring , dull mess",

@@ -163,7 +163,7 @@ def test_a_text_longer_than_the_windows_says_what_was_not_read(sqlite_url):
 def test_windows_cover_every_word_piece_once_past_their_overlap(accurate_heads):
     from tokenizers import Tokenizer
 
-    from sentiment_clf.accurate import MAX_TOKENS, WINDOW_OVERLAP
+    from sentiment_clf.serving.accurate import MAX_TOKENS, WINDOW_OVERLAP
 
     encoder = accurate_heads["sentiment"].encoder
     whole = Tokenizer.from_str(encoder.tokenizer.to_str())
@@ -188,6 +188,6 @@ def test_windows_cover_every_word_piece_once_past_their_overlap(accurate_heads):
     ("... Blade II is more enjoyable than the original .", ["... Blade II is more enjoyable than the original ."]),
 ])
 def test_the_fast_tier_splits_sentences_where_a_reader_would(text, expected):
-    from sentiment_clf.documents import sentences
+    from sentiment_clf.serving.documents import sentences
 
     assert sentences(text) == expected

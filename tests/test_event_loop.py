@@ -30,21 +30,21 @@ def serve(tmp_path, **env) -> LiveServer:
 
 def normal_client(url: str, seconds: float) -> list[float]:
     """A kept-alive client asking for one short prediction after another: their latencies."""
-    session = requests.Session()
     found = []
     stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
-        started = time.monotonic()
-        assert session.get(f"{url}/", params={"query": "a good film"}, timeout=60).status_code == 200
-        found.append(time.monotonic() - started)
-        time.sleep(0.02)
+    with requests.Session() as session:
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            assert session.get(f"{url}/", params={"query": "a good film"}, timeout=60).status_code == 200
+            found.append(time.monotonic() - started)
+            time.sleep(0.02)
     return found
 
 
 def loop(post, stop: threading.Event, statuses: list[int]) -> None:
-    session = requests.Session()
-    while not stop.is_set():
-        statuses.append(post(session).status_code)
+    with requests.Session() as session:
+        while not stop.is_set():
+            statuses.append(post(session).status_code)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_a_single_request_stops_at_its_time_budget_with_a_json_503(tmp_path):
 def test_the_heads_of_one_encoder_explain_a_text_from_one_reading_of_its_variants(sqlite_url, monkeypatch):
     """/questions explains the coarse and the fine model: both heads read by one encoder,
     so each variant of the text is read once, not once per head."""
-    from sentiment_clf.accurate import EXPLAIN_MAX_WORDS, Encoder
+    from sentiment_clf.serving.accurate import EXPLAIN_MAX_WORDS, Encoder
 
     client = make_app(sqlite_url).test_client()
     read = Encoder.read
@@ -131,6 +131,6 @@ def test_the_heads_of_one_encoder_explain_a_text_from_one_reading_of_its_variant
     assert "explanation" in response.json and "explanation" in response.json["fine"]
     # the whole text once, then the explained words' text and each word left out, once each
     assert len(texts) == 1 + 1 + EXPLAIN_MAX_WORDS
-    from sentiment_clf.cooperative import deadline
+    from sentiment_clf.serving.cooperative import deadline
 
     assert deadline() is None  # the request's budget ends with it (a test's later work has none)

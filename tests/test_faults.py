@@ -152,8 +152,7 @@ def test_another_process_holding_sqlites_write_lock_stalls_only_the_writes(tmp_p
     server = start(tmp_path, f"sqlite:///{database}", SENTIMENT_CLF_WORKERS=1)
     holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     try:
-        session = requests.Session()
-        assert session.get(f"{server.url}/", params={"query": "warm"}, timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/", params={"query": "warm"}, timeout=5).status_code == 200
         holder.execute("BEGIN IMMEDIATE")  # the write lock, held
         slow: list[float] = []
         stored: list[int] = []

@@ -1,7 +1,7 @@
 """POST /feedback, GET /models and the /ui page, through Flask's test client."""
 import pytest
 
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.store import Storage
 
 from conftest import make_app
 
@@ -151,7 +151,7 @@ def test_an_idempotency_key_belongs_to_the_client_that_sent_it(sqlite_url):
 def _rows(storage):
     from sqlalchemy import select
 
-    from sentiment_clf.storage import feedback
+    from sentiment_clf.feedback.store import feedback
 
     return storage.call(lambda conn: conn.execute(select(feedback)).all())
 
@@ -212,7 +212,7 @@ def test_beyond_its_learning_budget_a_client_is_stored_not_learned(sqlite_url):
 
 
 def test_a_trusted_api_key_is_learned_at_once_and_an_unknown_one_is_a_401(sqlite_url):
-    from sentiment_clf.trust import new_key
+    from sentiment_clf.feedback.policy import new_key
 
     key, entry = new_key("ops")
     client = make_app(sqlite_url, CLIENT_LEARNING_BUDGET="1 per day", TRUSTED_API_KEYS=entry).test_client()

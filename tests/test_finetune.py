@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import build_model
-from sentiment_clf.accurate import FILES, MANIFEST_FILE, encoder_identity, load_accurate
+from sentiment_clf.serving.accurate import FILES, MANIFEST_FILE, encoder_identity, load_accurate
 from sentiment_clf.tasks import MODELS
 
 from conftest import SHARED_DATA, need
@@ -188,7 +188,7 @@ def test_a_release_of_two_encoders_loads_and_serves_each_head_from_its_own(relea
 def test_the_encoders_of_a_release_hold_their_common_weights_once(released):
     """The word embeddings (frozen in fine-tuning, so alike in every encoder) are stored once
     in shared.npz; each encoder names them, and reads what it read with them inside."""
-    from sentiment_clf.accurate import TOKENIZER_FILE, Encoder
+    from sentiment_clf.serving.accurate import TOKENIZER_FILE, Encoder
     from sentiment_clf.training.shared_weights import inlined
 
     target, manifest = released
@@ -211,7 +211,7 @@ def test_the_encoders_of_a_release_hold_their_common_weights_once(released):
 def test_an_altered_file_of_a_release_is_refused(released, tmp_path, file):
     import shutil
 
-    from sentiment_clf.model_files import ModelFileError
+    from sentiment_clf.serving.formats import ModelFileError
 
     target, _ = released
     copy = tmp_path / "accurate"

@@ -11,8 +11,9 @@ import pytest
 
 from conftest import APP_DIR, ROOT
 
-MODEL_LAYER = ["sentiment_clf.linear_model", "sentiment_clf.vocabulary", "sentiment_clf.classifiers",
-               "sentiment_clf.model_files", "sentiment_clf.text", "model"]
+MODEL_LAYER = ["sentiment_clf.serving.linear_model", "sentiment_clf.serving.vocabulary",
+               "sentiment_clf.serving.classifiers", "sentiment_clf.serving.formats", "sentiment_clf.serving.text",
+               "model"]
 TRAINING = ("model", "build_model", "util", "sentiment_clf.training")
 
 

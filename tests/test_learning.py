@@ -4,9 +4,9 @@ import pytest
 
 import util
 from model import NLPModel
-from sentiment_clf.admission import learn_key as feedback_key
-from sentiment_clf.learning import ModelRegistry, learnable
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.admission import learn_key as feedback_key
+from sentiment_clf.feedback.online import ModelRegistry, learnable
+from sentiment_clf.feedback.store import Storage
 
 from conftest import MODELS_DIR
 
@@ -123,7 +123,7 @@ def test_a_broken_database_keeps_the_models_serving(storage, caplog):
 
 
 def test_a_client_beyond_its_budget_is_stored_not_learned_until_a_trusted_client_confirms(storage):
-    from sentiment_clf.trust import LearningPolicy
+    from sentiment_clf.feedback.policy import LearningPolicy
 
     base = NLPModel(LABELS, alpha=0.5).fit(BASE_TEXTS, BASE_TARGETS)
     policy = LearningPolicy.parse("100 per minute", "2 per day")

@@ -12,7 +12,7 @@ import requests
 
 from bench.harness import LiveServer
 from model import NLPModel
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.store import Storage
 
 from conftest import MODELS_DIR
 

@@ -16,8 +16,8 @@ import pytest
 
 import util
 from model import ModelFileError, NLPModel
-from sentiment_clf.linear_model import PYTHON_LIMIT, LinearTextModel
-from sentiment_clf.text import TOKENIZERS, word_ngrams
+from sentiment_clf.serving.linear_model import PYTHON_LIMIT, LinearTextModel
+from sentiment_clf.serving.text import TOKENIZERS, word_ngrams
 from sentiment_clf.training.holdout import holdout_split
 from sentiment_clf.training.recipes import RECIPES
 

@@ -11,8 +11,8 @@ import requests
 import build_model
 from bench.harness import LiveServer
 from model import NLPModel
-from sentiment_clf.storage import Storage
-from sentiment_clf.trust import new_key
+from sentiment_clf.feedback.policy import new_key
+from sentiment_clf.feedback.store import Storage
 
 from conftest import ROOT
 
@@ -141,7 +141,7 @@ def test_a_retrain_counts_a_clients_answers_only_within_its_budget(sqlite_url, s
     """A retrain learns what each client's learning budget lets it teach, as online learning
     does: answers held beyond it are left out (a trusted key's all count), each distinct
     answer once."""
-    from sentiment_clf.trust import LearningPolicy
+    from sentiment_clf.feedback.policy import LearningPolicy
 
     monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
     storage = Storage(sqlite_url)
@@ -171,7 +171,7 @@ def test_a_family_of_untrusted_answers_cannot_turn_a_confident_prediction_around
     asks for a location: the candidate would answer location where the serving model says
     human with 0.996. Refused and reported, nothing published; the same answers from a
     trusted key are a correction, published."""
-    from sentiment_clf.trust import LearningPolicy
+    from sentiment_clf.feedback.policy import LearningPolicy
 
     monkeypatch.setenv("SENTIMENT_CLF_DATA_DIR", str(tmp_path))
     storage = Storage(sqlite_url)
@@ -201,8 +201,8 @@ def test_held_answers_from_ten_addresses_do_not_steer_the_sentiment_retrain(sqli
     the ones learned online, which left the phrase Positive (0.74); refitted they would
     make it Negative, further than the budget let them move it: refused. (It went from
     Positive 0.9995 to Negative 0.99999 when the retrain counted all 200.)"""
-    from sentiment_clf.linear_model import LinearTextModel
-    from sentiment_clf.trust import LearningPolicy
+    from sentiment_clf.feedback.policy import LearningPolicy
+    from sentiment_clf.serving.linear_model import LinearTextModel
 
     from conftest import MODELS_DIR
 

@@ -4,8 +4,8 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from sentiment_clf.storage import SCHEMA_VERSION, IdempotencyKeyReused, Storage
-from sentiment_clf.trust import LearningPolicy, RateLimited
+from sentiment_clf.feedback.policy import LearningPolicy, RateLimited
+from sentiment_clf.feedback.store import SCHEMA_VERSION, IdempotencyKeyReused, Storage
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import socket
 import time
 
 from bench.harness import LiveServer, connections_by_worker
-from sentiment_clf.worker_balance import FREE, MAX_DEFER_SECONDS, BalancedStreamServer, ConnectionCounts
+from sentiment_clf.server.worker_balance import FREE, MAX_DEFER_SECONDS, BalancedStreamServer, ConnectionCounts
 
 BURST = 8
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sentiment_clf.text import TOKENIZER
+from sentiment_clf.serving.text import TOKENIZER
 
 
 @dataclass(frozen=True)

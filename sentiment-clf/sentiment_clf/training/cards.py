@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 import util
-from sentiment_clf import documents
-from sentiment_clf.accurate import load_accurate
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.loading import ACCURATE_DIR, card_path
+from sentiment_clf.serving import documents
+from sentiment_clf.serving.accurate import load_accurate
+from sentiment_clf.serving.linear_model import LinearTextModel
+from sentiment_clf.serving.loading import ACCURATE_DIR, card_path
 from sentiment_clf.tasks import MODELS
 from sentiment_clf.training import ordinary
 from sentiment_clf.training.intervals import accuracy_interval

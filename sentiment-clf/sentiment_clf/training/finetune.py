@@ -42,8 +42,8 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from tqdm import tqdm
 
-from sentiment_clf import accurate
-from sentiment_clf.model_files import pack_arrays
+from sentiment_clf.serving import accurate
+from sentiment_clf.serving.formats import pack_arrays
 from sentiment_clf.tasks import HATE_LABELS
 from sentiment_clf.training.finetune_data import (  # noqa: F401 - sst_to_plain: a name others use here
     HEADS,

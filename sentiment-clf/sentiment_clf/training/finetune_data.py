@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 import util
-from sentiment_clf import accurate
+from sentiment_clf.serving import accurate
 from sentiment_clf.tasks import COARSE, FINE_LABELS, HATE_LABELS, RATING_LABELS, SENTIMENT_LABELS
 from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.splits import SPLIT_SEED, questions_split

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, f1_score
 
-from sentiment_clf import accurate
-from sentiment_clf.model_files import pack_arrays
+from sentiment_clf.serving import accurate
+from sentiment_clf.serving.formats import pack_arrays
 from sentiment_clf.training import ordinary
 from sentiment_clf.training.finetune_data import HEADS, IGNORE, head_proba
 from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment_clf import accurate
+from sentiment_clf.serving import accurate
 from sentiment_clf.training.finetune_data import HEADS
 
 
@@ -46,7 +46,7 @@ def build_network(dropout: float, weights: Path | None = None):
 
     network = Network()
     if weights is not None:
-        from sentiment_clf.model_files import unpack_arrays
+        from sentiment_clf.serving.formats import unpack_arrays
 
         arrays = unpack_arrays((Path(weights) / "heads.npz").read_bytes())
         with torch.no_grad():

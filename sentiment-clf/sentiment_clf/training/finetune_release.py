@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, f1_score, precision_recall_fscore_support
 
-from sentiment_clf import accurate
-from sentiment_clf.model_files import pack_arrays, unpack_arrays
-from sentiment_clf.partners import TextPartner
+from sentiment_clf.serving import accurate
+from sentiment_clf.serving.formats import pack_arrays, unpack_arrays
+from sentiment_clf.serving.partners import TextPartner
 from sentiment_clf.tasks import HATE_LABELS
 from sentiment_clf.training import ordinary
 from sentiment_clf.training.finetune_data import (

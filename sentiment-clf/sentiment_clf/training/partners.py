@@ -20,9 +20,9 @@ from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from sentiment_clf.partners import BLOCKS, TextPartner, log_softmax
-from sentiment_clf.text import TOKENIZERS
-from sentiment_clf.vocabulary import join_terms
+from sentiment_clf.serving.partners import BLOCKS, TextPartner, log_softmax
+from sentiment_clf.serving.text import TOKENIZERS
+from sentiment_clf.serving.vocabulary import join_terms
 
 MIN_DF = 3
 C = 1.0

@@ -23,13 +23,13 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.metrics import accuracy_score
 
-from sentiment_clf.accurate import HEAD_FORMAT, PUBLISHED_PREFIX, AccurateHead, head_version, normalize
-from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.model_files import checksum, pack_arrays
-from sentiment_clf.storage import Storage
+from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.policy import LearningPolicy
+from sentiment_clf.feedback.store import Storage
+from sentiment_clf.serving.accurate import HEAD_FORMAT, PUBLISHED_PREFIX, AccurateHead, head_version, normalize
+from sentiment_clf.serving.formats import checksum, pack_arrays
 from sentiment_clf.training.retrain import answers_to_learn
 from sentiment_clf.training.steering import steered_families
-from sentiment_clf.trust import LearningPolicy
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sentiment_clf import accurate
-from sentiment_clf.model_files import pack_arrays, unpack_arrays
+from sentiment_clf.serving import accurate
+from sentiment_clf.serving.formats import pack_arrays, unpack_arrays
 
 MIN_BYTES = 1 << 20  # smaller weights are not worth naming twice
 

@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from limits import RateLimitItem
 
-from sentiment_clf.storage import FeedbackRow
-from sentiment_clf.text import tokenize
+from sentiment_clf.feedback.store import FeedbackRow
+from sentiment_clf.serving.text import tokenize
 
 CONFIDENT = 0.9  # a serving prediction at least this sure is not turned around by untrusted answers
 FAMILY_TEXTS = 50  # texts of one family checked (its first ones)

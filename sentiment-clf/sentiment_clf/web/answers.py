@@ -15,13 +15,14 @@ from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import InternalServerError, NotFound, ServiceUnavailable, TooManyRequests, UnprocessableEntity
 
-from sentiment_clf import documents, metrics
-from sentiment_clf.accurate import AccurateHead, Reading
-from sentiment_clf.decisions import decide
-from sentiment_clf.learning import ModelRegistry
-from sentiment_clf.storage import IdempotencyKeyReused, Storage, Stored
+from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.policy import LearningPolicy, RateLimited
+from sentiment_clf.feedback.store import IdempotencyKeyReused, Storage, Stored
+from sentiment_clf.serving import documents
+from sentiment_clf.serving.accurate import AccurateHead, Reading
+from sentiment_clf.serving.decisions import decide
 from sentiment_clf.tasks import MODELS
-from sentiment_clf.trust import LearningPolicy, RateLimited
+from sentiment_clf.web import metrics
 from sentiment_clf.web.clients import Client
 
 logger = logging.getLogger(__name__)

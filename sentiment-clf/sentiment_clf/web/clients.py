@@ -23,7 +23,7 @@ from functools import lru_cache
 from flask import current_app, request
 from werkzeug.exceptions import Unauthorized
 
-from sentiment_clf.trust import hash_key, parse_trusted_keys, parse_trusted_proxies
+from sentiment_clf.feedback.policy import hash_key, parse_trusted_keys, parse_trusted_proxies
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -11,7 +11,7 @@ import uuid
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from sentiment_clf import metrics
+from sentiment_clf.web import metrics
 from sentiment_clf.web.answers import services
 from sentiment_clf.web.inputs import check_url
 

@@ -15,11 +15,11 @@ from flask_restful import Resource
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
-from sentiment_clf import metrics
-from sentiment_clf.cooperative import OverBudget, budget, take_turn
-from sentiment_clf.loading import card_path
+from sentiment_clf.feedback.policy import NOT_LEARNED
+from sentiment_clf.serving.cooperative import OverBudget, budget, take_turn
+from sentiment_clf.serving.loading import card_path
 from sentiment_clf.tasks import MODELS, ModelSpec
-from sentiment_clf.trust import NOT_LEARNED
+from sentiment_clf.web import metrics
 from sentiment_clf.web.answers import Services, json_response, predict, predict_many, store_feedback, thresholds
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant

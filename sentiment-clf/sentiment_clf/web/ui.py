@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from sentiment_clf.accurate import Reading
+from sentiment_clf.serving.accurate import Reading
 from sentiment_clf.web.answers import (
     accurate_answer,
     fast_answer,

@@ -39,10 +39,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sentiment_clf.batching import MicroBatcher
-from sentiment_clf.cooperative import check_budget, deadline, off_loop
-from sentiment_clf.model_files import ModelFileError, unpack_arrays
-from sentiment_clf.partners import TextPartner
+from sentiment_clf.serving.batching import MicroBatcher
+from sentiment_clf.serving.cooperative import check_budget, deadline, off_loop
+from sentiment_clf.serving.formats import ModelFileError, unpack_arrays
+from sentiment_clf.serving.partners import TextPartner
 
 FORMAT = "sentiment-clf/accurate-model"
 HEAD_FORMAT = "sentiment-clf/accurate-head"  # a retrained head, published to the database

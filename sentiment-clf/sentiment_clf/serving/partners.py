@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sentiment_clf.text import character_ngrams, tokenize_tweet, word_ngrams
-from sentiment_clf.vocabulary import split_terms
+from sentiment_clf.serving.text import character_ngrams, tokenize_tweet, word_ngrams
+from sentiment_clf.serving.vocabulary import split_terms
 
 # The blocks: how each turns a text's tokens into terms (the tokenizers of text.py, as
 # training/partners.py hands them to scikit-learn).

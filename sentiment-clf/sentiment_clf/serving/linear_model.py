@@ -10,7 +10,7 @@ A text's probabilities are the classifier's per-label scores ``bias + x @ W``
 (``x`` the L2-normalised TF-IDF row, ``W`` one weight row per term), turned
 into probabilities by the classifier's link: a softmax for naive Bayes (its
 joint log likelihood) and logistic regression (its logits), per-label sigmoids
-for the calibrated SVM (:mod:`sentiment_clf.classifiers`).
+for the calibrated SVM (:mod:`sentiment_clf.serving.classifiers`).
 
 A short text touches a handful of rows, where numpy's per-call cost outweighs
 the arithmetic: such texts are summed in Python floats read through memoryviews
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_clf import model_files
-from sentiment_clf.classifiers import (
+from sentiment_clf.serving import formats as model_files
+from sentiment_clf.serving.classifiers import (
     LINKS,
     NaiveBayesCounts,
     SigmoidCalibration,
@@ -34,8 +34,8 @@ from sentiment_clf.classifiers import (
     Tempered,
     arrays_from_format1,
 )
-from sentiment_clf.text import TOKENIZERS
-from sentiment_clf.vocabulary import Vocabulary
+from sentiment_clf.serving.text import TOKENIZERS
+from sentiment_clf.serving.vocabulary import Vocabulary
 
 # Up to about this many (term, label) products a Python loop beats numpy (measured
 # on the sentiment, ratings and 47-label question models alike).
@@ -305,7 +305,7 @@ class LinearTextModel:
         Exact: the same as refitting the classifier on the training data plus these
         examples with this vocabulary (what scikit-learn's ``partial_fit`` does).
         The saved arrays stay shared; what was learned is kept as the learned terms'
-        counts (:class:`~sentiment_clf.classifiers.NaiveBayesCounts`), their weights
+        counts (:class:`~sentiment_clf.serving.classifiers.NaiveBayesCounts`), their weights
         computed when a text needs them.
         """
         if self.counts is None:

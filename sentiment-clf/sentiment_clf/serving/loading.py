@@ -5,8 +5,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from sentiment_clf.accurate import MANIFEST_FILE, MAX_WINDOWS, AccurateHead, load_accurate
-from sentiment_clf.linear_model import LinearTextModel
+from sentiment_clf.serving.accurate import MANIFEST_FILE, MAX_WINDOWS, AccurateHead, load_accurate
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 ACCURATE_DIR = "accurate"  # the accurate tier's folder in MODEL_DIR
 

@@ -1,5 +1,5 @@
 """The storage side of the learning decision, made once per answer inside its write
-transaction (:meth:`Storage.add_feedback <sentiment_clf.storage.Storage.add_feedback>`),
+transaction (:meth:`Storage.add_feedback <sentiment_clf.feedback.store.Storage.add_feedback>`),
 and the upgrade of a version-1 database to the columns it needs.
 
 Every worker of every server reads the decision from the database (the ``learned``
@@ -17,8 +17,8 @@ from limits import RateLimitItem
 from sqlalchemy import Table, bindparam, func, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from sentiment_clf.text import tokenize
-from sentiment_clf.trust import LearningPolicy, RateLimited
+from sentiment_clf.feedback.policy import LearningPolicy, RateLimited
+from sentiment_clf.serving.text import tokenize
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ restart rebuilds them from the stored feedback.
 
 The learning rule, applied in feedback-id order: an answer that was stored as
 learned (``feedback.learned``, decided once when it was stored, see
-:mod:`sentiment_clf.trust`) teaches the model one example: its text with the label
+:mod:`sentiment_clf.feedback.policy`) teaches the model one example: its text with the label
 the user gave, added to the naive Bayes counts with the fitted vocabulary (exact,
-see :meth:`LinearTextModel.learn <sentiment_clf.linear_model.LinearTextModel.learn>`).
+see :meth:`LinearTextModel.learn <sentiment_clf.serving.linear_model.LinearTextModel.learn>`).
 The decision learns a (model, tokenized text, label) once, whatever the number of
 times it is sent (a flood of the same answer cannot outweigh the training data),
 and only so many answers of one client (its learning budget); the rest wait for a
@@ -25,7 +25,7 @@ retrain. A process reads only the learned rows, and keeps none of their texts.
 
 Bounded replay: a start does not replay every answer. The learned state (the
 learned terms' counts, a few bytes a term, no texts) is checkpointed in the
-database every ``checkpoint_every`` learned answers (:mod:`sentiment_clf.checkpoints`);
+database every ``checkpoint_every`` learned answers (:mod:`sentiment_clf.feedback.checkpoints`);
 a process starts from the newest checkpoint of its base version and replays the
 learned answers after it, a window of ids at a time.
 
@@ -42,12 +42,12 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sentiment_clf import checkpoints
-from sentiment_clf.accurate import PUBLISHED_PREFIX, AccurateHead
 from sentiment_clf.config import Settings
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.model_files import ModelFileError
-from sentiment_clf.storage import FeedbackRow, Storage
+from sentiment_clf.feedback import checkpoints
+from sentiment_clf.feedback.store import FeedbackRow, Storage
+from sentiment_clf.serving.accurate import PUBLISHED_PREFIX, AccurateHead
+from sentiment_clf.serving.formats import ModelFileError
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 logger = logging.getLogger(__name__)
 

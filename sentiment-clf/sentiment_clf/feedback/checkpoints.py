@@ -4,7 +4,7 @@ A served naive Bayes model is its base plus every learned answer. Replaying all
 of them at each start costs time and, while it runs, memory, so a worker that has
 learned ``CHECKPOINT_EVERY`` answers since the last checkpoint stores its learned
 state: the learned terms' added counts, the labels' added totals and the class
-counts (:class:`~sentiment_clf.classifiers.NaiveBayesCounts`), a few bytes a
+counts (:class:`~sentiment_clf.serving.classifiers.NaiveBayesCounts`), a few bytes a
 learned term, and the base's smoothed totals by label (so a start need not read
 every saved count to add them up). A starting worker loads the newest checkpoint of its model's base
 version and replays only the learned answers after it.
@@ -34,9 +34,9 @@ import numpy as np
 from sqlalchemy import delete, desc, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from sentiment_clf import model_files
-from sentiment_clf.linear_model import LinearTextModel
-from sentiment_clf.storage import Storage, checkpoints
+from sentiment_clf.feedback.store import Storage, checkpoints
+from sentiment_clf.serving import formats as model_files
+from sentiment_clf.serving.linear_model import LinearTextModel
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sentiment_clf.cooperative import off_loop
+from sentiment_clf.serving.cooperative import off_loop
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

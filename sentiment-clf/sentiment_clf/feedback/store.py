@@ -70,10 +70,10 @@ from sqlalchemy import text as sql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from sentiment_clf import admission
-from sentiment_clf.admission import IdempotencyKeyReused, Stored  # noqa: F401 - the storage API names them
-from sentiment_clf.cooperative import time_bound
-from sentiment_clf.trust import LearningPolicy
+from sentiment_clf.feedback import admission
+from sentiment_clf.feedback.admission import IdempotencyKeyReused, Stored  # noqa: F401 - the storage API names them
+from sentiment_clf.feedback.policy import LearningPolicy
+from sentiment_clf.serving.cooperative import time_bound
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""Users' answers: stored, admitted, learned online, checkpointed, retrained from. The
+only package that speaks SQL."""
