@@ -57,7 +57,7 @@ timeout = max(30, math.ceil(3 * _settings.request_time_budget))
 # imported code and loaded models (copy-on-write pages; the model arrays are
 # memory-mapped anyway), so each worker adds ~20 MiB instead of ~55, and a start
 # imports everything once. The app holds nothing a fork would break: the database
-# pool is emptied in each child (storage.py), and Prometheus and the rate limiter
+# pool is emptied in each child (feedback/store.py), and Prometheus and the rate limiter
 # open their per-process state on first use.
 preload_app = True
 # gunicorn's own bounded limit on the request line is at most 8190 bytes, less than a
@@ -162,7 +162,7 @@ def post_worker_init(worker):
     for encoder in encoders.values():  # several heads share each encoder
         encoder.warm()
     # Each worker reads new feedback and versions in a greenlet of its own: no request
-    # waits on the database for a model (learning.py).
+    # waits on the database for a model (feedback/online.py).
     if services is not None:
         services.registry.start_background()
 

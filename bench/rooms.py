@@ -1,9 +1,9 @@
 """The layout's figures: modules, lines and imports per room, and the modules one request walks.
 
-A room is a folder of the ``sentiment_clf`` package; its top-level modules are the room
-"sentiment_clf", and the checkout's entry points (``app.py``, ``model.py``,
-``build_model.py``, ``util.py``) are the room "entry points". An arrow is one module
-importing another in a different room; the walk of a request is the sequence of
+A room is a folder of the ``sentiment_clf`` package; its top-level modules are counted as
+the room "sentiment_clf", and ``app.py`` and ``build_model.py`` as "entry points"
+(``model.py`` and ``util.py`` are training's). An arrow is one module importing another
+in a different room (each top-level module counting as a room of its own); the walk of a request is the sequence of
 package modules whose functions it enters, in order, with repeats of the same module
 folded (a hop is a step from one module to another).
 
@@ -37,17 +37,25 @@ def modules(root: Path) -> dict[str, Path]:
 
 
 def room(module: str) -> str:
+    """The room a module is in: a sub-package of sentiment_clf, "sentiment_clf" for the
+    package's top-level modules, "entry points" for app.py and build_model.py; model.py
+    and util.py are training's (the estimator and the loaders it builds on)."""
+    if module in ("model", "util"):
+        return "sentiment_clf.training"
     if module in ENTRY_POINTS:
         return "entry points"
     parts = module.split(".")
-    return "sentiment_clf" if len(parts) <= 2 and not _is_package(module) else ".".join(parts[:2])
+    return ".".join(parts[:2]) if module in _PACKAGES or len(parts) > 2 else "sentiment_clf"
+
+
+def node(module: str) -> str:
+    """What an arrow joins: a room, or one of the package's top-level modules (config,
+    tasks, errors: each stands alone, some below the rooms and some above)."""
+    found = room(module)
+    return module if found == "sentiment_clf" else found
 
 
 _PACKAGES: set[str] = set()
-
-
-def _is_package(module: str) -> bool:
-    return module in _PACKAGES
 
 
 def imports(path: Path, known: set[str]) -> set[str]:
@@ -79,12 +87,13 @@ def figures(root: Path) -> dict:
     arrows: Counter = Counter()
     for name, path in found.items():
         for other in imports(path, set(found)) - {name}:
-            if room(other) != room(name):
-                arrows[(room(name), room(other))] += 1
+            if node(other) != node(name):
+                arrows[(node(name), node(other))] += 1
     pairs = {tuple(sorted(pair)) for pair in arrows}
     both_ways = sorted(pair for pair in pairs if (pair[0], pair[1]) in arrows and (pair[1], pair[0]) in arrows)
     return {"rooms": dict(sorted(per_room.items())), "arrows": sum(arrows.values()),
-            "room_pairs": len(pairs), "both_ways": [" <-> ".join(pair) for pair in both_ways],
+            "directed_pairs": len(arrows), "room_pairs": len(pairs),
+            "both_ways": [" <-> ".join(pair) for pair in both_ways],
             "by_pair": {f"{a} -> {b}": n for (a, b), n in sorted(arrows.items())}}
 
 
@@ -126,6 +135,12 @@ def walk_here() -> dict[str, list[str]]:
     return walks
 
 
+def rooms_walked(seen: list[str]) -> list[str]:
+    """The rooms of a walk, in order, repeats folded."""
+    found = [room(module) for module in seen]
+    return [r for i, r in enumerate(found) if not i or r != found[i - 1]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("sentiment-clf"))
@@ -138,7 +153,8 @@ def main() -> None:
     result = figures(args.root)
     if args.walk:
         walks = walk(args.root)
-        result["walks"] = {name: {"hops": len(seen) - 1, "modules": len(set(seen)), "path": seen}
+        result["walks"] = {name: {"hops": len(seen) - 1, "modules": len(set(seen)), "rooms": rooms_walked(seen),
+                                  "path": seen}
                            for name, seen in walks.items()}
     json.dump(result, sys.stdout, indent=1)
     print()

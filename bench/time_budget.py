@@ -17,9 +17,9 @@ from pathlib import Path
 import util
 from bench.bench_predict import machine, save_results
 from sentiment_clf.config import Settings
+from sentiment_clf.serving import answer
 from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web.answers import answer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_CHARS = 10_000
@@ -35,7 +35,7 @@ def seconds(models: list, batch: list[str], explain: bool) -> float:
     started = time.perf_counter()
     for model in models:
         for row, text in zip(model.predict_proba(batch), batch, strict=True):
-            answer(model, row, text, explain)
+            answer(model, row, text, explain=explain)
     return time.perf_counter() - started
 
 

@@ -21,23 +21,21 @@ from __future__ import annotations
 import secrets
 
 from flask import Flask, jsonify, render_template, send_from_directory
-from flask_restful import Api
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from sentiment_clf.config import Settings, check_environment
-from sentiment_clf.feedback.online import ModelRegistry
-from sentiment_clf.feedback.store import Storage
-from sentiment_clf.serving.decisions import parse_thresholds
-from sentiment_clf.serving.loading import load_accurate_tier, load_models
+from sentiment_clf.errors import ServiceError
+from sentiment_clf.feedback import FeedbackService, LearningPolicy, ModelRegistry, Storage
+from sentiment_clf.serving import load_accurate_tier, load_models, parse_thresholds
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web import middleware, openapi, ratelimit, schemas, ui
+from sentiment_clf.web import errors, middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services
 from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, ModelCard, Models, Prediction, Ready
 
 
-def add_routes(api: Api, services: Services) -> list[str]:
+def add_routes(api: errors.ServiceApi, services: Services) -> list[str]:
     """Every API route; returns the prediction endpoints' names (for their rate limit)."""
     kwargs = {"services": services}
     prediction_endpoints = []
@@ -95,14 +93,16 @@ def create_app(config: dict | None = None) -> Flask:
                                   max_windows=app.config["ACCURATE_MAX_WINDOWS"])
     registry = ModelRegistry(load_models(app.config["MODEL_DIR"], list(MODELS)), storage,
                              app.config["SYNC_INTERVAL"], app.config["CHECKPOINT_EVERY"], accurate)
-    services = app.extensions["sentiment_clf"] = Services(registry, storage)
+    policy = LearningPolicy.parse(app.config["FEEDBACK_RATE_LIMIT"], app.config["CLIENT_LEARNING_BUDGET"])
+    services = app.extensions["sentiment_clf"] = Services(registry, storage, FeedbackService(registry, storage, policy))
 
-    api = Api(app, catch_all_404s=True)
+    api = errors.ServiceApi(app, catch_all_404s=True)
     prediction_endpoints = add_routes(api, services)
     add_pages(app)
     CSRFProtect(app)
     ratelimit.install(app, prediction_endpoints)
-    app.register_error_handler(HTTPException, middleware.json_error)
+    app.register_error_handler(HTTPException, errors.json_error)  # the routes outside the API's
+    app.register_error_handler(ServiceError, errors.service_error)
     app.wsgi_app = middleware.empty_path_is_root(app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(middleware.start_request)
     app.after_request(middleware.security_headers)

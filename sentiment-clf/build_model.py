@@ -35,7 +35,7 @@ from pathlib import Path
 
 import util
 from model import NLPModel
-from sentiment_clf.feedback.policy import LearningPolicy
+from sentiment_clf.feedback import LearningPolicy
 from sentiment_clf.training.holdout import build_holdout
 from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.reports import summary
@@ -162,7 +162,7 @@ def run_retrain(args) -> int:
     storage, settings = open_storage(args.database_url)
     policy = LearningPolicy.parse(settings.feedback_rate_limit, settings.client_learning_budget)
     if args.variant == "accurate":
-        from sentiment_clf.serving.accurate import load_accurate
+        from sentiment_clf.serving import load_accurate
         from sentiment_clf.training.retrain_accurate import base_data as accurate_data
         from sentiment_clf.training.retrain_accurate import retrain_head
 
@@ -208,7 +208,7 @@ def run_retrain(args) -> int:
 
 def _stored_name(args) -> str:
     """The model's name in the database: a retrained accurate head is "accurate:<name>"."""
-    from sentiment_clf.serving.accurate import PUBLISHED_PREFIX
+    from sentiment_clf.serving import PUBLISHED_PREFIX
 
     return PUBLISHED_PREFIX + args.model if args.variant == "accurate" else args.model
 
@@ -228,7 +228,7 @@ def run_rollback(args) -> int:
 def run_versions(args) -> int:
     """List each model's published versions, the serving one marked with ``*``."""
     storage, _ = open_storage(args.database_url)
-    from sentiment_clf.serving.accurate import PUBLISHED_PREFIX
+    from sentiment_clf.serving import PUBLISHED_PREFIX
 
     for name in args.model or list(RECIPES):
         if args.variant == "accurate":

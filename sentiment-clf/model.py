@@ -6,7 +6,7 @@ scikit-learn estimator that ``build_model.py`` fits, compares and saves; the
 service loads what it saved as a :class:`~sentiment_clf.serving.linear_model.LinearTextModel`,
 which computes the same probabilities with numpy alone. The model knows nothing
 about HTTP. It is saved as plain arrays plus a JSON manifest, never pickled, so
-loading a model file cannot run code (format: ``sentiment_clf/model_files.py``).
+loading a model file cannot run code (format: ``sentiment_clf/serving/formats.py``).
 """
 from __future__ import annotations
 

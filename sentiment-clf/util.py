@@ -23,21 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from sentiment_clf.errors import DataFormatError
+
 logger = logging.getLogger(__name__)
 
 N_LABELS = 5
 KAGGLE_COLUMNS = ["PhraseId", "SentenceId", "Phrase", "Sentiment"]
 _TREE_TOKEN = re.compile(r"\(|\)|[^\s()]+")
-
-
-class DataFormatError(ValueError):
-    """A data file is malformed; the message names the file and the line."""
-
-    def __init__(self, path, line_no: int, problem: str):
-        self.path = str(path)
-        self.line_no = line_no
-        self.problem = problem
-        super().__init__(f"{self.path}, line {line_no}: {problem}")
 
 
 def parse_tree(text: str) -> list[tuple[int, list[str]]]:

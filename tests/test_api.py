@@ -1,4 +1,5 @@
 """The HTTP API through Flask's test client: answers, argument locations and errors."""
+import inspect
 import json
 import os
 
@@ -6,6 +7,7 @@ import pytest
 
 from app import create_app
 from model import ModelFileError
+from sentiment_clf import errors
 
 from conftest import MODELS_DIR, make_app
 
@@ -293,3 +295,32 @@ def test_the_readmes_configuration_table_is_the_settings(monkeypatch):
 def test_a_missing_model_stops_the_app_from_starting(tmp_path):
     with pytest.raises(ModelFileError, match="no model manifest"):
         create_app({"MODEL_DIR": tmp_path})
+
+
+@pytest.mark.parametrize("error, status, retry_after", [
+    (errors.NotServed("no such tier here"), 404, None),
+    (errors.IdempotencyKeyReused("that key named another answer"), 422, None),
+    (errors.RateLimited("5 per minute", 12), 429, "12"),
+    (errors.StorageUnavailable("the database is not answering", retry_after=1), 503, "1"),
+    (errors.OverBudget(retry_after=3), 503, "3"),
+])
+def test_every_service_error_answers_json_with_its_status_on_any_route(client, monkeypatch, error, status,
+                                                                       retry_after):
+    # One mapping for the API's routes (Flask-RESTful) and the others: a route of each raises it.
+    app = client.application
+    monkeypatch.setattr(app.view_functions["health"].view_class, "get", lambda self: (_ for _ in ()).throw(error))
+    app.view_functions["metrics"] = lambda: (_ for _ in ()).throw(error)
+    for path in ("/health", "/metrics"):
+        response = client.get(path)
+        assert (response.status_code, response.json) == (status, {"message": error.message}), path
+        assert response.headers.get("Retry-After") == retry_after
+
+
+def test_the_registry_folds_at_the_settings_default_unless_told():
+    # Every process on one database folds at the same answers: the app passes the setting,
+    # and a registry made without it (a test, a tool) folds where the setting's default does.
+    from sentiment_clf.config import Settings
+    from sentiment_clf.feedback import ModelRegistry
+
+    default = inspect.signature(ModelRegistry).parameters["checkpoint_every"].default
+    assert default == Settings.model_fields["checkpoint_every"].default

@@ -4,7 +4,8 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from sentiment_clf.feedback.policy import LearningPolicy, RateLimited
+from sentiment_clf.errors import RateLimited
+from sentiment_clf.feedback.policy import LearningPolicy
 from sentiment_clf.feedback.store import SCHEMA_VERSION, IdempotencyKeyReused, Storage
 
 

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_api_keys")
     @classmethod
     def _keys(cls, value: str) -> str:
-        from sentiment_clf.feedback.policy import parse_trusted_keys
+        from sentiment_clf.feedback import parse_trusted_keys
 
         parse_trusted_keys(value)
         return value
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     @field_validator("thresholds")
     @classmethod
     def _thresholds(cls, value: str) -> str:
-        from sentiment_clf.serving.decisions import parse_thresholds
+        from sentiment_clf.serving import parse_thresholds
 
         parse_thresholds(value)
         return value
@@ -134,13 +134,13 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
-        from sentiment_clf.feedback.policy import parse_trusted_proxies
+        from sentiment_clf.feedback import parse_trusted_proxies
 
         parse_trusted_proxies(value)
         return value
 
     def database(self) -> str:
-        from sentiment_clf.feedback.store import default_url
+        from sentiment_clf.feedback import default_url
 
         return self.database_url or default_url(self.data_dir)
 

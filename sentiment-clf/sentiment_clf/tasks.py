@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sentiment_clf.serving.text import TOKENIZER
+TOKENIZER = "ptb-lower-v1"  # the treebank's tokenizer, lower-cased (serving/text.py)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,11 @@ from limits import RateLimitItem
 from sqlalchemy import Table, bindparam, func, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from sentiment_clf.feedback.policy import LearningPolicy, RateLimited
+from sentiment_clf.errors import IdempotencyKeyReused, RateLimited
+from sentiment_clf.feedback.policy import LearningPolicy
 from sentiment_clf.serving.text import tokenize
 
 logger = logging.getLogger(__name__)
-
-
-class IdempotencyKeyReused(ValueError):
-    """A request key already names a stored answer with another model, text or label."""
 
 
 class Stored(NamedTuple):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sentiment_clf.config import Settings
+from sentiment_clf.errors import NotServed
 from sentiment_clf.feedback import checkpoints
 from sentiment_clf.feedback.store import FeedbackRow, Storage
 from sentiment_clf.serving.accurate import PUBLISHED_PREFIX, AccurateHead
@@ -50,6 +50,9 @@ from sentiment_clf.serving.formats import ModelFileError
 from sentiment_clf.serving.linear_model import LinearTextModel
 
 logger = logging.getLogger(__name__)
+
+# Learned answers between two checkpoints: the CHECKPOINT_EVERY setting's default (config.py).
+CHECKPOINT_EVERY = 1000
 
 
 def _first_line(exc: BaseException) -> str:
@@ -113,7 +116,7 @@ class ModelRegistry:
     REPLAY_WINDOW = 10_000
 
     def __init__(self, base_models: dict[str, LinearTextModel], storage: Storage, sync_interval: float = 0.5,
-                 checkpoint_every: int | None = None, accurate: dict[str, AccurateHead] | None = None):
+                 checkpoint_every: int = CHECKPOINT_EVERY, accurate: dict[str, AccurateHead] | None = None):
         self.base_models = base_models
         # The accurate tier's committed heads; a retrained head published to the database
         # (as "accurate:<name>") replaces one at the next sync, as a fast model's version does.
@@ -122,15 +125,28 @@ class ModelRegistry:
         self._refused: set[tuple[str, str | None]] = set()
         self.storage = storage
         self.sync_interval = sync_interval
-        # Every process on one database must fold at the same answers (the settings' value
-        # unless told): the same answers then give the same floats everywhere.
-        self.checkpoint_every = Settings().checkpoint_every if checkpoint_every is None else checkpoint_every
+        # Every process on one database must fold at the same answers (the app and the
+        # commands pass the CHECKPOINT_EVERY setting): the same answers then give the same
+        # floats everywhere.
+        self.checkpoint_every = checkpoint_every
         self._served: dict[str, OnlineModel] = {}
         self._lock = threading.Lock()
         self._last_sync = float("-inf")
         self._background: threading.Thread | None = None
         self._failing = False  # the last sync failed (logged once until one succeeds)
         self.sync()
+
+    def serving(self, name: str, variant: str = "fast") -> tuple[LinearTextModel | AccurateHead, str]:
+        """The model that answers for ``name`` on tier ``variant`` now, and its version
+        (``serving.predict``'s lookup); NotServed when that tier is not served here."""
+        if variant == "accurate":
+            try:
+                head = self.accurate()[name]
+            except KeyError:
+                raise NotServed("the accurate tier is not served here (no accurate model was loaded)") from None
+            return head, head.version
+        online = self.get(name)
+        return online.model, online.version
 
     def get(self, name: str) -> OnlineModel:
         """The model as of at most ``sync_interval`` seconds ago (KeyError if not served)."""

@@ -56,14 +56,6 @@ def parse_trusted_proxies(setting: str) -> tuple[ipaddress.IPv4Network | ipaddre
                  for entry in filter(None, (e.strip() for e in setting.split(","))))
 
 
-class RateLimited(Exception):
-    """The client sent its ``limit`` of answers; it may send again in ``retry_after`` seconds."""
-
-    def __init__(self, limit: str, retry_after: int):
-        super().__init__(f"the limit is {limit}")
-        self.limit, self.retry_after = limit, retry_after
-
-
 @dataclass(frozen=True)
 class LearningPolicy:
     """The two per-client limits, as ``limits`` items (``"20 per minute"``)."""

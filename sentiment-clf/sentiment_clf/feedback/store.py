@@ -8,7 +8,7 @@ Tables
 ------
 ``feedback``        one row per answer a user gave, with the client that gave it (an
                     opaque id) and whether it is learned online, decided once as it
-                    is stored (``trust.py``); never deleted.
+                    is stored (``policy.py``, ``admission.py``); never deleted.
 ``model_versions``  retrained models: manifest JSON and the arrays file's bytes.
 ``activations``     which version serves each model; the newest row not rolled
                     back wins, no row means the base model shipped on disk.

@@ -16,7 +16,7 @@ A saved accurate model is a folder (``lib/models/accurate/``) of:
 ``heads.npz``
     each served model's head, ``<name>.weight`` (labels x width), ``<name>.bias`` and
     ``<name>.temperature`` (the scores' divisor, fitted on dev data; 1 when absent), as
-    ``.npy`` arrays read with ``allow_pickle=False`` (model_files.py).
+    ``.npy`` arrays read with ``allow_pickle=False`` (formats.py).
 ``partner-<model>.npz`` (for the heads the manifest's ``"partners"`` names)
     a TF-IDF logistic regression over words and character n-grams whose
     log-probabilities are blended into that head's (partners.py), with the weight the

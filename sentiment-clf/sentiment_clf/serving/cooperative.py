@@ -24,6 +24,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from sentiment_clf.errors import OverBudget
+
 Result = TypeVar("Result")
 
 # A sleep this long makes the gevent hub poll the sockets before the caller resumes
@@ -67,10 +69,6 @@ def take_turn() -> None:
 # The current request's deadline (time.perf_counter()), None outside a request; each
 # greenlet (each request) has its own.
 _deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
-
-
-class OverBudget(Exception):
-    """The current request ran past its time budget."""
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@
 Format version 2 stores the members uncompressed, each array's data aligned to
 64 bytes, so a server memory-maps the file and reads the arrays in place: every
 worker shares the same pages, and loading copies nothing. The same bytes travel
-through the database for retrained versions (``storage.py``), where the arrays
+through the database for retrained versions (``feedback/store.py``), where the arrays
 are views of the blob. Version 1 files (deflated members, the format before
 issue #9) are still read; their arrays are decompressed into memory.
 
@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from sentiment_clf.errors import ModelFileError
+
 FORMAT = "sentiment-clf/nlp-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -38,10 +40,6 @@ MANIFEST_FILE = "manifest.json"
 _ALIGN = 64
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header (30 bytes)
 _ALIGNMENT_EXTRA_ID = 0xD935  # the extra-field id zipalign uses for padding
-
-
-class ModelFileError(ValueError):
-    """A saved model is missing, altered or not in a format this code reads."""
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:

@@ -4,7 +4,7 @@
 estimator that training fits) computes, from the arrays it saved: the same
 probabilities to 1e-9 (tested on whole test splits and on recorded answers),
 without scikit-learn's per-call validation and sparse-matrix plumbing, and with
-the arrays read in place from a memory-mapped file (``model_files.py``).
+the arrays read in place from a memory-mapped file (``formats.py``).
 
 A text's probabilities are the classifier's per-label scores ``bias + x @ W``
 (``x`` the L2-normalised TF-IDF row, ``W`` one weight row per term), turned

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-TOKENIZER = "ptb-lower-v1"
+from sentiment_clf.tasks import TOKENIZER
 
 # The treebank writes brackets and quotes as PTB escapes; users type the characters.
 _PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{",

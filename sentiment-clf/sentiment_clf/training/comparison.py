@@ -1,7 +1,7 @@
 """The served naive Bayes next to other classifiers on the same features (SST models).
 
 Naive Bayes is kept whatever this finds: only it learns each user's answer exactly
-online (learning.py). The comparison says what that choice costs.
+online (feedback/online.py). The comparison says what that choice costs.
 """
 from __future__ import annotations
 

@@ -93,7 +93,8 @@ def retrain(task: Recipe, data, storage: Storage, base: NLPModel, tolerance: flo
     families that would have been steered.
     """
     train_texts, train_targets, test, description = data
-    serving = ModelRegistry({task.name: base.served()}, storage, sync_interval=0).get(task.name)
+    serving = ModelRegistry({task.name: base.served()}, storage, sync_interval=0,
+                            checkpoint_every=Settings().checkpoint_every).get(task.name)
     learned, account = answers_to_learn(storage.feedback_after(0, model=task.name, upto_id=serving.applied_upto),
                                         policy)
     texts = train_texts + [row.text for row in learned]

@@ -1,6 +1,6 @@
 """What a retrain may learn from the stored answers, and the check that it was not steered.
 
-Online learning bounds what one client teaches (its learning budget, ``trust.py``); a
+Online learning bounds what one client teaches (its learning budget, ``feedback/policy.py``); a
 retrain reads every stored answer, the held ones included, so without the same bound
 200 answers from 10 addresses could turn a confident prediction around (they did:
 "a gorgeous , witty , seductive movie", Positive 0.9995, became Negative 0.99999). So:

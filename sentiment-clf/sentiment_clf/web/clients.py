@@ -17,22 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from dataclasses import dataclass
 from functools import lru_cache
 
 from flask import current_app, request
 from werkzeug.exceptions import Unauthorized
 
-from sentiment_clf.feedback.policy import hash_key, parse_trusted_keys, parse_trusted_proxies
+from sentiment_clf.feedback import Client, hash_key, parse_trusted_keys, parse_trusted_proxies
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class Client:
-    id: str  # what the database stores: "key:<name>" or "ip:<16 hex digits>"
-    trusted: bool
 
 
 @lru_cache(maxsize=8)

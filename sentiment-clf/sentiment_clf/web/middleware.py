@@ -1,5 +1,5 @@
 """What every request goes through: a request id, one JSON log line, metrics,
-security headers, and JSON for every error."""
+and security headers (errors: ``errors.py``)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,6 @@ import time
 import uuid
 
 from flask import current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from sentiment_clf.web import metrics
 from sentiment_clf.web.answers import services
@@ -65,12 +64,6 @@ def security_headers(response):
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
-
-
-def json_error(error: HTTPException):
-    """Errors raised outside the API's routes answer JSON too (keeping headers such as Allow)."""
-    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-    return {"message": error.description}, error.code, headers
 
 
 def metrics_page():

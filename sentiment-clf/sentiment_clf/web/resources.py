@@ -12,15 +12,14 @@ import time
 
 from flask import current_app, request
 from flask_restful import Resource
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from werkzeug.exceptions import NotFound, ServiceUnavailable
+from werkzeug.exceptions import NotFound
 
-from sentiment_clf.feedback.policy import NOT_LEARNED
-from sentiment_clf.serving.cooperative import OverBudget, budget, take_turn
-from sentiment_clf.serving.loading import card_path
+from sentiment_clf.errors import OverBudget, StorageUnavailable
+from sentiment_clf.feedback import NOT_LEARNED
+from sentiment_clf.serving import budget, card_path, take_turn
 from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.web import metrics
-from sentiment_clf.web.answers import Services, json_response, predict, predict_many, store_feedback, thresholds
+from sentiment_clf.web.answers import Services, json_response, thresholds
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant
 
@@ -39,7 +38,6 @@ class _ServiceResource(Resource):
     def __init__(self, services: Services):
         self.services = services
         self.registry = services.registry
-        self.storage = services.storage
 
 
 class Prediction(_ServiceResource):
@@ -67,9 +65,9 @@ class Prediction(_ServiceResource):
         seconds = current_app.config["REQUEST_TIME_BUDGET"]
         try:
             with budget(seconds):  # from here: the work, the request read
-                result = predict(self.services, self.spec.name, query, explain, variant)
+                result = self.services.answers(self.spec.name, [query], variant, explain)[0]
         except OverBudget:
-            return _over_budget(seconds)
+            raise _over_budget(seconds) from None
         metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response(result)
 
@@ -97,13 +95,13 @@ class BatchPrediction(_ServiceResource):
         for chunk in _chunks(texts, (1 if explain else 16) if accurate else BATCH_CHUNK_TEXTS,
                              ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
             if time.perf_counter() > deadline:
-                return _over_budget(seconds, len(results), len(texts))
+                raise _over_budget(seconds, len(results), len(texts))
             take_turn()  # the worker's other requests run, and new ones are read
             try:
                 with budget(deadline - time.perf_counter()):  # the accurate tier checks it inside a chunk too
-                    results += predict_many(self.services, self.spec.name, chunk, explain, variant)
+                    results += self.services.answers(self.spec.name, chunk, variant, explain, batch=True)
             except OverBudget:
-                return _over_budget(seconds, len(results), len(texts))
+                raise _over_budget(seconds, len(results), len(texts)) from None
         for result in results:
             metrics.count_prediction(self.spec.name, result["prediction"])
         return json_response({"results": results})
@@ -121,14 +119,13 @@ def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS, most_chars: int = B
     yield texts[start:]
 
 
-def _over_budget(seconds: float, done: int = 0, total: int = 1) -> tuple[dict, int, dict]:
-    """The JSON 503 for a request stopped at its time budget (an answer, not an exception
-    that Flask-RESTful would log with a traceback)."""
+def _over_budget(seconds: float, done: int = 0, total: int = 1) -> OverBudget:
+    """The error of a request stopped at its time budget, saying how far it got."""
     logger.warning("a request ran past the time budget of %s s after %d of %d texts; stopped", seconds, done, total)
     stopped = f"and was stopped after {done} of {total} texts" if total > 1 else "and was stopped"
-    return ({"message": f"this request ran past the time budget of {seconds:g} seconds {stopped}; nothing is "
-                        "stored by a prediction, so retry with fewer or shorter texts, or without explain"},
-            503, {"Retry-After": str(max(1, math.ceil(seconds / 10)))})
+    return OverBudget(f"this request ran past the time budget of {seconds:g} seconds {stopped}; nothing is "
+                      "stored by a prediction, so retry with fewer or shorter texts, or without explain",
+                      retry_after=max(1, math.ceil(seconds / 10)))
 
 
 class Health(_ServiceResource):
@@ -148,33 +145,18 @@ class Health(_ServiceResource):
 class Ready(_ServiceResource):
     """For a load balancer: 200 when the models are loaded and the database takes writes.
 
-    The write is a probe (``Storage.probe_write``: one row of ``health_probe`` updated in
-    its own transaction), done at most every READY_PROBE_INTERVAL seconds per process;
-    in between, the last probe's result answers.
+    The write is a probe (``FeedbackService.ready_problem``), done at most every
+    READY_PROBE_INTERVAL seconds per process; in between, the last probe's result answers.
     """
 
     def get(self):
         probe = current_app.extensions.setdefault("ready_probe", {"at": -math.inf, "problem": None})
         now = time.monotonic()
         if now - probe["at"] >= current_app.config["READY_PROBE_INTERVAL"]:
-            probe["at"], probe["problem"] = now, self._probe()
+            probe["at"], probe["problem"] = now, self.services.feedback.ready_problem()
         if probe["problem"]:
-            raise ServiceUnavailable(f"not ready: {probe['problem']}", retry_after=1)
+            raise StorageUnavailable(f"not ready: {probe['problem']}", retry_after=1)
         return {"status": "ready", "models": sorted(self.registry.served())}
-
-    def _probe(self) -> str | None:
-        for attempt in range(2):  # twice: two workers' first probes may race to insert the row
-            try:
-                self.storage.probe_write()
-                return None
-            except IntegrityError:
-                if attempt:
-                    break
-            except SQLAlchemyError as exc:  # refused, unreachable or silent past its timeout: no second wait
-                logger.error("readiness check: the database does not take writes (%s: %s)", type(exc).__name__,
-                             str(exc).splitlines()[0] if str(exc) else "")
-                break
-        return "the database does not take writes, so feedback cannot be stored"
 
 
 class Feedback(_ServiceResource):
@@ -182,7 +164,7 @@ class Feedback(_ServiceResource):
 
     Answers 201 ``{"id": N, "learned": true}`` once the answer is committed to the
     database; ``"learned": false`` and a ``"reason"`` when it is stored but not
-    learned online (``trust.py``). The client is its API key (``Authorization:
+    learned online (``feedback/policy.py``). The client is its API key (``Authorization:
     Bearer``, or ``X-API-Key``; 401 if unknown) or its address (``clients.py``). An
     ``Idempotency-Key`` header makes a retried request return the first id instead
     of storing the answer twice; the key with another answer is a 422.
@@ -192,8 +174,7 @@ class Feedback(_ServiceResource):
         client = identify()
         given, key = read_feedback()
         variant = given.variant or current_app.config["DEFAULT_VARIANT"]
-        stored = store_feedback(self.registry, self.storage, given.model, given.query, given.label, key, client,
-                                variant, self.services.accurate)
+        stored = self.services.submit(given.model, given.query, given.label, variant, key, client)
         result: dict = {"id": stored.id, "learned": stored.learned}
         if stored.reason:
             result["reason"] = NOT_LEARNED[stored.reason]
@@ -204,12 +185,7 @@ class Models(_ServiceResource):
     """The models served: version, labels, training data, feedback and metrics."""
 
     def get(self):
-        try:
-            stored = self.storage.feedback_counts()
-        except SQLAlchemyError as exc:
-            logger.error("/models: could not count the stored answers (%s)", type(exc).__name__)
-            raise ServiceUnavailable("the database is not answering, so the stored answers cannot be counted; "
-                                     "try again", retry_after=1) from None
+        stored = self.services.feedback.stored_counts()
         routes = {spec.name: spec.endpoint for spec in MODELS.values() if spec.endpoint}
         for spec in MODELS.values():
             routes.update({other: f"{spec.endpoint} ({key})" for key, other in spec.levels.items()})

@@ -11,16 +11,11 @@ from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from sentiment_clf.serving.accurate import Reading
-from sentiment_clf.web.answers import (
-    accurate_answer,
-    fast_answer,
-    model_answer,
-    read_accurate,
-    services,
-    store_feedback,
-)
+from sentiment_clf.errors import ServiceError
+from sentiment_clf.serving import answers
+from sentiment_clf.web.answers import services
 from sentiment_clf.web.clients import identify
+from sentiment_clf.web.errors import http_error
 from sentiment_clf.web.inputs import read_body, schemas
 from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 
@@ -52,24 +47,13 @@ def review_problem(review: str) -> str | None:
 def predictions(review: str) -> dict[str, dict[str, dict]]:
     """Each model's answer on each tier: ``{name: {"fast": answer, "accurate": answer}}``. The
     accurate answers of the models of one encoder come from one reading of the review."""
-    found: dict[str, dict[str, dict]] = {}
+    found: dict[str, dict[str, dict]] = {name: {} for name in served_names()}
+    lookup, thresholds = services().registry.serving, current_app.extensions["thresholds"]
     accurate = services().accurate
-    readings: dict[int, Reading] = {}
-    for name in served_names():
-        online = services().registry.get(name)
-        found[name] = {"fast": fast_answer(online.model, name, review, False, online.version)}
-        if name in accurate:
-            head = accurate[name]
-            if id(head.encoder) not in readings:
-                readings[id(head.encoder)] = read_accurate(head, review)
-            found[name]["accurate"] = accurate_answer(head, readings[id(head.encoder)], review, False, head.version)
+    for variant, names in (("fast", served_names()), ("accurate", [n for n in served_names() if n in accurate])):
+        for name, (answer,) in answers(lookup, {n: n for n in names}, [review], variant, False, thresholds).items():
+            found[name][variant] = answer
     return found
-
-
-def _now(name: str, variant: str, review: str) -> dict:
-    """What the ``variant`` tier of model ``name`` answers now."""
-    model, version = services().model(name, variant)
-    return model_answer(model, name, review, variant, version)
 
 
 @blueprint.before_request
@@ -112,11 +96,16 @@ def feedback():
     variant = given.variant or current_app.config["DEFAULT_VARIANT"]
     if variant == "accurate" and name not in services().accurate:  # no accurate model loaded
         variant = "fast"
-    stored = store_feedback(services().registry, services().storage, name, review, label, client=identify(),
-                            variant=variant, accurate=services().accurate)
+    stored = services().submit(name, review, label, variant, client=identify())
+    now = services().answers(name, [review], variant, levels=False)[0]  # what the ``variant`` tier answers now
     return render_template("thanks.html", review=review, model=name, label=label, feedback_id=stored.id,
-                           learned=stored.learned, before=given.prediction, now=_now(name, variant, review),
+                           learned=stored.learned, before=given.prediction, now=now,
                            titles=MODEL_TITLES, variant=VARIANT_TITLES[variant])
+
+
+@blueprint.errorhandler(ServiceError)
+def service_error_page(error: ServiceError):
+    return error_page(http_error(error))
 
 
 @blueprint.errorhandler(HTTPException)
