@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from sentiment_clf.serving import accurate
+from sentiment_clf.serving.classifiers import softmax
 from sentiment_clf.serving.formats import unpack_arrays
+from sentiment_clf.serving.text import for_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
@@ -118,7 +120,7 @@ def static_int8(fp32: Path, target: Path, tokenizer_json: str, texts: list[str])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.rows = iter(tokenizer.encode_batch([accurate.normalize(t) for t in texts]))
+            self.rows = iter(tokenizer.encode_batch([for_encoder(t) for t in texts]))
 
         def get_next(self):
             row = next(self.rows, None)
@@ -139,7 +141,7 @@ class Candidate:
 
     def padded(self, texts: list[str]) -> np.ndarray:
         """One forward pass over ``texts`` padded to the longest (how batches ran before)."""
-        rows = self.encoder.tokenizer.encode_batch([accurate.normalize(t) for t in texts])
+        rows = self.encoder.tokenizer.encode_batch([for_encoder(t) for t in texts])
         ids = np.array([r.ids for r in rows], dtype=np.int64)
         mask = np.array([r.attention_mask for r in rows], dtype=np.int64)
         return self.encoder.session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
@@ -157,7 +159,7 @@ class Candidate:
 
 
 def proba(arrays: dict, name: str, vectors: np.ndarray) -> np.ndarray:
-    return accurate.softmax(vectors @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
+    return softmax(vectors @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
 
 
 def measure(candidate: Candidate, arrays: dict, texts: list[str], binary: np.ndarray, fine: np.ndarray) -> dict:
@@ -187,7 +189,7 @@ def measure(candidate: Candidate, arrays: dict, texts: list[str], binary: np.nda
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    from sentiment_clf.training.finetune_data import sst_frames
+    from sentiment_clf.training.finetune import sst_frames
     from sentiment_clf.training.shared_weights import inlined
 
     frames = sst_frames(DATA)

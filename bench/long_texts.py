@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from sentiment_clf.serving import documents
-from sentiment_clf.serving.accurate import MAX_TOKENS, WINDOW_OVERLAP, load_accurate, softmax
+from sentiment_clf.serving.accurate import MAX_TOKENS, WINDOW_OVERLAP, load_accurate
+from sentiment_clf.serving.classifiers import softmax
 from sentiment_clf.serving.linear_model import LinearTextModel
 from sentiment_clf.training.intervals import accuracy_interval
 

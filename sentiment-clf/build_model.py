@@ -130,7 +130,7 @@ def run_cards(args) -> int:
 
 def run_release(args) -> int:
     """Combine fine-tuned encoders into the served accurate model, calibrated and measured."""
-    from sentiment_clf.training.finetune_release import release
+    from sentiment_clf.training.finetune import release
 
     parts = {}
     for given in args.part:

@@ -22,11 +22,11 @@ from sentiment_clf.serving.accurate import (
     TOKENIZER_FILE,
     encoder_files,
     load_accurate,
-    normalize,
     partner_files,
-    softmax,
 )
+from sentiment_clf.serving.classifiers import softmax
 from sentiment_clf.serving.formats import ModelFileError
+from sentiment_clf.serving.text import for_encoder
 from sentiment_clf.tasks import MODELS
 
 from conftest import ROOT
@@ -201,7 +201,7 @@ def test_the_hate_speech_head_blends_its_partner_as_the_manifest_says(accurate_h
     for row, vector, text in zip(found, vectors, texts, strict=True):
         logits = (vector @ head.weight.T + head.bias).astype(np.float64)
         own = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
-        blended = (1 - w) * own + w * head.partner.log_proba(normalize(text))
+        blended = (1 - w) * own + w * head.partner.log_proba(for_encoder(text))
         np.testing.assert_allclose(row, softmax(blended[np.newaxis, :] / head.temperature)[0], atol=1e-6)
     alone = softmax((vectors @ head.weight.T + head.bias) / np.float32(head.temperature))
     assert np.abs(found - alone).max() > 0.01

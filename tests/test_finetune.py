@@ -115,7 +115,8 @@ def test_the_onnx_export_computes_what_torch_does(finetune_ready, tmp_path):
     import onnxruntime
     import torch
 
-    from sentiment_clf.training.finetune import build_network, encode, export, load_tokenizer
+    from sentiment_clf.training.finetune.export import export
+    from sentiment_clf.training.finetune.network import build_network, encode, load_tokenizer
 
     torch.manual_seed(0)
     network = build_network(0.1).eval()
@@ -143,7 +144,7 @@ def test_the_onnx_export_computes_what_torch_does(finetune_ready, tmp_path):
 def released(tiny_run, finetune_ready, tmp_path_factory):
     """The tiny run released as a model of two encoders (the same weights twice, heads split),
     calibrated and measured on a few texts."""
-    from sentiment_clf.training.finetune_release import release
+    from sentiment_clf.training.finetune import release
 
     target = tmp_path_factory.mktemp("released") / "accurate"
     manifest = release({"sst": (tiny_run, ["sentiment", "ratings"]),

@@ -207,3 +207,42 @@ def _defines(module: str, attribute: str) -> bool:
     names |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
               for alias in node.names}
     return attribute.split(".")[0] in names
+
+
+def test_fine_tuning_is_entered_by_its_front_door():
+    # The fine-tuning package's modules share helpers that stay inside it.
+    inside = "sentiment_clf.training.finetune"
+    found = [f"{name} -> {other}" for name, imported in import_graph().items() if not name.startswith(inside)
+             for other in imported if other.startswith(inside + ".")]
+    for path in python_files("bench"):
+        found += [f"{path.name} -> {other}" for other in imported_modules(path) if other.startswith(inside + ".")]
+    assert found == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    # ``module._name`` through an imported module is the same as importing ``_name``.
+    known = set(modules())
+    found = []
+    for path in [*python_files("sentiment-clf", "bench", "tests"), ROOT / "gunicorn.conf.py"]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                aliases |= {alias.asname or alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                aliases |= {alias.asname or alias.name for alias in node.names
+                            if f"{node.module}.{alias.name}" in known}
+        found += [f"{path.relative_to(ROOT)}: {node.value.id}.{node.attr}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                  and node.attr.startswith("_") and not node.attr.startswith("__")]
+    assert found == []

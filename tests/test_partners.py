@@ -10,8 +10,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
+from sentiment_clf.serving.classifiers import log_softmax
 from sentiment_clf.serving.formats import pack_arrays, unpack_arrays
-from sentiment_clf.serving.partners import TextPartner, log_softmax
+from sentiment_clf.serving.partners import TextPartner
 from sentiment_clf.serving.text import character_ngrams, tokenize_tweet, tokenize_tweet_characters
 from sentiment_clf.training.partners import MIN_DF, WEIGHTS, choose_weight, fit_partner, log_probabilities
 

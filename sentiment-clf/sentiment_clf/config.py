@@ -31,7 +31,7 @@ TEST_PREFIX = PREFIX + "TEST_"  # the test suite's variables, not the service's
 def _setting(default: Any, description: str, *, shown: str | None = None, server: bool = False, **bounds) -> Any:
     """A field with its README description; ``shown``: its default as the README says it
     (when the value itself is not what a reader should see); ``server``: read by gunicorn
-    (gunicorn.conf.py), not by the Flask app."""
+    (server/gunicorn_config.py), not by the Flask app."""
     extra: dict[str, Any] = {"server": server}
     if shown is not None:
         extra["shown_default"] = shown

@@ -40,8 +40,6 @@ from sentiment_clf.serving.linear_model import LinearTextModel
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "sentiment-clf/learned-state"
-FORMAT_VERSION = 1
 KEEP = 2  # checkpoints kept per model and base version
 
 
@@ -75,7 +73,7 @@ def dumps(name: str, base_version: str, model: LinearTextModel, *, feedback_upto
               "base_totals": counts.base_totals(),
               "position": np.array([feedback_upto, learned, last_learned_id], dtype=np.int64)}
     payload = model_files.pack_arrays(arrays)
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": name,
+    manifest = {**model_files.LEARNED_STATE.stamp(), "model": name,
                 "base_version": base_version, "base_sha256": base_identity(model),
                 "labels": list(model.labels), "feedback_upto": feedback_upto, "learned": learned,
                 "last_learned_id": last_learned_id, "learned_terms": len(counts.folded.terms),
@@ -87,12 +85,9 @@ def dumps(name: str, base_version: str, model: LinearTextModel, *, feedback_upto
 def loads(manifest: dict, payload: bytes, base: LinearTextModel, *, source: str) -> Checkpoint:
     """``base`` with the learned state of a checkpoint; ModelFileError when the checkpoint
     is altered, damaged or not one of ``base``'s."""
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise model_files.ModelFileError(f"{source}: not a {FORMAT} checkpoint of version {FORMAT_VERSION}")
-    found = model_files.checksum(payload)
-    if found != manifest.get("arrays_sha256"):
-        raise model_files.ModelFileError(f"{source}: checksum mismatch, the checkpoint was altered or damaged "
-                                         f"(expected sha256 {manifest.get('arrays_sha256')}, found {found})")
+    model_files.LEARNED_STATE.check(manifest, source)
+    model_files.verify(payload, manifest.get("arrays_sha256"), source,
+                       "an older checkpoint (or a replay from the start) is used instead")
     if base.counts is None or manifest.get("base_sha256") != base_identity(base) \
             or manifest.get("labels") != list(base.labels):
         raise model_files.ModelFileError(f"{source}: the checkpoint is not of this base model")

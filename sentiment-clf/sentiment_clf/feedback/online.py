@@ -4,7 +4,7 @@ The database is the source of truth. Each process holds a :class:`ModelRegistry`
 that reads what is new in the database every ``sync_interval`` seconds: a different
 serving version (published by ``build_model.py retrain``, or a rollback) and feedback
 rows it has not learned yet. In a served worker it does so in the background
-(:meth:`ModelRegistry.start_background`, which gunicorn.conf.py calls), so no request
+(:meth:`ModelRegistry.start_background`, which the gunicorn hooks call: server/gunicorn_config.py), so no request
 waits on the database for a model: while the database is down or hung the models serve
 as they are, and catch up when it answers again. (A process without that loop, a test's
 app, reads before a request when ``sync_interval`` has passed, but never writes then: a

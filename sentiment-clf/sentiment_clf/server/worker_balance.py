@@ -14,7 +14,7 @@ more than the least-loaded other worker does not accept for a moment
 than ``MAX_DEFER_SECONDS`` in a row: a worker busy in a long request cannot leave a
 connection waiting. One worker alone never defers.
 
-gunicorn.conf.py makes the array (``ConnectionCounts``), gives each worker a slot in
+gunicorn_config.py makes the array (``ConnectionCounts``), gives each worker a slot in
 ``pre_fork`` and frees it in ``child_exit``, and in each worker replaces the
 ``StreamServer`` gunicorn's gevent worker builds with :class:`BalancedStreamServer`.
 """
@@ -62,7 +62,7 @@ class ConnectionCounts:
 class BalancedStreamServer(StreamServer):
     """gevent's StreamServer that leaves a new connection to a less-loaded worker."""
 
-    counts: ConnectionCounts | None = None  # set in each worker (gunicorn.conf.py)
+    counts: ConnectionCounts | None = None  # set in each worker (gunicorn_config.py)
     slot: int | None = None
 
     def __init__(self, listener, handle=None, *args, **kwargs):

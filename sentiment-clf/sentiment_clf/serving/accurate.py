@@ -30,9 +30,6 @@ is unpickled. Serving needs onnxruntime, tokenizers and numpy only (no torch).
 from __future__ import annotations
 
 import hashlib
-import html
-import json
-import re
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,14 +37,20 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sentiment_clf.serving.batching import MicroBatcher
+from sentiment_clf.serving.classifiers import softmax
 from sentiment_clf.serving.cooperative import check_budget, deadline, off_loop
-from sentiment_clf.serving.formats import ModelFileError, unpack_arrays
+from sentiment_clf.serving.formats import (
+    ACCURATE_HEAD,
+    ACCURATE_MODEL,
+    ModelFileError,
+    read_manifest,
+    unpack_arrays,
+    verify,
+)
 from sentiment_clf.serving.partners import TextPartner
+from sentiment_clf.serving.text import for_encoder
 
-FORMAT = "sentiment-clf/accurate-model"
-HEAD_FORMAT = "sentiment-clf/accurate-head"  # a retrained head, published to the database
 PUBLISHED_PREFIX = "accurate:"  # a retrained head's model name in the database: "accurate:sentiment"
-FORMAT_VERSION = 1
 ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE, MANIFEST_FILE = "encoder.onnx", "tokenizer.json", "heads.npz", "manifest.json"
 FILES = (ENCODER_FILE, TOKENIZER_FILE, HEADS_FILE)  # a model of one encoder; "encoders" in a manifest names more
 SHARED_FILE = "shared.npz"  # weights the encoders share, when the manifest says "shared"
@@ -57,23 +60,6 @@ WINDOW_OVERLAP = 32  # word pieces each window repeats of the one before
 MAX_WINDOWS = 32  # windows read of one text by default: about 3,000 word pieces
 PAD_ID, PAD_TOKEN = 0, "[PAD]"
 EXPLAIN_MAX_WORDS = 64  # leave-one-word-out explanations look at the first 64 words
-
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_MENTION = re.compile(r"@\w+")
-
-
-def normalize(text: str) -> str:
-    """The text as the encoder was trained to read it: HTML entities decoded, links and
-    @mentions replaced by placeholders (tweets are full of them), spaces collapsed."""
-    text = html.unescape(text)
-    text = _URL.sub("http", text)
-    text = _MENTION.sub("@user", text)
-    return " ".join(text.split())
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def encoder_files(manifest: dict) -> dict[str, list[str]]:
     """Each encoder file of a manifest and the heads it serves: ``"encoders"`` when the
@@ -103,15 +89,7 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
     """The manifest of the accurate model in ``directory`` and its files' bytes, each
     checked against the manifest's SHA-256; ModelFileError naming what is wrong."""
     directory = Path(directory)
-    try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{directory / MANIFEST_FILE}: no accurate model manifest here") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{directory / MANIFEST_FILE}: not a valid JSON manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
-            or manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{directory / MANIFEST_FILE}: not a {FORMAT} model of version {FORMAT_VERSION}")
+    manifest = read_manifest(directory, "no accurate model manifest here", ACCURATE_MODEL)
     try:
         encoders = encoder_files(manifest)
         partners = [entry["file"] for entry in partner_files(manifest).values()]
@@ -127,21 +105,10 @@ def read_checked(directory: Path) -> tuple[dict, dict[str, bytes]]:
         except FileNotFoundError:
             raise ModelFileError(f"{directory / name}: missing from the accurate model") from None
         checksums = manifest.get("sha256")
-        expected = checksums.get(name) if isinstance(checksums, dict) else None
-        found = hashlib.sha256(payload).hexdigest()
-        if found != expected:
-            raise ModelFileError(
-                f"{directory / name}: checksum mismatch, the file was altered or damaged (expected sha256 "
-                f"{expected}, found {found}); rebuild it with build_model.py finetune or restore it from git")
+        verify(payload, checksums.get(name) if isinstance(checksums, dict) else None, str(directory / name),
+               "rebuild it with build_model.py finetune or restore it from git")
         payloads[name] = payload
     return manifest, payloads
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    return scores
 
 
 def _pieces(windows: list[list[int]]) -> int:
@@ -227,7 +194,7 @@ class Encoder:
     def windows(self, text: str) -> tuple[list[list[int]], int]:
         """The token ids of each window the encoder reads of ``text`` (each with its
         ``[CLS]`` and ``[SEP]``), and the number of word pieces in the whole text."""
-        encoding = self.tokenizer.encode(normalize(text))
+        encoding = self.tokenizer.encode(for_encoder(text))
         every = [w.ids for w in (encoding, *encoding.overflowing)]
         return every[:self.max_windows], _pieces(every)
 
@@ -315,10 +282,10 @@ class AccurateHead:
         """This head's published version (``training/retrain_accurate.py``): the same encoder,
         the stored weights. ModelFileError if the payload does not match its manifest or the
         version was fitted on another encoder."""
-        if manifest.get("format") != HEAD_FORMAT or manifest.get("model") != self.name:
+        ACCURATE_HEAD.check(manifest, source)
+        if manifest.get("model") != self.name:
             raise ModelFileError(f"{source}: not an accurate head for {self.name}")
-        if hashlib.sha256(payload).hexdigest() != manifest.get("arrays_sha256"):
-            raise ModelFileError(f"{source}: checksum mismatch, the stored head was altered or damaged")
+        verify(payload, manifest.get("arrays_sha256"), source, "retrain it again")
         encoder_sha = self.encoder_sha
         if manifest.get("encoder_sha256") != encoder_sha:
             raise ModelFileError(f"{source}: fitted on another encoder than the one served "
@@ -346,7 +313,7 @@ class AccurateHead:
         rows = [vector[np.newaxis, :] @ self.weight.T + self.bias for vector in vectors]
         if self.partner is None:
             return rows
-        return [self.partner.blend(row[0], normalize(text))[np.newaxis, :]
+        return [self.partner.blend(row[0], for_encoder(text))[np.newaxis, :]
                 for row, text in zip(rows, texts, strict=True)]
 
     def proba(self, vectors: np.ndarray, texts) -> np.ndarray:

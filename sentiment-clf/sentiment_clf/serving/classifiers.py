@@ -20,6 +20,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Scores -> probabilities along the last axis (a new array; the scores are kept)."""
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    """The logarithm of :func:`softmax`, computed without underflow."""
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 class Softmax:
     """Naive Bayes' joint log likelihood or logistic regression's logits -> probabilities."""
 
@@ -33,8 +47,7 @@ class Softmax:
         return np.array([e / total for e in exps])
 
     def probabilities_2d(self, scores: np.ndarray) -> np.ndarray:
-        exps = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return exps / exps.sum(axis=1, keepdims=True)
+        return softmax(scores)
 
 
 class SigmoidCalibration:

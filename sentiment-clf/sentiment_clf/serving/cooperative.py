@@ -1,6 +1,6 @@
 """How work shares a gevent worker: one event loop serves every connection of a process.
 
-Under gunicorn's gevent workers the standard library is patched (gunicorn.conf.py), so
+Under gunicorn's gevent workers the standard library is patched (server/gunicorn_config.py), so
 sockets, sleeps and locks switch greenlets instead of blocking. Work that does not go
 through them must be placed with care:
 

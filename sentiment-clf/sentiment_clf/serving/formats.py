@@ -1,4 +1,11 @@
-"""The saved model format: a manifest and one arrays file, never pickled.
+"""Every saved file's format, read and verified in one place: fast models, the accurate
+tier's files, retrained heads and checkpoints. Never pickled.
+
+Each kind of file has a :class:`Format` (its name and the versions this code reads) that
+its manifest must name, and every payload is checked against the SHA-256 its manifest
+records (:func:`verify`) before anything in it is read.
+
+A fast model:
 
 ``<directory>/manifest.json``
     what the model is (format, name, labels, settings, metrics, training data,
@@ -24,6 +31,7 @@ import json
 import mmap
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +39,38 @@ import numpy as np
 
 from sentiment_clf.errors import ModelFileError
 
-FORMAT = "sentiment-clf/nlp-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 ARRAYS_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Format:
+    """A kind of saved file: the ``format`` its manifest names, the ``format_version``
+    written now and those this code reads (None: a manifest written before versions)."""
+
+    name: str
+    version: int
+    readable: tuple[int | None, ...]
+    what: str  # what it is called in errors
+
+    def stamp(self) -> dict:
+        """What a manifest of this format starts with."""
+        return {"format": self.name, "format_version": self.version}
+
+    def check(self, manifest: Any, source: str) -> None:
+        """ModelFileError unless ``manifest`` is a manifest of this format, of a readable version."""
+        if not isinstance(manifest, dict) or manifest.get("format") != self.name \
+                or manifest.get("format_version") not in self.readable:
+            versions = ", ".join(str(v) for v in self.readable if v is not None)
+            raise ModelFileError(f"{source}: not a {self.name} {self.what} of a version this code reads ({versions})")
+
+
+FAST_MODEL = Format("sentiment-clf/nlp-model", 2, (1, 2), "model")
+ACCURATE_MODEL = Format("sentiment-clf/accurate-model", 1, (1,), "model")
+ACCURATE_HEAD = Format("sentiment-clf/accurate-head", 1, (None, 1), "head")  # a retrained head, in the database
+LEARNED_STATE = Format("sentiment-clf/learned-state", 1, (1,), "checkpoint")
+# The fast model's (this module's first format), as the code that writes one names it.
+FORMAT, FORMAT_VERSION = FAST_MODEL.name, FAST_MODEL.version
 
 _ALIGN = 64
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header (30 bytes)
@@ -134,33 +169,43 @@ def _view_array(view: memoryview, info: zipfile.ZipInfo) -> np.ndarray:
 
 
 def checksum(payload: Any) -> str:
+    """The SHA-256 of ``payload`` (bytes, or a memory map), as manifests record it."""
     return hashlib.sha256(payload).hexdigest()
 
 
-def check(manifest: dict, payload: Any, source: str) -> None:
-    """Raise ModelFileError unless ``manifest`` is one of ours and ``payload`` matches it."""
-    if manifest.get("format") != FORMAT or manifest.get("format_version") not in READABLE_VERSIONS:
-        raise ModelFileError(f"{source}: not a {FORMAT} model of a version this code reads "
-                             f"({', '.join(map(str, READABLE_VERSIONS))})")
+def file_checksum(path: Path) -> str:
+    return checksum(Path(path).read_bytes())
+
+
+def verify(payload: Any, expected: Any, source: str,
+           remedy: str = "rebuild it with build_model.py or restore it from version control") -> None:
+    """ModelFileError unless ``payload``'s SHA-256 is ``expected`` (what its manifest records)."""
     found = checksum(payload)
-    if found != manifest.get("arrays_sha256"):
-        raise ModelFileError(
-            f"{source}: checksum mismatch, the file was altered or damaged "
-            f"(expected sha256 {manifest.get('arrays_sha256')}, found {found}); "
-            "rebuild it with build_model.py or restore it from version control")
+    if found != expected:
+        raise ModelFileError(f"{source}: checksum mismatch, the file was altered or damaged "
+                             f"(expected sha256 {expected}, found {found}); {remedy}")
 
 
-def read_manifest(directory: Path) -> dict:
-    """The manifest in ``directory``; ModelFileError when missing or not JSON."""
+def check(manifest: dict, payload: Any, source: str) -> None:
+    """Raise ModelFileError unless ``manifest`` is a fast model's and ``payload`` matches it."""
+    FAST_MODEL.check(manifest, source)
+    verify(payload, manifest.get("arrays_sha256"), source)
+
+
+def read_manifest(directory: Path, missing: str = "no model manifest here", kind: Format | None = None) -> dict:
+    """The manifest in ``directory`` (of the format ``kind``, when given); ModelFileError when
+    missing, not a JSON object or of another format."""
     path = Path(directory) / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no model manifest here") from None
+        raise ModelFileError(f"{path}: {missing}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: not a valid JSON manifest ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise ModelFileError(f"{path}: not a {FORMAT} manifest")
+    if kind is not None:
+        kind.check(manifest, str(path))
+    elif not isinstance(manifest, dict):
+        raise ModelFileError(f"{path}: not a manifest (a JSON object)")
     return manifest
 
 

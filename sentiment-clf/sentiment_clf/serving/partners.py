@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sentiment_clf.serving.classifiers import log_softmax
 from sentiment_clf.serving.text import character_ngrams, tokenize_tweet, word_ngrams
 from sentiment_clf.serving.vocabulary import split_terms
 
@@ -34,11 +35,6 @@ BLOCKS: dict[str, dict] = {"words": {"tokenizer": "tweet-v1", "ngram_range": [1,
 _TERMS: dict[str, Callable[[list[str]], list[str]]] = {
     "words": lambda tokens: word_ngrams(tokens, (1, 2)), "chars": character_ngrams}
 BLOCK_ARRAYS = ("vocabulary", "idf", "coef", "intercept")
-
-
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class _Block:

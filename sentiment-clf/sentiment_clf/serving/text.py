@@ -66,6 +66,22 @@ def tokenize_tweet(text: str) -> list[str]:
     return tokenize(clean_tweet(text))
 
 
+# The encoder's own preparation (the accurate tier). It differs from clean_tweet's on
+# purpose: the encoders were fine-tuned on text prepared this way (links as "http",
+# mentions as "@user", nothing dropped), and their answers depend on it.
+_ENCODER_URL = re.compile(r"https?://\S+|www\.\S+")
+_ENCODER_MENTION = re.compile(r"@\w+")
+
+
+def for_encoder(text: str) -> str:
+    """The text as the encoder was trained to read it: HTML entities decoded, links and
+    @mentions replaced by placeholders (tweets are full of them), spaces collapsed."""
+    text = html.unescape(text)
+    text = _ENCODER_URL.sub("http", text)
+    text = _ENCODER_MENTION.sub("@user", text)
+    return " ".join(text.split())
+
+
 WORD_EDGE = "\u2581"  # marks a word's start and end in its character n-grams (never in a token)
 
 

@@ -166,8 +166,7 @@ def _domain_slices(name: str, predict, data_root: Path) -> list[str]:
             rows.append(f"| full movie reviews (IMDB, median 177 words) | {len(right)} | {right.mean():.1%} "
                         f"({low:.1%}-{high:.1%}) |")
     if name == "hatespeech":
-        from sentiment_clf.training.finetune_data import question_frames, sst_frames
-        from sentiment_clf.training.finetune_export import ordinary_texts
+        from sentiment_clf.training.finetune import ordinary_texts, question_frames, sst_frames
 
         labels = MODELS["hatespeech"].labels
         frames = {"sst": sst_frames(data_root), "questions": question_frames(data_root)}

@@ -20,7 +20,8 @@ from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from sentiment_clf.serving.partners import BLOCKS, TextPartner, log_softmax
+from sentiment_clf.serving.classifiers import log_softmax
+from sentiment_clf.serving.partners import BLOCKS, TextPartner
 from sentiment_clf.serving.text import TOKENIZERS
 from sentiment_clf.serving.vocabulary import join_terms
 

@@ -66,7 +66,7 @@ def save_reliability(before: list[dict], after: list[dict], path, *, title: str)
 
 def save_precision_recall(curve: dict, path, *, title: str) -> None:
     """Save precision and recall of a label by decision threshold, on dev and held out
-    (``finetune_release.operating_points`` rows under ``"dev"`` and ``"held_out"``)."""
+    (the operating points of ``finetune/release_model.py``, rows under ``"dev"`` and ``"held_out"``)."""
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
     for part, style in (("dev", ":"), ("held_out", "-")):
         rows = curve[part]

@@ -12,7 +12,7 @@ versions and rollback as the fast models (training/retrain.py). Re-fine-tuning t
 encoder itself is ``build_model.py finetune``.
 
 Base texts: the SST training sentences (sentiment: the non-neutral ones), the
-hate-speech and questions training parts of finetune.py's splits. Needs no torch.
+hate-speech and questions training parts of fine-tuning's splits (finetune/data.py). Needs no torch.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from sklearn.metrics import accuracy_score
 from sentiment_clf.feedback.online import ModelRegistry
 from sentiment_clf.feedback.policy import LearningPolicy
 from sentiment_clf.feedback.store import Storage
-from sentiment_clf.serving.accurate import HEAD_FORMAT, PUBLISHED_PREFIX, AccurateHead, head_version, normalize
-from sentiment_clf.serving.formats import checksum, pack_arrays
+from sentiment_clf.serving.accurate import PUBLISHED_PREFIX, AccurateHead, head_version
+from sentiment_clf.serving.formats import ACCURATE_HEAD, checksum, pack_arrays
+from sentiment_clf.serving.text import for_encoder
 from sentiment_clf.training.retrain import answers_to_learn
 from sentiment_clf.training.steering import steered_families
 
@@ -38,14 +39,14 @@ PULL = 1e-3  # strength of the pull toward the committed head (per weight, squar
 
 def base_data(name: str, data_root: Path) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
     """``(train texts, train label indices, test texts, test label indices)`` for head ``name``."""
-    from sentiment_clf.training import finetune_data as finetune  # numpy and pandas only
+    from sentiment_clf.training import finetune  # no torch: its data part is numpy and pandas
 
     if name in ("sentiment", "ratings"):
         frames = finetune.sst_frames(data_root)
         from sentiment_clf.training.sst import load_splits
 
         roots = load_splits(data_root / "sst", None).train_roots
-        train = finetune._frame([finetune.sst_to_plain(p) for p in roots["phrase"]], ratings=roots["label"],
+        train = finetune.text_frame([finetune.sst_to_plain(p) for p in roots["phrase"]], ratings=roots["label"],
                                 sentiment=np.where(roots["label"] < 2, 0, np.where(roots["label"] > 2, 1, -1)))
         test = frames["test"]
     else:
@@ -88,7 +89,7 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float,
     registry = ModelRegistry({}, storage, sync_interval=0, accurate={name: base})
     serving = registry.accurate()[name]
     answers, account = answers_to_learn(storage.feedback_after(0, model=name), policy)
-    texts = train_texts + [normalize(row.text) for row in answers]
+    texts = train_texts + [for_encoder(row.text) for row in answers]
     targets = np.concatenate([train_targets, [base.labels.index(row.label) for row in answers]]).astype(int)
     logger.info("accurate %s: refitting the head on %d texts + %d answers", name, len(train_texts), len(answers))
     vectors = base.encoder.embed(texts)
@@ -109,7 +110,7 @@ def retrain_head(base: AccurateHead, data, storage: Storage, tolerance: float,
     if candidate_accuracy < serving_accuracy - tolerance or steered:
         return False, summary
     payload = pack_arrays({"weight": weight, "bias": bias})
-    manifest = {"format": HEAD_FORMAT, "model": name, "version": version, "labels": list(base.labels),
+    manifest = {**ACCURATE_HEAD.stamp(), "model": name, "version": version, "labels": list(base.labels),
                 "encoder_sha256": base.encoder_sha, "arrays_sha256": checksum(payload),
                 "metrics": {"test_accuracy": candidate_accuracy, "serving_test_accuracy": serving_accuracy},
                 "training_data": {"base_texts": len(train_texts), "feedback_learned": len(answers),

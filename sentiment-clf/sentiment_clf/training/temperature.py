@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from sentiment_clf.serving.accurate import softmax
+from sentiment_clf.serving.classifiers import softmax
 
 BINS = 15
 

@@ -1,6 +1,6 @@
 """Prometheus metrics, correct with several gunicorn workers.
 
-gunicorn.conf.py points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before the
+The gunicorn settings (server/gunicorn_config.py) point ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before the
 workers start: each worker writes its numbers there and ``GET /metrics`` adds
 them up (prometheus_client's multiprocess mode). Without that variable (tests,
 a single process) the process's own registry answers.

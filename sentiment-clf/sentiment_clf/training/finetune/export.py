@@ -13,8 +13,9 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score
 
 from sentiment_clf.serving import accurate
 from sentiment_clf.serving.formats import pack_arrays
+from sentiment_clf.serving.text import for_encoder
 from sentiment_clf.training import ordinary
-from sentiment_clf.training.finetune_data import HEADS, IGNORE, head_proba
+from sentiment_clf.training.finetune.data import HEADS, IGNORE, head_proba
 from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve
 
 
@@ -103,7 +104,7 @@ def ordinary_flag_rate(embed, arrays: dict, texts: dict[str, list[str]]) -> dict
     """The share of each set of ordinary texts that the hate-speech head calls hate speech
     or offensive language."""
     def labels(group: list[str]) -> list[str]:
-        scores = head_proba(embed([accurate.normalize(t) for t in group]), arrays, "hatespeech")
+        scores = head_proba(embed([for_encoder(t) for t in group]), arrays, "hatespeech")
         return [HEADS["hatespeech"][i] for i in scores.argmax(axis=1)]
 
     return ordinary.flag_rate(labels, texts)

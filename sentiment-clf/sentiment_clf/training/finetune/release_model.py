@@ -36,11 +36,12 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, f1_score, precision_recall_fscore_support
 
 from sentiment_clf.serving import accurate
-from sentiment_clf.serving.formats import pack_arrays, unpack_arrays
+from sentiment_clf.serving.classifiers import softmax
+from sentiment_clf.serving.formats import ACCURATE_MODEL, file_checksum, pack_arrays, unpack_arrays
 from sentiment_clf.serving.partners import TextPartner
 from sentiment_clf.tasks import HATE_LABELS
 from sentiment_clf.training import ordinary
-from sentiment_clf.training.finetune_data import (
+from sentiment_clf.training.finetune.data import (
     HEADS,
     IGNORE,
     SOURCE_HEADS,
@@ -50,7 +51,8 @@ from sentiment_clf.training.finetune_data import (
     sample_rows,
     sst_frames,
 )
-from sentiment_clf.training.finetune_export import ordinary_texts
+from sentiment_clf.training.finetune.export import ordinary_texts
+from sentiment_clf.training.finetune.network import BASE_WEIGHTS
 from sentiment_clf.training.intervals import bootstrap_interval
 from sentiment_clf.training.operating_points import curve
 from sentiment_clf.training.partners import SETTINGS as PARTNER_SETTINGS
@@ -127,7 +129,7 @@ def _partner(head: accurate.AccurateHead, train, dev_scores: np.ndarray, dev_tex
         return None, entry
     file = accurate.PARTNER_FILE.format(head.name)
     (target / file).write_bytes(payload)
-    return TextPartner(head.labels, unpack_arrays(payload), weight, accurate.file_sha256(target / file)), \
+    return TextPartner(head.labels, unpack_arrays(payload), weight, file_checksum(target / file)), \
         {"file": file, **entry}
 
 
@@ -205,7 +207,7 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
                             for split in ("dev", "test")}
             temperature = fit_temperature(split_scores["dev"], truths["dev"])
             served.temperature = temperature
-            before = accurate.softmax(split_scores["test"].copy())
+            before = softmax(split_scores["test"].copy())
             after = served.proba(split_vectors["test"], split_texts["test"])
             arrays[f"{head}.weight"], arrays[f"{head}.bias"] = weight, bias
             arrays[f"{head}.temperature"] = np.array([temperature], dtype=np.float64)
@@ -213,7 +215,7 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
                 "temperature": temperature, "fitted_on": f"{len(truths['dev'])} dev texts",
                 "test_ece_before": expected_calibration_error(before, truths["test"]),
                 "test_ece": expected_calibration_error(after, truths["test"]),
-                "dev_ece": expected_calibration_error(accurate.softmax(split_scores["dev"] / temperature),
+                "dev_ece": expected_calibration_error(softmax(split_scores["dev"] / temperature),
                                                       truths["dev"]),
                 "reliability": reliability(after, truths["test"]),
                 "reliability_before": reliability(before, truths["test"])}
@@ -240,13 +242,13 @@ def release(parts: dict[str, tuple[Path, list[str]]], data_root: Path, target: P
     files = [*encoders, accurate.TOKENIZER_FILE, accurate.HEADS_FILE, *([accurate.SHARED_FILE] if shared else []),
              *(entry["file"] for entry in adopted.values())]
     manifest = {
-        "format": accurate.FORMAT, "format_version": accurate.FORMAT_VERSION, "name": "accurate",
+        **ACCURATE_MODEL.stamp(), "name": "accurate",
         "heads": {name: list(labels) for name, labels in HEADS.items()},
         "encoders": encoders,
         **({"shared": accurate.SHARED_FILE, "shared_weights": shared} if shared else {}),
         **({"partners": adopted} if adopted else {}),
-        "sha256": {name: accurate.file_sha256(target / name) for name in files},
-        "base_weights": _base_weights(), "max_tokens": accurate.MAX_TOKENS,
+        "sha256": {name: file_checksum(target / name) for name in files},
+        "base_weights": BASE_WEIGHTS, "max_tokens": accurate.MAX_TOKENS,
         "window_overlap": accurate.WINDOW_OVERLAP,
         "quantization": "int8 dynamic, per channel; each text run alone",
         "evaluation": "as served (each text alone, long texts in windows), on SST's test sentences and the "
@@ -275,12 +277,6 @@ def _labeller(head: accurate.AccurateHead):
         return [head.labels[i] for i in head.proba(_vectors(head.encoder, texts), texts).argmax(axis=1)]
 
     return labels
-
-
-def _base_weights() -> dict:
-    from sentiment_clf.training.finetune import BASE_WEIGHTS
-
-    return BASE_WEIGHTS
 
 
 def _plots(calibration: dict, curves: dict, report_dir: Path) -> None:

@@ -13,20 +13,16 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 import util
-from sentiment_clf.serving import accurate
-from sentiment_clf.tasks import COARSE, FINE_LABELS, HATE_LABELS, RATING_LABELS, SENTIMENT_LABELS
+from sentiment_clf.serving.classifiers import softmax
+from sentiment_clf.serving.text import for_encoder
+from sentiment_clf.tasks import COARSE, FINE_LABELS, HATE_LABELS, MODELS
 from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.splits import SPLIT_SEED, questions_split
 
-HEADS: dict[str, tuple[str, ...]] = {
-    "sentiment": SENTIMENT_LABELS,
-    "ratings": RATING_LABELS,
-    "hatespeech": HATE_LABELS,
-    "questions": tuple(COARSE.values()),
-    "questions-fine": FINE_LABELS,
-}
 # The heads each data set's dev and test texts score.
 SOURCE_HEADS = {"sst": ("sentiment", "ratings"), "hate": ("hatespeech",), "questions": ("questions", "questions-fine")}
+# Each head's labels, in the served model's order: the catalogue's (tasks.MODELS).
+HEADS: dict[str, tuple[str, ...]] = {name: MODELS[name].labels for heads in SOURCE_HEADS.values() for name in heads}
 NEITHER = HATE_LABELS.index("neither")
 IGNORE = -1
 sst_to_plain = util.sst_to_plain
@@ -39,8 +35,10 @@ def _targets(n: int, **given) -> dict[str, np.ndarray]:
     return columns
 
 
-def _frame(texts, **targets) -> pd.DataFrame:
-    texts = [accurate.normalize(t) for t in texts]
+def text_frame(texts, **targets) -> pd.DataFrame:
+    """``texts`` prepared for the encoder, in a ``text`` column, with one target column per
+    head (IGNORE but for the ``targets`` given, by head name with ``_`` for ``-``)."""
+    texts = [for_encoder(t) for t in texts]
     return pd.DataFrame({"text": texts, **_targets(len(texts), **targets)})
 
 
@@ -61,11 +59,11 @@ def sst_frames(data_root: Path, sample: int | None = None) -> dict[str, Any]:
         labels = rows["label"].to_numpy()
         binary = np.where(labels < 2, 0, np.where(labels > 2, 1, IGNORE))
         neither = np.where(rows["is_root"].to_numpy(), NEITHER, IGNORE) if hate else np.full(len(rows), IGNORE)
-        return _frame([sst_to_plain(p) for p in rows["phrase"]], ratings=labels, sentiment=binary,
+        return text_frame([sst_to_plain(p) for p in rows["phrase"]], ratings=labels, sentiment=binary,
                       hatespeech=neither)
 
     roots = splits.train[splits.train["is_root"]]
-    sentences = _frame([sst_to_plain(p) for p in roots["phrase"]], hatespeech=np.full(len(roots), NEITHER))
+    sentences = text_frame([sst_to_plain(p) for p in roots["phrase"]], hatespeech=np.full(len(roots), NEITHER))
     return {"train": frame(train, True), "dev": frame(splits.dev, False), "test": frame(splits.test, False),
             "sentences": sample_rows(sentences, sample, 0), "test_raw": splits.test, "description": splits.description}
 
@@ -80,7 +78,7 @@ def hate_frames(data_root: Path, sample: int | None = None, seed: int = 0) -> di
     fit, dev = train_test_split(choosing, test_size=0.1, stratify=choosing["target"], random_state=SPLIT_SEED)
 
     def to(rows):
-        return _frame(rows["text"], hatespeech=[HATE_LABELS.index(t) for t in rows["target"]])
+        return text_frame(rows["text"], hatespeech=[HATE_LABELS.index(t) for t in rows["target"]])
 
     return {"train": sample_rows(to(fit), sample, seed), "dev": to(dev), "test": to(held_out)}
 
@@ -93,7 +91,7 @@ def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -
     coarse_labels = list(HEADS["questions"])
 
     def to(rows, neither: bool):
-        return _frame(rows["text"], questions=[coarse_labels.index(COARSE[c]) for c in rows["coarse"]],
+        return text_frame(rows["text"], questions=[coarse_labels.index(COARSE[c]) for c in rows["coarse"]],
                       questions_fine=[FINE_LABELS.index(f) for f in rows["fine"]],
                       hatespeech=np.full(len(rows), NEITHER if neither else IGNORE))
 
@@ -103,7 +101,7 @@ def question_frames(data_root: Path, sample: int | None = None, seed: int = 0) -
 # -- the model -------------------------------------------------------------------
 
 def head_proba(vectors_: np.ndarray, arrays: dict, name: str) -> np.ndarray:
-    return accurate.softmax(vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
+    return softmax(vectors_ @ arrays[f"{name}.weight"].T + arrays[f"{name}.bias"])
 
 
 def dev_score(name: str, truth: np.ndarray, predicted: np.ndarray) -> float:

