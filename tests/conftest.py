@@ -1,6 +1,7 @@
 """Shared fixtures: the data, the app and its test client, and a real gunicorn server."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -101,7 +102,7 @@ def small_sst(sst_dir, tmp_path_factory) -> Path:
 
 
 def make_app(database_url: str, **config):
-    """An app on the committed models and the given database."""
+    """An app on the committed models (or MODEL_DIR's) and the given database."""
     from app import create_app
 
     # The page's CSRF check is off here (tests of the page's forms post them directly);
@@ -150,14 +151,59 @@ def database_url(request):
     return request.getfixturevalue(f"{request.param}_url")
 
 
+# Tiny models: each served model's kind (classifier, tokenizer, n-grams) fitted on a few
+# made-up texts a label, in seconds. The API's plumbing, validation, feedback and errors
+# are tested on them; the committed models are tested where they matter (their answers,
+# figures and calibration, the golden answers, the accurate tier, the browser).
+TINY_TEXTS = {"sentiment": {"Positive": ["a great movie", "wonderful and moving", "an excellent , funny film",
+                                         "i loved it", "a good film"],
+                            "Negative": ["a boring movie", "dull and tedious", "the worst film , awful",
+                                         "i hated it", "a bad film"]}}
+
+
+def tiny_texts(name: str, labels: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    given = TINY_TEXTS.get(name) or {label: [f"{label} {word} example" for word in ("one", "two", "three", "four")]
+                                     for label in labels}
+    return [text for label in labels for text in given[label]], [label for label in labels for _ in given[label]]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """A MODEL_DIR of tiny fast models (no accurate tier), one of each served model's kind."""
+    from model import NLPModel
+    from sentiment_clf.tasks import MODELS
+
+    folder = tmp_path_factory.mktemp("tiny_models")
+    for name, spec in MODELS.items():
+        params = json.loads((MODELS_DIR / name / "manifest.json").read_text())["params"]
+        params = {**params, "ngram_range": tuple(params["ngram_range"]), "class_prior": None}
+        params = {key: value for key, value in params.items()
+                  if key in NLPModel().get_params() and (params["classifier"] == "nb" or key != "class_prior")}
+        texts, labels = tiny_texts(name, spec.labels)
+        NLPModel(spec.labels, **params).fit(texts, labels).save(folder / name, name=name)
+    return folder
+
+
 @pytest.fixture()
-def app(sqlite_url):
-    return make_app(sqlite_url)
+def app(sqlite_url, tiny_models):
+    """An app on the tiny models (the committed ones: ``served_app``)."""
+    return make_app(sqlite_url, MODEL_DIR=tiny_models)
 
 
 @pytest.fixture()
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture()
+def served_app(sqlite_url):
+    """An app on the committed models, both tiers."""
+    return make_app(sqlite_url)
+
+
+@pytest.fixture()
+def served_client(served_app):
+    return served_app.test_client()
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ def test_every_argument_location_gives_the_same_answer(client, send):
     assert response.json == expected
 
 
-def test_ratings_lists_five_labels_from_negative_to_positive(client):
+def test_ratings_lists_five_labels_from_negative_to_positive(served_client):
+    client = served_client
     response = client.get("/ratings", query_string={"query": "a gorgeous, witty, seductive movie"})
     assert response.status_code == 200
     assert_prediction(response.json, RATINGS)
@@ -117,7 +118,8 @@ def test_bad_input_gets_a_clear_json_error(client, path, send, status, fragment)
 HATE = ["hate speech", "offensive language", "neither"]
 
 
-def test_hatespeech_answers_every_class(client):
+def test_hatespeech_answers_every_class(served_client):
+    client = served_client
     body = client.get("/hatespeech", query_string={"query": "RT @user: these hoes aint loyal &amp; never was"}).json
     assert_prediction(body, HATE)
     assert body["prediction"] == "offensive language"
@@ -125,7 +127,8 @@ def test_hatespeech_answers_every_class(client):
     assert calm["prediction"] == "neither"
 
 
-def test_questions_answer_both_levels(client):
+def test_questions_answer_both_levels(served_client):
+    client = served_client
     body = client.get("/questions", query_string={"query": "What is the capital of Peru ?"}).json
     assert_prediction({k: v for k, v in body.items() if k != "fine"},
                       ["abbreviation", "description", "entity", "human", "location", "numeric"])
@@ -206,7 +209,8 @@ def test_unknown_paths_answer_json_404(client, path):
     assert_error(client.get(path), 404, "not found")
 
 
-def test_health_names_the_model_versions(client):
+def test_health_names_the_model_versions(served_client):
+    client = served_client
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json

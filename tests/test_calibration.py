@@ -142,7 +142,8 @@ def test_a_threshold_changes_the_label_and_models_says_what_it_costs(sqlite_url,
 
 # -- model cards --------------------------------------------------------------------------
 
-def test_every_model_on_both_tiers_links_its_card(client):
+def test_every_model_on_both_tiers_links_its_card(served_client):
+    client = served_client
     entries = client.get("/models").json["models"]
     assert len(entries) == 2 * len(MODELS)
     for entry in entries:

@@ -18,7 +18,8 @@ def send(client, headers=None, environ_base=None, **body):
                        headers=headers or {}, environ_base=environ_base or {})
 
 
-def test_feedback_is_stored_then_acknowledged(client, storage):
+def test_feedback_is_stored_then_acknowledged(served_client, storage):
+    client = served_client
     before = client.get("/", query_string={"query": TEXT}).json
     response = send(client)
     assert response.status_code == 201
@@ -229,7 +230,8 @@ def test_a_trusted_api_key_is_learned_at_once_and_an_unknown_one_is_a_401(sqlite
     assert len(Storage(sqlite_url).feedback_after(0)) == 3
 
 
-def test_models_lists_what_is_served(client):
+def test_models_lists_what_is_served(served_client):
+    client = served_client
     send(client)
     send(client, label="Negative", query="a dull film", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     listed = client.get("/models").json["models"]
@@ -271,7 +273,8 @@ def test_too_short_or_long_reviews_get_a_message_on_the_page(client, review, fra
     assert fragment in page.text and 'role="alert"' in page.text
 
 
-def test_the_result_shows_both_models_and_the_answer_buttons(client):
+def test_the_result_shows_both_models_and_the_answer_buttons(served_client):
+    client = served_client
     page = client.post("/ui", data={"review": TEXT}).text
     assert 'id="result-sentiment"' in page and 'id="result-ratings"' in page
     assert '<strong class="label">Negative</strong>' in page
@@ -279,7 +282,8 @@ def test_the_result_shows_both_models_and_the_answer_buttons(client):
     assert page.count("<option") == 10  # the five ratings, for each tier
 
 
-def test_incorrect_on_the_page_stores_the_other_label_and_the_model_learns(client, storage):
+def test_incorrect_on_the_page_stores_the_other_label_and_the_model_learns(served_client, storage):
+    client = served_client
     before = client.get("/", query_string={"query": TEXT}).json["probabilities"]["Positive"]
     page = client.post("/ui/feedback", data={"model": "sentiment", "review": TEXT, "prediction": "Negative",
                                              "verdict": "incorrect"})

@@ -91,7 +91,8 @@ def assert_same_answer(found: dict, expected: dict, explain: bool) -> None:
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_single_answers_are_unchanged(client, golden, endpoint):
+def test_single_answers_are_unchanged(served_client, golden, endpoint):
+    client = served_client
     for record in golden:
         expected = record["answers"][endpoint]
         for explain in (False, True):
@@ -102,7 +103,8 @@ def test_single_answers_are_unchanged(client, golden, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_batch_answers_are_unchanged(client, golden, endpoint):
+def test_batch_answers_are_unchanged(served_client, golden, endpoint):
+    client = served_client
     url = endpoint.rstrip("/") + "/batch"
     texts = [record["text"] for record in golden]
     for explain in (False, True):

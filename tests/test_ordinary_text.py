@@ -56,7 +56,8 @@ def test_the_issues_examples_are_neither(client, text):
     assert response.json["prediction"] == "neither", response.json
 
 
-def test_tweets_are_still_flagged(client):
+def test_tweets_are_still_flagged(served_client):
+    client = served_client
     texts = ["RT @user: these hoes aint loyal", "@user you a bitch ass nigga"]
     answers = client.post("/hatespeech/batch", json={"queries": texts}).json["results"]
     assert answers[0]["prediction"] == "offensive language"  # the README's example
