@@ -35,9 +35,16 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_accurate import TEXT, batched_limit, load_head, where_time_goes
-from bench.bench_predict import machine, save_results
-from bench.compare_mlserver import combine_rounds, start_gunicorn, stop_gunicorn, wait_until
-from bench.harness import free_port, worker_pids
+from bench.harness import (
+    combine_rounds,
+    free_port,
+    machine,
+    save_results,
+    start_gunicorn,
+    stop_gunicorn,
+    wait_until,
+    worker_pids,
+)
 
 SIZES = (1, 2, 4, 8, 16, 32)
 _DURATION = re.compile(rb'"duration_ms": ([0-9.]+)')

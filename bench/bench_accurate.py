@@ -42,10 +42,20 @@ from urllib.parse import quote
 
 import requests
 
-from bench.bench_predict import machine, post_script, run_wrk, save_results
-from bench.bench_workers import memory_kib
-from bench.compare_mlserver import measure_in_rounds, start_gunicorn, stop_gunicorn, wait_until
-from bench.harness import connections_by_worker, free_port, worker_pids
+from bench.harness import (
+    connections_by_worker,
+    free_port,
+    machine,
+    measure_in_rounds,
+    memory_kib,
+    post_script,
+    run_wrk,
+    save_results,
+    start_gunicorn,
+    stop_gunicorn,
+    wait_until,
+    worker_pids,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"

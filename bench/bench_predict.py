@@ -17,15 +17,10 @@ bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +32,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from bench.harness import LiveServer
+from bench.harness import LiveServer, machine, run_wrk, run_wrk_batch, save_results
 from model import NLPModel
 from sentiment_clf.serving.linear_model import LinearTextModel
 
@@ -131,66 +126,6 @@ def in_process_batch(model_dir: Path, size: int, rounds: int = 5) -> dict:
     return results
 
 
-def run_wrk_batch(url: str, size: int, connections: int, seconds: int, folder: Path) -> dict:
-    script = post_script(folder / "batch.lua", {"queries": batch_texts(size)})
-    run = run_wrk(url, connections, seconds, script)
-    return {"batch_size": size, "connections": connections, "requests_per_s": run["requests_per_s"],
-            "phrases_per_s": run["requests_per_s"] * size, "non_2xx": run["non_2xx"]}
-
-
-def post_script(path: Path, body: dict) -> Path:
-    """A wrk script that POSTs ``body`` as JSON."""
-    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
-    return path
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}  # to milliseconds
-
-
-def _find(pattern: str, output: str, flags: int = 0) -> re.Match[str]:
-    """``pattern`` in wrk's ``output``, which must have it."""
-    match = re.search(pattern, output, flags)
-    if match is None:
-        raise RuntimeError(f"wrk's output has no {pattern!r}:\n{output}")
-    return match
-
-
-def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict:
-    """One wrk run (1 thread): requests, requests/s, p50/p99 latency and errors."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if script is not None:
-        command[-1:-1] = ["-s", str(script)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    def latency(percent):
-        value, unit = _find(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-        return float(value) * _UNITS[unit]
-
-    requests, elapsed, unit = _find(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
-    return {"connections": connections, "seconds": seconds,
-            "requests": int(requests), "elapsed_s": float(elapsed) * _UNITS[unit] / 1e3,
-            "requests_per_s": float(_find(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-            "p50_ms": latency(50), "p90_ms": latency(90), "p99_ms": latency(99),
-            "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else "none"}
-
-
-def save_results(filename: str, results: dict) -> None:
-    """Write ``results`` as JSON to bench/results/``filename`` (ignored by git)."""
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / filename).write_text(json.dumps(results, indent=2, default=list) + "\n")
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=15, help="wrk run length per concurrency")
@@ -224,7 +159,7 @@ def main(argv=None) -> int:
             run_wrk(url, 8, 3)  # warm-up
             results["http"] = {"workers": args.workers, "url": "/?query=" + quote(QUERY),
                                "runs": [run_wrk(url, c, args.seconds) for c in args.concurrency]}
-            results["batch"] = run_wrk_batch(f"{server.url}/batch", 1000, 2, args.seconds, Path(tmp))
+            results["batch"] = run_wrk_batch(f"{server.url}/batch", batch_texts(1000), 2, args.seconds, Path(tmp))
         finally:
             server.stop()
 

@@ -33,8 +33,16 @@ from urllib.parse import urlencode
 
 import requests
 
-from bench.bench_predict import machine, save_results
-from bench.harness import free_port, gunicorn_path, server_side, socket_owners, worker_pids
+from bench.harness import (
+    free_port,
+    gunicorn_path,
+    machine,
+    memory_kib,
+    save_results,
+    server_side,
+    socket_owners,
+    worker_pids,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the default, which start() keeps
@@ -90,16 +98,6 @@ def cold_starts(rounds: int, folder: Path) -> dict[str, list[float]]:
             finally:
                 stop(process)
     return times
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        name, value = line.split()[:2]
-        fields[name.rstrip(":")] = int(value)
-    return {"rss": fields["Rss"], "pss": fields["Pss"],
-            "private": fields["Private_Clean"] + fields["Private_Dirty"],
-            "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
 
 
 def serving_worker(pids: list[int], server_port: int, client_port: int) -> int | None:

@@ -23,20 +23,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.bench_predict import in_process, in_process_batch, machine, post_script, run_wrk, run_wrk_batch, save_results
-from bench.harness import free_port
-from bench.soak import worker_rss_kib
+from bench.bench_predict import batch_texts, in_process, in_process_batch
+from bench.harness import (
+    free_port,
+    machine,
+    measure_in_rounds,
+    post_script,
+    run_wrk,
+    run_wrk_batch,
+    save_results,
+    start_gunicorn,
+    stop_group,
+    stop_gunicorn,
+    wait_until,
+    worker_rss_kib,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,58 +54,12 @@ V2_BODY: dict[str, Any] = {"inputs": [{"name": "text", "shape": [1], "datatype":
                        "parameters": {"content_type": "str"}}]}
 
 
-def wait_until(check, timeout=120.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if check():
-                return time.monotonic() - started
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the server did not answer in time")
-
-
 def all_rss_kib(pid: int) -> int:
     """RSS of a process tree's descendants (the workers), summed."""
     total = sum(worker_rss_kib(pid).values())
     for child in worker_rss_kib(pid):
         total += sum(worker_rss_kib(child).values())
     return total
-
-
-def start_gunicorn(app: str, port: int, workers: int, folder: Path, config: Path | None = None):
-    """gunicorn from the repository root, with its gunicorn.conf.py (or ``config``): the
-    README's command for the service, and the same for the constant app
-    (``bench.constant_app``, found from the root, where gunicorn runs)."""
-    env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
-           "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true"}
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    command = [str(gunicorn), app] if app.startswith("bench.") else [str(gunicorn), "--chdir", "sentiment-clf", app]
-    if config is not None:
-        command[1:1] = ["--config", str(config)]
-    return subprocess.Popen(command, cwd=ROOT, env=env,
-                            stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
-
-
-def stop_gunicorn(process) -> None:
-    process.terminate()
-    process.wait(30)
-
-
-def stop_group(process) -> None:
-    """MLServer and its parallel workers: SIGTERM to the group, SIGKILL if it lingers."""
-    import signal
-
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_port: int, workers: int) -> None:
@@ -114,28 +77,6 @@ def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_p
     (folder / "settings.json").write_text(json.dumps({
         "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
         "parallel_workers": workers, "host": "127.0.0.1"}))
-
-
-def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: list[int]) -> list[dict]:
-    """``targets``: name -> (url, wrk script or None). Each concurrency: ``rounds``
-    rounds of seconds/rounds per target, the targets in turn."""
-    runs = []
-    for c in concurrency:
-        per_round: dict[str, list[dict]] = {name: [] for name in targets}
-        for _ in range(rounds):
-            for name, (url, script) in targets.items():
-                per_round[name].append(run_wrk(url, c, max(1, round(seconds / rounds)), script))
-        for name, results in per_round.items():
-            runs.append({"server": name, "connections": c, "rounds": len(results), **combine_rounds(results),
-                         "non_2xx": sum(r["non_2xx"] for r in results)})
-    return runs
-
-
-def combine_rounds(runs: list[dict], percentiles: tuple[int, ...] = (50, 99)) -> dict:
-    """wrk runs of one target taken in rounds, as one: requests/s over all of them, and
-    the median of the rounds' latency at each of ``percentiles``."""
-    return {"requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
-            **{f"p{p}_ms": statistics.median(r[f"p{p}_ms"] for r in runs) for p in percentiles}}
 
 
 def main(argv=None) -> int:
@@ -191,7 +132,7 @@ def main(argv=None) -> int:
             run_wrk(target_url, 8, 3, target_script)
         results["runs"] = measure_in_rounds(targets, args.seconds, args.rounds, args.concurrency)
         service = targets["sentiment-clf"][0].split("/?")[0]
-        results["batch"] = run_wrk_batch(f"{service}/batch", 1000, 2, args.seconds, folder)
+        results["batch"] = run_wrk_batch(f"{service}/batch", batch_texts(1000), 2, args.seconds, folder)
         for name, process in processes.items():
             results["worker_rss_mib"][name] = all_rss_kib(process.pid) / 1024 / args.workers
 

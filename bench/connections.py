@@ -22,9 +22,16 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_accurate import TEXT, where_time_goes
-from bench.bench_predict import machine, run_wrk, save_results
-from bench.compare_mlserver import start_gunicorn, stop_gunicorn, wait_until
-from bench.harness import free_port, worker_pids
+from bench.harness import (
+    free_port,
+    machine,
+    run_wrk,
+    save_results,
+    start_gunicorn,
+    stop_gunicorn,
+    wait_until,
+    worker_pids,
+)
 
 
 def one_server(balance: bool, runs: int, seconds: int, folder: Path) -> dict:

@@ -25,9 +25,18 @@ from urllib.parse import quote
 import requests
 
 from bench.bench_accurate import TEXT
-from bench.bench_predict import machine, run_wrk, save_results
-from bench.compare_mlserver import ROOT, combine_rounds, start_gunicorn, stop_gunicorn, wait_until
-from bench.harness import AnswerCounter, free_port
+from bench.harness import (
+    ROOT,
+    AnswerCounter,
+    combine_rounds,
+    free_port,
+    machine,
+    run_wrk,
+    save_results,
+    start_gunicorn,
+    stop_gunicorn,
+    wait_until,
+)
 
 CONFIGS = {"with post_request": None, "without post_request": ROOT / "bench" / "gunicorn_without_yield.py"}
 

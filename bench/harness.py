@@ -1,7 +1,15 @@
-"""What the tests and the benchmarks share: the service under gunicorn with the README's
-command on a free port (:class:`LiveServer`), the processes and connections of its
-workers, a client counting pipelined answers, a slow client, and a TCP forwarder that
-makes a database hang or vanish on demand (:class:`Forwarder`).
+"""What the tests and the benchmarks share.
+
+Starting and stopping servers and their peers: the service under gunicorn with the
+README's command on a free port (:class:`LiveServer`), the processes and connections of
+its workers, a client counting pipelined answers, a slow client, a TCP forwarder that
+makes a database hang or vanish on demand (:class:`Forwarder`); for the benchmarks,
+gunicorn serving any app with the repository's settings (:func:`start_gunicorn`) and
+MLServer's process group stopped (:func:`stop_group`). wrk rounds: one run
+(:func:`run_wrk`), a POST script, a batch run, rounds taking turns between servers and
+combined (:func:`measure_in_rounds`, :func:`combine_rounds`). Memory: a process's
+smaps_rollup and the RSS of a master's workers. Results files: the machine's
+description and bench/results/ (:func:`save_results`).
 
 Both import it as ``bench.harness`` (the tests have the repository's root on their path);
 nothing here imports from either.
@@ -9,9 +17,14 @@ nothing here imports from either.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
+import re
 import shutil
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -254,3 +267,165 @@ class Forwarder:
         self.resume()
         self.cut()
         self._listener.close()
+
+
+# -- servers the benchmarks start ----------------------------------------------------
+
+def wait_until(check, timeout=120.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the server did not answer in time")
+
+
+def start_gunicorn(app: str, port: int, workers: int, folder: Path, config: Path | None = None):
+    """gunicorn from the repository root, with its gunicorn.conf.py (or ``config``): the
+    README's command for the service, and the same for an app of the benchmarks' (such as
+    ``bench.constant_app``, found from the root, where gunicorn runs)."""
+    env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
+           "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true"}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), app] if app.startswith("bench.") else [str(gunicorn), "--chdir", "sentiment-clf", app]
+    if config is not None:
+        command[1:1] = ["--config", str(config)]
+    return subprocess.Popen(command, cwd=ROOT, env=env,
+                            stdout=(folder / f"{port}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop_gunicorn(process) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+def stop_group(process) -> None:
+    """MLServer and its parallel workers: SIGTERM to the group, SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# -- wrk rounds -----------------------------------------------------------------------
+
+def post_script(path: Path, body: dict) -> Path:
+    """A wrk script that POSTs ``body`` as JSON."""
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    return path
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}  # to milliseconds
+
+
+def _find(pattern: str, output: str, flags: int = 0) -> re.Match[str]:
+    """``pattern`` in wrk's ``output``, which must have it."""
+    match = re.search(pattern, output, flags)
+    if match is None:
+        raise RuntimeError(f"wrk's output has no {pattern!r}:\n{output}")
+    return match
+
+
+def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict:
+    """One wrk run (1 thread): requests, requests/s, p50/p99 latency and errors."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        command[-1:-1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def latency(percent):
+        value, unit = _find(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * _UNITS[unit]
+
+    requests, elapsed, unit = _find(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output).groups()
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"connections": connections, "seconds": seconds,
+            "requests": int(requests), "elapsed_s": float(elapsed) * _UNITS[unit] / 1e3,
+            "requests_per_s": float(_find(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50_ms": latency(50), "p90_ms": latency(90), "p99_ms": latency(99),
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else "none"}
+
+
+def run_wrk_batch(url: str, texts: list[str], connections: int, seconds: int, folder: Path) -> dict:
+    """wrk POSTing ``{"queries": texts}`` to a batch endpoint: requests/s and phrases/s."""
+    script = post_script(folder / "batch.lua", {"queries": texts})
+    run = run_wrk(url, connections, seconds, script)
+    return {"batch_size": len(texts), "connections": connections, "requests_per_s": run["requests_per_s"],
+            "phrases_per_s": run["requests_per_s"] * len(texts), "non_2xx": run["non_2xx"]}
+
+
+def measure_in_rounds(targets: dict, seconds: int, rounds: int, concurrency: list[int]) -> list[dict]:
+    """``targets``: name -> (url, wrk script or None). Each concurrency: ``rounds``
+    rounds of seconds/rounds per target, the targets in turn."""
+    runs = []
+    for c in concurrency:
+        per_round: dict[str, list[dict]] = {name: [] for name in targets}
+        for _ in range(rounds):
+            for name, (url, script) in targets.items():
+                per_round[name].append(run_wrk(url, c, max(1, round(seconds / rounds)), script))
+        for name, results in per_round.items():
+            runs.append({"server": name, "connections": c, "rounds": len(results), **combine_rounds(results),
+                         "non_2xx": sum(r["non_2xx"] for r in results)})
+    return runs
+
+
+def combine_rounds(runs: list[dict], percentiles: tuple[int, ...] = (50, 99)) -> dict:
+    """wrk runs of one target taken in rounds, as one: requests/s over all of them, and
+    the median of the rounds' latency at each of ``percentiles``."""
+    return {"requests_per_s": sum(r["requests"] for r in runs) / sum(r["elapsed_s"] for r in runs),
+            **{f"p{p}_ms": statistics.median(r[f"p{p}_ms"] for r in runs) for p in percentiles}}
+
+
+# -- memory ---------------------------------------------------------------------------
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """A process's memory from /proc/<pid>/smaps_rollup, in KiB: RSS, PSS, private (the
+    pages only it holds, clean and dirty) and shared."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split()[:2]
+        fields[name.rstrip(":")] = int(value)
+    return {"rss": fields["Rss"], "pss": fields["Pss"],
+            "private": fields["Private_Clean"] + fields["Private_Dirty"],
+            "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
+
+
+def worker_rss_kib(master_pid: int) -> dict[int, int]:
+    """RSS of each gunicorn worker (the master's children), in KiB."""
+    sizes = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != master_pid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        sizes[int(stat.parent.name)] = int(next(line.split()[1] for line in status.splitlines()
+                                                 if line.startswith("VmRSS:")))
+    return sizes
+
+
+# -- results files --------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def save_results(filename: str, results: dict) -> None:
+    """Write ``results`` as JSON to bench/results/``filename`` (ignored by git)."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / filename).write_text(json.dumps(results, indent=2, default=list) + "\n")

@@ -36,9 +36,7 @@ from pathlib import Path
 
 import requests
 
-from bench.bench_predict import machine, save_results
-from bench.bench_workers import memory_kib
-from bench.harness import Forwarder, LiveServer
+from bench.harness import Forwarder, LiveServer, machine, memory_kib, save_results
 
 LONG = ("the plot drifts , the acting is wooden and the ending makes no sense at all , " * 130)[:9990]
 HEAVY: dict = {"query": LONG, "variant": "accurate", "explain": True}

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from bench.bench_predict import post_script, run_wrk
-from bench.compare_mlserver import QUERY, stop_group, wait_until
-from bench.harness import free_port
+from bench.compare_mlserver import QUERY
+from bench.harness import free_port, post_script, run_wrk, stop_group, wait_until
 from sentiment_clf.tasks import SENTIMENT_LABELS
 
 logger = logging.getLogger(__name__)

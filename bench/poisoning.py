@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import util
-from bench.bench_predict import machine, save_results
+from bench.harness import machine, save_results
 from sentiment_clf.config import APP_DIR
 from sentiment_clf.serving.linear_model import LinearTextModel
 

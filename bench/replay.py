@@ -38,9 +38,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy import text as sql
 
 import util
-from bench.bench_predict import machine, save_results
-from bench.bench_workers import WARM_UP, memory_kib, one_connection_per_worker
-from bench.harness import LiveServer, worker_pids
+from bench.bench_workers import WARM_UP, one_connection_per_worker
+from bench.harness import LiveServer, machine, memory_kib, save_results, worker_pids
 from sentiment_clf.config import Settings
 from sentiment_clf.feedback import checkpoints as checkpoint_store
 from sentiment_clf.feedback.admission import learn_key

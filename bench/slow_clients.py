@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench.bench_predict import machine, save_results
-from bench.harness import LiveServer, seconds_until_closed
+from bench.harness import LiveServer, machine, save_results, seconds_until_closed
 
 SENTENCES = [
     "that movie was boring",

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import requests
 
-from bench.bench_predict import save_results
-from bench.harness import LiveServer
+from bench.harness import LiveServer, save_results, worker_rss_kib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,21 +31,6 @@ PHRASES = ["that movie was boring", "a gorgeous , witty , seductive movie", "wha
            "RT @user: these hoes aint loyal", "it 's not a bad film , but it is n't a good one either",
            "How many people live in Lima ?", "the weather in portland is lovely today"]
 ENDPOINTS = ["/", "/ratings", "/hatespeech", "/questions"]
-
-
-def worker_rss_kib(master_pid: int) -> dict[int, int]:
-    """RSS of each gunicorn worker (the master's children), in KiB."""
-    sizes = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != master_pid:
-                continue
-            status = (stat.parent / "status").read_text()
-        except (OSError, ValueError):
-            continue
-        sizes[int(stat.parent.name)] = int(next(line.split()[1] for line in status.splitlines()
-                                                 if line.startswith("VmRSS:")))
-    return sizes
 
 
 def one_request(session: requests.Session, url: str, rng: random.Random) -> tuple[int, float]:

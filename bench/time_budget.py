@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import util
-from bench.bench_predict import machine, save_results
+from bench.harness import machine, save_results
 from sentiment_clf.config import Settings
 from sentiment_clf.serving import answer
 from sentiment_clf.serving.loading import load_models
