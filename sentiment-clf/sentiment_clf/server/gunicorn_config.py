@@ -157,7 +157,7 @@ def post_request(worker, req, environ, resp):
     # connection of that worker waited: a health check sat 3-4 s behind 3,000 pipelined
     # predictions, and at concurrency 8 on the fast tier p90 was 55 ms though a request
     # takes under 1 ms in the app. One turn of the event loop after each request lets
-    # the others in (tests/test_adversarial_server.py, bench/fairness.py).
+    # the others in (tests/test_adversarial_server.py, bench/experiments/fairness.py).
     gevent.sleep(0)
 
 

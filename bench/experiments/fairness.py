@@ -8,7 +8,7 @@ side by side in one run on one machine:
 2. The fast tier at concurrency 8 (2 workers, wrk, kept-alive connections), rounds
    taking turns: requests/s and p50/p90/p99.
 
-Run from the repository root: ``python -m bench.fairness`` (about 2 minutes).
+Run from the repository root: ``python -m bench.experiments.fairness`` (about 2 minutes).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from bench.harness import (
     wait_until,
 )
 
-CONFIGS = {"with post_request": None, "without post_request": ROOT / "bench" / "gunicorn_without_yield.py"}
+CONFIGS = {"with post_request": None,
+           "without post_request": ROOT / "bench" / "experiments" / "gunicorn_without_yield.py"}
 
 
 def behind_a_pipeline(config: Path | None, folder: Path, pipelined: int) -> dict:

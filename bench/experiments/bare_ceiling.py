@@ -7,7 +7,7 @@ in-process batched limit. This measures, in one run on one machine:
    thread, and the batched limit as bench/bench_accurate.py measures it.
 2. Side by side at concurrency 8, rounds taking turns, each with the workers' CPU
    per request: the service (``app:create_app()``) on ``variant=accurate`` and on the
-   fast tier, and a bare WSGI app (bench/bare_app.py: no Flask, no middleware, the
+   fast tier, and a bare WSGI app (bench/experiments/bare_app.py: no Flask, no middleware, the
    same gunicorn settings, the same micro-batcher) answering from the accurate head
    and answering a constant JSON.
 
@@ -18,7 +18,7 @@ is printed beside wrk's, which also counts the socket queue and the load generat
 The printed bounds are what 2 cores could serve if every request cost the
 forward pass at batch 4 (what 8 connections on 2 workers give a batcher) plus what
 a stack's route costs at concurrency 8, with no idle time. Run from the repository root:
-``python -m bench.bare_ceiling`` (about 3 minutes).
+``python -m bench.experiments.bare_ceiling`` (about 3 minutes).
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-bare-") as folder:
         servers = {}
         try:
-            for name, app in (("service", "app:create_app()"), ("bare", "bench.bare_app:create_app()")):
+            for name, app in (("service", "app:create_app()"), ("bare", "bench.experiments.bare_app:create_app()")):
                 port = free_port()
                 process = start_gunicorn(app, port, 2, Path(folder))
                 servers[name] = (process, port)

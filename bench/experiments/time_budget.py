@@ -1,6 +1,6 @@
 """How long the largest request the limits allow takes, for the request time budget.
 
-Run as ``python -m bench.time_budget``: per character of 100 texts of 10,000
+Run as ``python -m bench.experiments.time_budget``: per character of 100 texts of 10,000
 characters (SST sentences joined, and punctuation, the slowest text found), the
 in-process time of each batch endpoint's work without and with ``explain``
 (``/questions`` answers with two models). From the slowest per-character cost, the
@@ -21,7 +21,7 @@ from sentiment_clf.serving import answer
 from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS, endpoint_models
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXT_CHARS = 10_000
 
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     print(f"largest allowed request, at the slowest cost: {settings.max_batch_chars:,} characters without explain "
           f"{largest['without explain']:.2f} s; {settings.max_explain_chars:,} explained "
           f"{largest['with explain']:.2f} s (budget {settings.request_time_budget:g} s)")
-    save_results("time_budget.json", {"command": "python -m bench.time_budget", "machine": machine(),
+    save_results("time_budget.json", {"command": "python -m bench.experiments.time_budget", "machine": machine(),
                                       "rows": rows, "largest_request_s": largest})
     return 0
 

@@ -7,7 +7,7 @@ in a different room (each top-level module counting as a room of its own); the w
 package modules whose functions it enters, in order, with repeats of the same module
 folded (a hop is a step from one module to another).
 
-    python -m bench.rooms [--root sentiment-clf] [--walk]
+    python -m bench.experiments.rooms [--root sentiment-clf] [--walk]
 
 ``--walk`` serves ``GET /?query=...`` and ``POST /feedback`` once each through Flask's test
 client (a temporary SQLite database) and prints the modules each walks through.
@@ -101,7 +101,7 @@ def walk(root: Path) -> dict[str, list[str]]:
     """The package modules ``GET /`` and ``POST /feedback`` enter, in order (measured in a
     process of its own, whose PYTHONPATH puts ``root`` first)."""
     env = {**os.environ, "PYTHONPATH": str(root.resolve()), "SENTIMENT_CLF_LOG_LEVEL": "WARNING"}
-    found = subprocess.run([sys.executable, "-m", "bench.rooms", "--walk-here"], env=env, check=True,
+    found = subprocess.run([sys.executable, "-m", "bench.experiments.rooms", "--walk-here"], env=env, check=True,
                            capture_output=True, text=True).stdout
     return json.loads(found)
 

@@ -6,7 +6,7 @@ command and ``SENTIMENT_CLF_BALANCE_CONNECTIONS``; ``--runs`` wrk runs on
 ``variant=accurate`` at concurrency 8, each with fresh connections, the connections
 each worker holds counted halfway; then one run of the fast tier at concurrency 8
 (does the balancing cost it anything?). Run from the repository root:
-``python -m bench.connections``.
+``python -m bench.experiments.connections``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A bare WSGI app for bench/bare_ceiling.py: the accurate sentiment head without Flask.
+"""A bare WSGI app for bench/experiments/bare_ceiling.py: the accurate sentiment head without Flask.
 
 ``GET /?query=...`` answers ``{"prediction", "confidence"}`` from the committed
 accurate model through the same micro-batcher as the service; ``GET /constant``
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "sentiment-clf" / "lib" / "models" / "accurate"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "sentiment-clf" / "lib" / "models" / "accurate"
 _CONSTANT = json.dumps({"prediction": "Negative", "confidence": 0.9}).encode()
 
 

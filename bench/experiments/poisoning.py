@@ -1,6 +1,6 @@
 """How many opposite-label answers one client needs to flip a confident sentence.
 
-Run as ``python -m bench.poisoning``: the sentiment model, the first 50 SST test
+Run as ``python -m bench.experiments.poisoning``: the sentiment model, the first 50 SST test
 sentences (neutral ones left out) it gives a confidence of 0.9 or more, and three
 attacks, each learning answers one at a time until the sentence flips (or 200):
 numbered near-duplicates ("<sentence> 1", "<sentence> 2", ...), the sentence with
@@ -20,7 +20,7 @@ from bench.harness import machine, save_results
 from sentiment_clf.config import APP_DIR
 from sentiment_clf.serving.linear_model import LinearTextModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def confident(model: LinearTextModel, sst_dir: Path, count: int, confidence: float) -> list[tuple[str, int]]:
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     model = LinearTextModel.load(APP_DIR / "lib" / "models" / "sentiment")
     chosen = confident(model, args.sst, args.sentences, 0.9)
-    results: dict = {"command": "python -m bench.poisoning", "machine": machine(), "sentences": len(chosen),
+    results: dict = {"command": "python -m bench.experiments.poisoning", "machine": machine(), "sentences": len(chosen),
                      "limit": args.limit, "attacks": {}}
     print(f"{len(chosen)} SST test sentences of confidence >= 0.9; answers with the other label until each flips")
     print("| attack | fewest | median | most | never flipped |")
