@@ -5,7 +5,7 @@
 1. Cold start to first answer: the service started with the README's command
    (``gunicorn --chdir sentiment-clf 'app:create_app()'``, 2 workers) until a
    prediction answers 200, against the same app with one constant-JSON route
-   (``bench/experiments/constant_app.py``) started the same way until ``/constant`` answers;
+   (``bench/constant_app.py``) started the same way until ``/constant`` answers;
    alternately, ``--rounds`` times each, medians and their ratio.
 2. Memory per worker with all five models loaded, after every kind of request
    (predictions with explanations on every endpoint, batches, feedback, pages):
@@ -47,7 +47,7 @@ from bench.harness import (
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the default, which start() keeps
 APPS = {"service": ("app:create_app()", "/?query=that%20movie%20was%20boring"),
-        "constant JSON app": ("bench.experiments.constant_app:create_app()", "/constant")}
+        "constant JSON app": ("bench.constant_app:create_app()", "/constant")}
 WARM_UP: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/", {"query": "that movie was boring", "explain": "1"}),
     ("GET", "/ratings", {"query": "a gorgeous , witty , seductive movie", "explain": "1"}),

@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         targets: dict[str, tuple[str, Path | None]] = {}  # name -> (url, wrk script or None)
         processes: dict[str, subprocess.Popen] = {}
         for name, app, path in (("sentiment-clf", "app:create_app()", f"/?query={QUERY.replace(' ', '%20')}"),
-                                ("constant JSON (same app and server)", "bench.experiments.constant_app:create_app()",
+                                ("constant JSON (same app and server)", "bench.constant_app:create_app()",
                                  "/constant")):
             port = free_port()
             process = processes[name] = start_gunicorn(app, port, args.workers, folder)

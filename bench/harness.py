@@ -286,7 +286,7 @@ def wait_until(check, timeout=120.0) -> float:
 def start_gunicorn(app: str, port: int, workers: int, folder: Path, config: Path | None = None):
     """gunicorn from the repository root, with its gunicorn.conf.py (or ``config``): the
     README's command for the service, and the same for an app of the benchmarks' (such as
-    ``bench.experiments.constant_app``, found from the root, where gunicorn runs)."""
+    ``bench.constant_app``, found from the root, where gunicorn runs)."""
     env = {**os.environ, "SENTIMENT_CLF_PORT": str(port), "SENTIMENT_CLF_WORKERS": str(workers),
            "SENTIMENT_CLF_DATA_DIR": str(folder), "SENTIMENT_CLF_ACCESS_LOG": "true"}
     gunicorn = Path(sys.executable).parent / "gunicorn"
