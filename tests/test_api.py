@@ -54,6 +54,18 @@ def test_every_argument_location_gives_the_same_answer(client, send):
     assert response.json == expected
 
 
+@pytest.mark.parametrize("url, body, expected", [
+    ("?query=fine&explain=0", {"query": "four words read here", "explain": True}, (1, False)),
+    ("?explain=1", {"query": "four words read here", "explain": False}, (4, True)),
+    ("", {"query": "four words read here", "explain": True}, (4, True)),
+    ("?query=fine", {"explain": True}, (1, True)),
+], ids=["url-over-json", "flag-in-url-query-in-json", "all-in-json", "query-in-url-flag-in-json"])
+def test_each_field_of_a_prediction_is_read_by_one_rule_url_then_body(client, url, body, expected):
+    # The URL, else the JSON body, else a form: field by field, the same for every field.
+    answer = client.post(f"/{url}", json=body).json
+    assert (answer["read"]["tokens"], "explanation" in answer) == expected
+
+
 def test_ratings_lists_five_labels_from_negative_to_positive(served_client):
     client = served_client
     response = client.get("/ratings", query_string={"query": "a gorgeous, witty, seductive movie"})

@@ -1,13 +1,16 @@
 """Reading a request's input: the ``query``, yes/no flags and JSON bodies.
 
-A query may come in the URL (``?query=...``), a JSON body or a form body, on GET
-or POST. Everything is validated by the app's types (``schemas.py``); bad input
+One rule says where a prediction's fields come from (:func:`given`): the URL
+(``?query=...``), else a JSON body, else a form body, on GET or POST, field by field.
+:func:`read_prediction` reads a prediction with it; batches and feedback are JSON
+bodies. Everything is validated by the app's types (``schemas.py``); bad input
 raises a werkzeug HTTPException whose message this module words, in one place
 (:func:`input_error`, :func:`query_error`), and the app answers it as JSON.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -51,46 +54,68 @@ def schemas() -> Schemas:
     return current_app.extensions["schemas"]
 
 
-def read_query() -> str:
-    """The ``query`` of this request, validated; raises a 4xx HTTPException otherwise.
+@dataclass(frozen=True)
+class PredictionRequest:
+    """What a prediction asks: the text, whether to explain the answer, and the tier."""
 
-    Looked for in the URL first, then in a JSON body, then in a form body. Form
-    bodies are read on GET too (``curl -X GET -d query=...``), which Flask's
-    ``request.values`` leaves out. A body of any other type is a 415.
-    """
-    has_body = _may_have_body()
-    if has_body and not request.is_json and request.mimetype not in _FORM_TYPES and _sends_body():
+    query: str
+    explain: bool
+    variant: str
+
+
+def read_prediction() -> PredictionRequest:
+    """This request's prediction, each field validated; a 4xx HTTPException otherwise."""
+    query, explain, variant = read_query(), read_flag("explain"), read_variant()
+    if explain:
+        check_explain(len(query))
+    return PredictionRequest(query, explain, variant)
+
+
+def given(name: str) -> tuple[Any, str] | None:
+    """Where this request gives the field ``name``, by the one rule: the URL, else a JSON
+    body, else a form body (read on GET too, ``curl -X GET -d query=...``, which Flask's
+    ``request.values`` leaves out). ``(value, "url" | "json" | "form")``, or None when it
+    is not given (a JSON null is not given)."""
+    if request.args.get(name) is not None:
+        return request.args[name], "url"
+    if not _may_have_body():
+        return None
+    if request.is_json:
+        if read_body() and json_body().get(name) is not None:
+            return json_body()[name], "json"
+        return None
+    if (value := _form().get(name)) is not None:
+        return value, "form"
+    return None
+
+
+def read_query() -> str:
+    """The ``query`` of this request (:func:`given`), validated; raises a 4xx HTTPException
+    otherwise. A body that is neither JSON nor a form is a 415."""
+    if _may_have_body() and not request.is_json and request.mimetype not in _FORM_TYPES and _sends_body():
         raise UnsupportedMediaType("a prediction's body must be JSON (Content-Type: application/json) or a form "
                                    f"(application/x-www-form-urlencoded), not {request.mimetype!r}; or "
                                    "put the query in the URL")
-    if request.args.get("query") is not None:
-        value = request.args["query"]
-    elif not has_body:
+    found = given("query")
+    if found is None or found[1] == "json":
+        if _may_have_body() and request.is_json and read_body():  # the whole body, for its exact error
+            return validated(schemas().prediction_body, json_body(), "prediction").query
         raise BadRequest(f"missing 'query': {QUERY_HELP}")
-    elif request.is_json and read_body():
-        return validated(schemas().prediction_body, json_body(), "prediction").query
-    elif (form := _form()).get("query") is not None:
-        value = form["query"]
-    else:
-        raise BadRequest(f"missing 'query': {QUERY_HELP}")
-    return validate_query(value)
+    return validate_query(found[0])
 
 
 def read_flag(name: str) -> bool:
-    """A yes/no argument: ``1``/``true`` or ``0``/``false`` in the URL or a form, a
-    boolean (or null) in a JSON body; absent is no. Anything else is a 400."""
-    has_body = _may_have_body()
-    if has_body and request.is_json and read_body() and name in json_body():
-        value = json_body()[name]
+    """A yes/no field (:func:`given`): ``1``/``true`` or ``0``/``false`` in the URL or a
+    form, a boolean (or null) in a JSON body; absent is no. Anything else is a 400."""
+    found = given(name)
+    if found is None:
+        return False
+    value, where = found
+    if where == "json":
         try:
             return bool(schemas().json_flag.validate_python(value))
         except ValidationError:
             raise BadRequest(_json_flag_message(name, value)) from None
-    value = request.args.get(name)
-    if value is None and has_body:
-        value = _form().get(name)
-    if value is None:
-        return False
     try:
         return FLAG_WORDS[schemas().flag.validate_python(value)]
     except ValidationError:
@@ -98,19 +123,14 @@ def read_flag(name: str) -> bool:
 
 
 def read_variant() -> str:
-    """The tier asked for, ``variant``: ``fast`` or ``accurate``, in the URL, a JSON body or a
-    form, as ``query``; absent (or null) is the service's DEFAULT_VARIANT. Anything else is a 400."""
-    value = request.args.get("variant")
-    if value is None and _may_have_body():
-        if request.is_json and read_body():
-            value = json_body().get("variant")
-        elif not request.is_json:
-            value = _form().get("variant")
-    if value is None:
+    """The tier asked for, ``variant`` (:func:`given`): ``fast`` or ``accurate``; absent (or
+    null) is the service's DEFAULT_VARIANT. Anything else is a 400."""
+    found = given("variant")
+    if found is None:
         return current_app.config["DEFAULT_VARIANT"]
-    if value not in VARIANTS:
-        raise BadRequest(f"'variant' must be one of {', '.join(VARIANTS)}, not {value!r}")
-    return value
+    if found[0] not in VARIANTS:
+        raise BadRequest(f"'variant' must be one of {', '.join(VARIANTS)}, not {found[0]!r}")
+    return found[0]
 
 
 def read_batch() -> tuple[list[str], bool]:

@@ -21,7 +21,7 @@ from sentiment_clf.tasks import MODELS, ModelSpec
 from sentiment_clf.web import metrics
 from sentiment_clf.web.answers import Services, json_response, thresholds
 from sentiment_clf.web.clients import identify
-from sentiment_clf.web.inputs import check_explain, read_batch, read_feedback, read_flag, read_query, read_variant
+from sentiment_clf.web.inputs import read_batch, read_feedback, read_prediction, read_variant
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,11 @@ class Prediction(_ServiceResource):
         return self.predict()
 
     def predict(self):
-        query, explain, variant = read_query(), read_flag("explain"), read_variant()
-        if explain:
-            check_explain(len(query))
+        asked = read_prediction()
         seconds = current_app.config["REQUEST_TIME_BUDGET"]
         try:
             with budget(seconds):  # from here: the work, the request read
-                result = self.services.answers(self.spec.name, [query], variant, explain)[0]
+                result = self.services.answers(self.spec.name, [asked.query], asked.variant, asked.explain)[0]
         except OverBudget:
             raise _over_budget(seconds) from None
         metrics.count_prediction(self.spec.name, result["prediction"])
