@@ -44,7 +44,8 @@ from sentiment_clf.config import Settings
 from sentiment_clf.feedback import checkpoints as checkpoint_store
 from sentiment_clf.feedback.admission import learn_key
 from sentiment_clf.feedback.online import ModelRegistry
-from sentiment_clf.feedback.store import Storage, checkpoints, default_url, feedback
+from sentiment_clf.feedback.schema import checkpoints, feedback
+from sentiment_clf.feedback.store import Storage, default_url
 from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS
 

@@ -17,8 +17,8 @@ from bench.harness import LiveServer
 from model import NLPModel
 from sentiment_clf.feedback import checkpoints
 from sentiment_clf.feedback.online import ModelRegistry
+from sentiment_clf.feedback.schema import checkpoints as table
 from sentiment_clf.feedback.store import Storage
-from sentiment_clf.feedback.store import checkpoints as table
 from sentiment_clf.serving import formats as model_files
 from sentiment_clf.serving.linear_model import LinearTextModel
 

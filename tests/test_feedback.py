@@ -152,7 +152,7 @@ def test_an_idempotency_key_belongs_to_the_client_that_sent_it(sqlite_url):
 def _rows(storage):
     from sqlalchemy import select
 
-    from sentiment_clf.feedback.store import feedback
+    from sentiment_clf.feedback.schema import feedback
 
     return storage.call(lambda conn: conn.execute(select(feedback)).all())
 

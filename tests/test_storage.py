@@ -4,9 +4,10 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from sentiment_clf.errors import RateLimited
+from sentiment_clf.errors import IdempotencyKeyReused, RateLimited
 from sentiment_clf.feedback.policy import LearningPolicy
-from sentiment_clf.feedback.store import SCHEMA_VERSION, IdempotencyKeyReused, Storage
+from sentiment_clf.feedback.schema import SCHEMA_VERSION
+from sentiment_clf.feedback.store import Storage
 
 
 @pytest.fixture()

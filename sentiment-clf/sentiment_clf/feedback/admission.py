@@ -1,6 +1,6 @@
 """The storage side of the learning decision, made once per answer inside its write
-transaction (:meth:`Storage.add_feedback <sentiment_clf.feedback.store.Storage.add_feedback>`),
-and the upgrade of a version-1 database to the columns it needs.
+transaction (:meth:`Storage.add_feedback <sentiment_clf.feedback.store.Storage.add_feedback>`):
+the client's rate limit, its learning budget, duplicates and Idempotency-Keys.
 
 Every worker of every server reads the decision from the database (the ``learned``
 column), so they agree, and none keeps every answer in memory to make it.
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from limits import RateLimitItem
-from sqlalchemy import Table, bindparam, func, inspect, select, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from sentiment_clf.errors import IdempotencyKeyReused, RateLimited
@@ -97,40 +97,3 @@ def why_not_learned(conn: Connection, feedback: Table, folded, new_id: int, mode
         feedback.c.client == client, feedback.c.learned.is_(True),
         feedback.c.created_at > now - window)).scalar_one()
     return None if spent < policy.budget.amount else "budget"
-
-
-_NEW_COLUMNS = {  # schema version 2, as ALTER TABLE adds them (then filled in)
-    "client": "VARCHAR(80)",
-    "learned": {"sqlite": "BOOLEAN NOT NULL DEFAULT 0", "postgresql": "BOOLEAN NOT NULL DEFAULT false"},
-    "learn_key": "VARCHAR(64) NOT NULL DEFAULT ''",
-}
-_BATCH = 1000
-
-
-def upgrade_to_2(conn: Connection, dialect: str, feedback: Table) -> None:
-    """Add version 2's columns and indexes to a version-1 ``feedback`` table, in place.
-
-    Old rows have no client; each is learned as the version-1 rule learned it:
-    the first answer of each (model, tokenized text, label), in id order. Each step
-    can run again (a worker that died half-way, or two starting together).
-    """
-    have = {column["name"] for column in inspect(conn).get_columns("feedback")}
-    for name, kind in _NEW_COLUMNS.items():
-        if name not in have:
-            ddl = kind[dialect] if isinstance(kind, dict) else kind
-            conn.exec_driver_sql(f"ALTER TABLE feedback ADD COLUMN {name} {ddl}")
-    seen: set[str] = set()
-    changes = []
-    rows = conn.execute(select(feedback.c.id, feedback.c.model, feedback.c.text, feedback.c.label)
-                        .order_by(feedback.c.id))
-    for row in rows:
-        key = learn_key(row.model, row.text, row.label)
-        changes.append({"row_id": row.id, "key": key, "first": key not in seen})
-        seen.add(key)
-    statement = (update(feedback).where(feedback.c.id == bindparam("row_id"))
-                 .values(learn_key=bindparam("key"), learned=bindparam("first")))
-    for start in range(0, len(changes), _BATCH):
-        conn.execute(statement, changes[start:start + _BATCH])
-    for index in feedback.indexes:
-        index.create(conn, checkfirst=True)
-    logger.info("upgraded the feedback table to schema version 2 (%d answers)", len(changes))

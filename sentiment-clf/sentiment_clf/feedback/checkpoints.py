@@ -34,7 +34,8 @@ import numpy as np
 from sqlalchemy import delete, desc, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from sentiment_clf.feedback.store import Storage, checkpoints
+from sentiment_clf.feedback.schema import checkpoints
+from sentiment_clf.feedback.store import Storage
 from sentiment_clf.serving import formats as model_files
 from sentiment_clf.serving.linear_model import LinearTextModel
 

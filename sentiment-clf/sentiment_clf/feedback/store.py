@@ -4,17 +4,8 @@ One SQL database, through SQLAlchemy Core: a SQLite file by default (WAL mode,
 synchronous=FULL), PostgreSQL when the URL says so. The database is the source
 of truth: every worker and every server rebuilds its models from it.
 
-Tables
-------
-``feedback``        one row per answer a user gave, with the client that gave it (an
-                    opaque id) and whether it is learned online, decided once as it
-                    is stored (``policy.py``, ``admission.py``); never deleted.
-``model_versions``  retrained models: manifest JSON and the arrays file's bytes.
-``activations``     which version serves each model; the newest row not rolled
-                    back wins, no row means the base model shipped on disk.
-``checkpoints``     what a model learned online, up to a feedback id, packed like a
-                    model (``checkpoints.py``), so a start replays only what follows.
-``schema_info``     the schema version, for upgrades.
+The tables, and the upgrades of an older schema, are in ``schema.py``; the decision
+made inside an answer's write (rate, budget, duplicates, idempotency) in ``admission.py``.
 
 Feedback ids grow in commit order (PostgreSQL inserts take a transaction lock),
 so a reader that has seen every id up to N never misses a later commit below N.
@@ -47,18 +38,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -73,11 +52,20 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sentiment_clf.feedback import admission
 from sentiment_clf.feedback.admission import IdempotencyKeyReused, Stored  # noqa: F401 - the storage API names them
 from sentiment_clf.feedback.policy import LearningPolicy
+from sentiment_clf.feedback.schema import (
+    SCHEMA_VERSION,
+    activations,
+    feedback,
+    health_probe,
+    metadata,
+    model_versions,
+    schema_info,
+    upgrade_to_2,
+)
 from sentiment_clf.serving.cooperative import time_bound
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: feedback.client, .learned, .learn_key
 # Any constant: the key of the PostgreSQL advisory lock that orders feedback inserts.
 _FEEDBACK_LOCK = 727_001
 DEFAULT_TIMEOUT = 5.0  # seconds a database call may take (DATABASE_TIMEOUT)
@@ -89,73 +77,6 @@ Result = TypeVar("Result")
 
 class DatabaseTimeout(SQLAlchemyError):
     """The database did not answer a call within the storage's timeout."""
-
-metadata = MetaData()
-_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite wants INTEGER for its row ids
-
-feedback = Table(
-    "feedback", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("model", String(64), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("label", String(64), nullable=False),
-    Column("prediction", String(64), nullable=False),
-    Column("model_version", String(64), nullable=False),
-    Column("request_key", String(200), nullable=True, unique=True),  # scoped_request_key: hashed with the client
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("client", String(80), nullable=True),  # "key:<name>" or "ip:<hash>"; None before version 2
-    Column("learned", Boolean, nullable=False),  # learned online (else only by a retrain)
-    Column("learn_key", String(64), nullable=False),  # learn_key(model, text, label)
-    Index("feedback_by_model", "model", "id"),
-    Index("feedback_by_learn_key", "model", "learn_key"),
-    Index("feedback_by_client", "client", "created_at"),
-    sqlite_autoincrement=True,  # ids are never reused
-)
-
-model_versions = Table(
-    "model_versions", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("model", String(64), nullable=False),
-    Column("version", String(64), nullable=False),
-    Column("manifest", Text, nullable=False),
-    Column("arrays", LargeBinary, nullable=False),
-    Column("feedback_upto", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("model", "version", name="model_versions_unique"),
-    sqlite_autoincrement=True,
-)
-
-activations = Table(
-    "activations", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("model", String(64), nullable=False),
-    Column("version", String(64), nullable=False),
-    Column("rolled_back", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("activations_by_model", "model", "id"),
-    sqlite_autoincrement=True,
-)
-
-checkpoints = Table(
-    "checkpoints", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("model", String(64), nullable=False),
-    Column("base_version", String(64), nullable=False),
-    Column("feedback_upto", BigInteger, nullable=False),
-    Column("manifest", Text, nullable=False),
-    Column("arrays", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("model", "base_version", "feedback_upto", name="checkpoints_unique"),
-    sqlite_autoincrement=True,
-)
-
-schema_info = Table("schema_info", metadata,
-                    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
-                    Column("version", Integer, nullable=False))
-# One row (id 1) that /ready updates: the database takes writes (``probe_write``).
-health_probe = Table("health_probe", metadata, Column("id", Integer, primary_key=True, autoincrement=False),
-                     Column("checked_at", DateTime(timezone=True), nullable=False))
-
 
 @dataclass(frozen=True)
 class FeedbackRow:
@@ -274,7 +195,7 @@ class Storage:
             if found is None:
                 conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
             elif found == 1:
-                admission.upgrade_to_2(conn, self.dialect, feedback)
+                upgrade_to_2(conn, self.dialect, feedback)
                 conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
                 found = SCHEMA_VERSION
             return found
