@@ -9,8 +9,12 @@ DATA_DIR ?= sentiment-clf/lib/data/sst
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most of its time is real servers,
+# trainings and fine-tunings, which two cores run side by side.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

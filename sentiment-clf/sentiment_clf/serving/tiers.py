@@ -51,6 +51,8 @@ def predict(lookup: Lookup, name: str, texts: list[str], variant: str = "fast", 
         names.update(MODELS[name].levels)
     found = answers(lookup, names, texts, variant, explain, thresholds, batch)
     results = found.pop(None)
+    if not found:  # most models have no levels
+        return results
     for key, level_answers in found.items():
         for result, level in zip(results, level_answers, strict=True):
             result[key] = level
@@ -75,8 +77,9 @@ def answers(lookup: Lookup, names: Mapping[Any, str], texts: list[str], variant:
             rows = model.proba(np.stack([r.vector for r in read]), texts)
             reads = [r.read for r in read]
         elif single:  # the fast path of one query: no batch to build
-            row, one = documents.read(model, texts[0], MODELS[other].by_sentence)
-            rows, reads = row[np.newaxis, :], [one]
+            row, read_one = documents.read(model, texts[0], MODELS[other].by_sentence)
+            found[key] = [answer(model, row, texts[0], variant, version, read_one, set_here, explain)]
+            continue
         else:
             rows, reads = documents.read_many(model, texts, MODELS[other].by_sentence)
         found[key] = [answer(model, row, text, variant, version, read, set_here, explain)
