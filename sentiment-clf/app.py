@@ -25,12 +25,12 @@ from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from sentiment_clf.config import Settings, check_environment
+from sentiment_clf.config import Settings, check_environment, cors_origins
 from sentiment_clf.errors import ServiceError
 from sentiment_clf.feedback import FeedbackService, LearningPolicy, ModelRegistry, Storage
 from sentiment_clf.serving import load_accurate_tier, load_models, parse_thresholds
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web import errors, middleware, openapi, ratelimit, schemas, ui
+from sentiment_clf.web import cors, errors, middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services
 from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, ModelCard, Models, Prediction, Ready
 
@@ -101,6 +101,7 @@ def create_app(config: dict | None = None) -> Flask:
     add_pages(app)
     CSRFProtect(app)
     ratelimit.install(app, prediction_endpoints)
+    cors.install(app, cors_origins(app.config["CORS_ORIGINS"]))
     app.register_error_handler(HTTPException, errors.json_error)  # the routes outside the API's
     app.register_error_handler(ServiceError, errors.service_error)
     app.wsgi_app = middleware.empty_path_is_root(app.wsgi_app)  # type: ignore[method-assign]

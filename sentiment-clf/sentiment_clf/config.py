@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,6 +104,10 @@ class Settings(BaseSettings):
     accurate_max_windows: int = _setting(
         32, "windows of 128 word pieces the transformer reads of one text (about 3,000 word pieces); the rest is "
             "not read, and the answer says so (`\"truncated\": true`)", ge=1, le=1024)
+    cors_origins: str = _setting(
+        "", "origins whose browser pages may call the API, comma-separated (`https://app.example.com`), or `*` "
+            "for any; the page and /docs stay same-origin ([Browser front-ends](#browser-front-ends-cors))",
+        shown="empty (same origin only)")
     thresholds: str = _setting(
         "", "decision thresholds, `model:label=0.3; ...`: the label is the answer whenever its probability reaches "
             "it ([Moderation](#moderation-decision-thresholds))", shown="empty (most probable)")
@@ -129,6 +134,12 @@ class Settings(BaseSettings):
         from sentiment_clf.serving import parse_thresholds
 
         parse_thresholds(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        cors_origins(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -208,3 +219,20 @@ def markdown_table() -> str:
 
 if __name__ == "__main__":
     sys.stdout.write(markdown_table() + "\n")
+
+
+_ORIGIN = re.compile(r"https?://[^/\s:,]+(:\d{1,5})?")
+
+
+def cors_origins(setting: str) -> list[str]:
+    """The CORS_ORIGINS setting as a list: ``*``, or origins written as a browser sends them
+    (``https://app.example.com``, ``http://127.0.0.1:8080``: a scheme, a host, a port, no
+    path); a ValueError naming the first that is not."""
+    origins = [origin.strip() for origin in setting.split(",") if origin.strip()]
+    if origins == ["*"]:
+        return origins
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin (write scheme://host[:port], no path, "
+                             "no trailing slash), or '*' alone for any origin")
+    return origins
