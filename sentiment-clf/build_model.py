@@ -41,6 +41,7 @@ from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.reports import summary
 from sentiment_clf.training.retrain import base_data, open_storage, retrain
 from sentiment_clf.training.sst import build, load_splits
+from sentiment_clf.versions import roll_back, version_lines
 
 logger = logging.getLogger("build_model")
 
@@ -206,41 +207,19 @@ def run_retrain(args) -> int:
     return status
 
 
-def _stored_name(args) -> str:
-    """The model's name in the database: a retrained accurate head is "accurate:<name>"."""
-    from sentiment_clf.serving import PUBLISHED_PREFIX
-
-    return PUBLISHED_PREFIX + args.model if args.variant == "accurate" else args.model
-
-
 def run_rollback(args) -> int:
     """Serve the version served before; 1 if there is none."""
     storage, _ = open_storage(args.database_url)
-    try:
-        now = storage.rollback(_stored_name(args))
-    except LookupError as exc:
-        print(exc)
-        return 1
-    print(f"{args.model}: now serving {now or 'the base model shipped in lib/models'}")
-    return 0
+    code, line = roll_back(storage, args.model, args.variant)
+    print(line)
+    return code
 
 
 def run_versions(args) -> int:
     """List each model's published versions, the serving one marked with ``*``."""
     storage, _ = open_storage(args.database_url)
-    from sentiment_clf.serving import PUBLISHED_PREFIX
-
-    for name in args.model or list(RECIPES):
-        if args.variant == "accurate":
-            name = PUBLISHED_PREFIX + name
-        rows = storage.versions(name)
-        active = any(row["active"] for row in rows)
-        print(f"{name}: {'' if active else '* '}base model from lib/models")
-        for row in rows:
-            accuracy = row["metrics"].get("test_accuracy")
-            accuracy_text = f"test accuracy {accuracy:.2%}" if accuracy is not None else ""
-            print(f"{name}: {'* ' if row['active'] else ''}{row['version']}  {row['created_at']}  "
-                  f"feedback up to id {row['feedback_upto']}  {accuracy_text}")
+    for line in version_lines(storage, args.model or list(RECIPES), args.variant):
+        print(line)
     return 0
 
 

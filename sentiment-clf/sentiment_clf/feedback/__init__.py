@@ -11,6 +11,7 @@ from sentiment_clf.feedback.policy import (
     NOT_LEARNED,
     LearningPolicy,
     hash_key,
+    new_key,
     parse_trusted_keys,
     parse_trusted_proxies,
 )
@@ -18,4 +19,4 @@ from sentiment_clf.feedback.service import Client, FeedbackService
 from sentiment_clf.feedback.store import Storage, Stored, default_url
 
 __all__ = ["NOT_LEARNED", "Client", "FeedbackService", "LearningPolicy", "ModelRegistry", "Storage", "Stored",
-           "default_url", "hash_key", "parse_trusted_keys", "parse_trusted_proxies"]
+           "default_url", "hash_key", "new_key", "parse_trusted_keys", "parse_trusted_proxies"]
