@@ -30,7 +30,7 @@ from sentiment_clf.errors import ServiceError
 from sentiment_clf.feedback import FeedbackService, LearningPolicy, ModelRegistry, Storage
 from sentiment_clf.serving import load_accurate_tier, load_models, parse_thresholds
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web import cors, errors, middleware, openapi, ratelimit, schemas, ui
+from sentiment_clf.web import cors, errors, inference, middleware, openapi, ratelimit, schemas, ui
 from sentiment_clf.web.answers import Services
 from sentiment_clf.web.resources import BatchPrediction, Feedback, Health, ModelCard, Models, Prediction, Ready
 
@@ -50,6 +50,7 @@ def add_routes(api: errors.ServiceApi, services: Services) -> list[str]:
     api.add_resource(Models, "/models", resource_class_kwargs=kwargs)
     api.add_resource(ModelCard, "/models/<string:name>/card", resource_class_kwargs=kwargs)
     api.add_resource(Feedback, "/feedback", resource_class_kwargs=kwargs)
+    prediction_endpoints += inference.add_routes(api, services)  # the Open Inference Protocol (v2)
     return prediction_endpoints
 
 

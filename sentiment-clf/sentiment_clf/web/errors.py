@@ -5,6 +5,7 @@ The page (``ui.py``) shows the same errors as pages, through :func:`http_error`.
 """
 from __future__ import annotations
 
+from flask import request
 from flask_restful import Api
 from werkzeug.exceptions import HTTPException, TooManyRequests, default_exceptions
 
@@ -20,9 +21,11 @@ def http_error(error: ServiceError) -> HTTPException:
 
 
 def json_error(error: HTTPException):
-    """An HTTP error as JSON (keeping headers such as Allow and Retry-After)."""
+    """An HTTP error as JSON (keeping headers such as Allow and Retry-After): ``{"message":
+    ...}``, or ``{"error": ...}`` on the Open Inference Protocol's routes, as it says."""
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-    return {"message": error.description}, error.code, headers
+    key = "error" if request.path == "/v2" or request.path.startswith("/v2/") else "message"
+    return {key: error.description}, error.code, headers
 
 
 def service_error(error: ServiceError):
@@ -37,4 +40,6 @@ class ServiceApi(Api):
     def handle_error(self, e):
         if isinstance(e, ServiceError):
             return self.make_response(*service_error(e))
+        if isinstance(e, HTTPException) and e.code and e.code < 500 and request.path.startswith("/v2"):
+            return self.make_response(*json_error(e))  # the protocol's error shape
         return super().handle_error(e)

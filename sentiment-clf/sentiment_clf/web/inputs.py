@@ -261,10 +261,11 @@ def validated(schema: TypeAdapter, body: dict, kind: str) -> Any:
         raise input_error(exc, body, kind) from None
 
 
-def json_body() -> dict:
-    """The request's body as a JSON object: a 415 for another type, a 400 for bad JSON
-    (nested too deeply included), a 413 over the size limit."""
-    if not request.is_json:
+def json_body(any_type: bool = False) -> dict:
+    """The request's body as a JSON object: a 415 for another type (unless ``any_type``: the
+    Open Inference Protocol's clients may send none), a 400 for bad JSON (nested too deeply
+    included), a 413 over the size limit."""
+    if not any_type and not request.is_json:
         raise UnsupportedMediaType(f"this endpoint reads JSON only: {JSON_ONLY}")
     read_body()
     try:
@@ -281,6 +282,8 @@ def json_body() -> dict:
 def input_error(exc: ValidationError, body: dict, kind: str) -> HTTPException:
     """The HTTP error for the first problem of a JSON ``body`` of this ``kind``."""
     where, error = first_problem(exc, body)
+    if kind == "inference":
+        return _inference_error(where, error, body)
     field = where[0] if where else "model"  # a tagged union's tag is the model's name
     if field == "queries" and len(where) > 1:
         problem = query_error(error, body["queries"][where[1]])
@@ -308,6 +311,21 @@ def input_error(exc: ValidationError, body: dict, kind: str) -> HTTPException:
         return BadRequest(f"unknown label {body.get('label')!r} for {name}: "
                           f"choose one of {list(MODELS[name].labels)}")
     return BadRequest(f"{field!r} is not valid: {error['msg']}")
+
+
+def _inference_error(where: tuple[str | int, ...], error: ErrorDetails, body: dict) -> HTTPException:
+    """The HTTP error for the first problem of an Open Inference Protocol request."""
+    place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in where).lstrip(".")
+    if where[:3] == ("inputs", 0, "data") and len(where) > 3:
+        problem = query_error(error, body["inputs"][0]["data"][where[3]])
+        problem.description = f"{place}: " + (problem.description or "").replace("'query'", "the text")
+        return problem
+    if where == ("inputs", 0, "data") and error["type"] == "too_long":
+        return RequestEntityTooLarge(f"too many texts: the limit is {current_app.config['MAX_BATCH']} per request")
+    if where[:1] in ((), ("inputs",)):  # the input itself is missing or malformed: say what one looks like
+        return BadRequest(f"{place or 'the body'}: {error['msg']}; send {{\"inputs\": [{{\"name\": \"text\", "
+                          "\"datatype\": \"BYTES\", \"shape\": [n], \"data\": [n texts]}]}")
+    return BadRequest(f"{place}: {error['msg']}")
 
 
 def query_error(error: ErrorDetails, value: Any) -> HTTPException:

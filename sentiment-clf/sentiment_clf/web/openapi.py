@@ -14,7 +14,20 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
 from sentiment_clf.tasks import MODELS, endpoint_models
-from sentiment_clf.web.schemas import Error, FeedbackId, Health, ModelList, Ready, Schemas
+from sentiment_clf.web.schemas import (
+    Error,
+    FeedbackId,
+    Health,
+    ModelList,
+    Ready,
+    Schemas,
+    V2Error,
+    V2InferResponse,
+    V2Live,
+    V2ModelMetadata,
+    V2Ready,
+    V2ServerMetadata,
+)
 
 _ERRORS = {400: "Bad input: the message says what is wrong", 409: "Conflict",
            401: "An API key that is not trusted (leave it out to answer anonymously)",
@@ -71,7 +84,9 @@ def build(types: Schemas, version: str = "1") -> dict:
         "args": types.prediction_args, "json_body": types.prediction_body, "batch": types.batch,
         "feedback": types.feedback, "key": types.idempotency_key, "review_form": types.review_form,
         "answer_form": types.answer_form, "error": Error, "id": FeedbackId, "health": Health,
-        "ready": Ready, "models": ModelList,
+        "ready": Ready, "models": ModelList, "v2_infer": types.v2_infer, "v2_error": V2Error,
+        "v2_server": V2ServerMetadata, "v2_model": V2ModelMetadata, "v2_ready": V2Ready, "v2_live": V2Live,
+        "v2_answer": V2InferResponse,
         **{("answer", name): answer for name, answer in types.predictions.items()},
         **{("results", name): results for name, results in types.batch_results.items()}}
     refs, definitions = TypeAdapter.json_schemas(
@@ -155,6 +170,7 @@ def build(types: Schemas, version: str = "1") -> dict:
             "429": html("Too many answers from this client"),
             "503": html("The database does not answer")},
         body={"application/x-www-form-urlencoded": schema("answer_form")})}
+    paths.update(_inference_paths(schema))
     return {
         "openapi": "3.0.3",
         "info": {"title": "sentiment-clf", "version": version,
@@ -164,4 +180,33 @@ def build(types: Schemas, version: str = "1") -> dict:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "a trusted API key"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "a trusted API key"}}},
+    }
+
+
+def _inference_paths(schema) -> dict[str, dict]:
+    """The Open Inference Protocol's (v2) routes, whose errors are ``{"error": "..."}``."""
+    def errors(*codes: int) -> dict:
+        return {str(code): _reply(schema("v2_error"), _ERRORS[code]) for code in codes}
+
+    name = [{"name": "name", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": [spec.name for spec in endpoint_models()]}}]
+    return {
+        "/v2": {"get": _operation("v2_server", "Open Inference Protocol: the server", {
+            "200": _reply(schema("v2_server"), "Its name, version and protocol extensions")})},
+        "/v2/health/live": {"get": _operation("v2_live", "Open Inference Protocol: alive", {
+            "200": _reply(schema("v2_live"), "Alive")})},
+        "/v2/health/ready": {"get": _operation("v2_ready", "Open Inference Protocol: ready for inference", {
+            "200": _reply(schema("v2_ready"), "The models are loaded")})},
+        "/v2/models/{name}": {"get": _operation("v2_model", "Open Inference Protocol: a model's metadata", {
+            "200": _reply(schema("v2_model"), "Inputs, outputs, version, and the label order of its probabilities"),
+            **errors(404)}, parameters=name)},
+        "/v2/models/{name}/ready": {"get": _operation("v2_model_ready", "Open Inference Protocol: a model is ready", {
+            "200": _reply(schema("v2_ready"), "Ready"), **errors(404)}, parameters=name)},
+        "/v2/models/{name}/infer": {"post": _operation(
+            "v2_infer", "Open Inference Protocol: predict many texts (a BYTES input named text, JSON data)",
+            {"200": _reply(schema("v2_answer"), "The outputs label and probabilities, one row per text"),
+             **errors(400, 404, 413, 429),
+             "503": _reply(schema("v2_error"), "Stopped at the request's time budget (Retry-After says when "
+                                               "to try again)")},
+            body={"application/json": schema("v2_infer")}, parameters=name)},
     }

@@ -13,8 +13,10 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask_limiter import Limiter, RouteLimit
+from werkzeug.exceptions import TooManyRequests
 
 from sentiment_clf.web.clients import client_address
+from sentiment_clf.web.errors import json_error
 
 
 def install(app: Flask, prediction_endpoints: list[str]) -> Limiter | None:
@@ -34,10 +36,12 @@ def _limit(app: Flask, endpoints: Iterable[str], limit: RouteLimit) -> None:
 
 
 def _rate_limited(limit):
-    """A 429 with a clear message and Retry-After."""
+    """A 429 with a clear message and Retry-After, in the route's error shape."""
     retry_after = max(1, int(limit.reset_at - time.time()))
-    response = jsonify(message=f"too many requests from this client: the limit is {limit.limit}; "
-                               f"try again in {retry_after} s")
-    response.status_code = 429
-    response.headers["Retry-After"] = str(retry_after)
+    body, status, headers = json_error(TooManyRequests(f"too many requests from this client: the limit is "
+                                                       f"{limit.limit}; try again in {retry_after} s",
+                                                       retry_after=retry_after))
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
     return response

@@ -34,13 +34,13 @@ BATCH_CHUNK_TEXTS = 256
 ACCURATE_CHUNK_CHARS = 2_000  # about 4 windows of the transformer, ~40 ms
 
 
-class _ServiceResource(Resource):
+class ServiceResource(Resource):
     def __init__(self, services: Services):
         self.services = services
         self.registry = services.registry
 
 
-class Prediction(_ServiceResource):
+class Prediction(ServiceResource):
     """``GET`` or ``POST`` one ``query``: the model's answer.
 
     With ``explain=1`` the answer also says which terms pushed it. A model with
@@ -70,7 +70,7 @@ class Prediction(_ServiceResource):
         return json_response(result)
 
 
-class BatchPrediction(_ServiceResource):
+class BatchPrediction(ServiceResource):
     """``POST {"queries": ["...", ...]}``: up to MAX_BATCH texts, one answer each, in order."""
 
     def __init__(self, services: Services, spec: ModelSpec):
@@ -81,28 +81,35 @@ class BatchPrediction(_ServiceResource):
         # A batch may be larger than one query's body; the bound is still set before reading.
         request.max_content_length = current_app.config["MAX_BATCH_BYTES"]
         texts, explain = read_batch()
-        variant = read_variant()
-        # The budget counts the work, from when the body has been read and checked.
-        seconds = current_app.config["REQUEST_TIME_BUDGET"]
-        deadline = time.perf_counter() + seconds
-        # The transformer costs ~100x a linear model per text, and a long text is read in
-        # windows: smaller chunks, so the deadline is checked often (an explained text is
-        # one forward pass per word).
-        accurate = variant == "accurate"
-        results: list[dict] = []
-        for chunk in _chunks(texts, (1 if explain else 16) if accurate else BATCH_CHUNK_TEXTS,
-                             ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
-            if time.perf_counter() > deadline:
-                raise _over_budget(seconds, len(results), len(texts))
-            take_turn()  # the worker's other requests run, and new ones are read
-            try:
-                with budget(deadline - time.perf_counter()):  # the accurate tier checks it inside a chunk too
-                    results += self.services.answers(self.spec.name, chunk, variant, explain, batch=True)
-            except OverBudget:
-                raise _over_budget(seconds, len(results), len(texts)) from None
-        for result in results:
-            metrics.count_prediction(self.spec.name, result["prediction"])
+        results = answer_many(self.services, self.spec.name, texts, read_variant(), explain)
         return json_response({"results": results})
+
+
+def answer_many(services: Services, name: str, texts: list[str], variant: str, explain: bool = False) -> list[dict]:
+    """Model ``name``'s answers for ``texts`` on tier ``variant``, in chunks: between two,
+    the request's time budget is checked (a 503 past it) and the worker's other requests
+    get a turn. Counted in the metrics."""
+    # The budget counts the work, from when the body has been read and checked.
+    seconds = current_app.config["REQUEST_TIME_BUDGET"]
+    deadline = time.perf_counter() + seconds
+    # The transformer costs ~100x a linear model per text, and a long text is read in
+    # windows: smaller chunks, so the deadline is checked often (an explained text is
+    # one forward pass per word).
+    accurate = variant == "accurate"
+    results: list[dict] = []
+    for chunk in _chunks(texts, (1 if explain else 16) if accurate else BATCH_CHUNK_TEXTS,
+                         ACCURATE_CHUNK_CHARS if accurate else BATCH_CHUNK_CHARS):
+        if time.perf_counter() > deadline:
+            raise _over_budget(seconds, len(results), len(texts))
+        take_turn()  # the worker's other requests run, and new ones are read
+        try:
+            with budget(deadline - time.perf_counter()):  # the accurate tier checks it inside a chunk too
+                results += services.answers(name, chunk, variant, explain, batch=True)
+        except OverBudget:
+            raise _over_budget(seconds, len(results), len(texts)) from None
+    for result in results:
+        metrics.count_prediction(name, result["prediction"])
+    return results
 
 
 def _chunks(texts: list[str], most: int = BATCH_CHUNK_TEXTS, most_chars: int = BATCH_CHUNK_CHARS):
@@ -126,7 +133,7 @@ def _over_budget(seconds: float, done: int = 0, total: int = 1) -> OverBudget:
                       retry_after=max(1, math.ceil(seconds / 10)))
 
 
-class Health(_ServiceResource):
+class Health(ServiceResource):
     """Alive, with each model's version and labels."""
 
     def get(self):
@@ -140,7 +147,7 @@ class Health(_ServiceResource):
         }
 
 
-class Ready(_ServiceResource):
+class Ready(ServiceResource):
     """For a load balancer: 200 when the models are loaded and the database takes writes.
 
     The write is a probe (``FeedbackService.ready_problem``), done at most every
@@ -157,7 +164,7 @@ class Ready(_ServiceResource):
         return {"status": "ready", "models": sorted(self.registry.served())}
 
 
-class Feedback(_ServiceResource):
+class Feedback(ServiceResource):
     """``POST {"model": "sentiment", "query": "...", "label": "Positive"}``: a user's answer.
 
     Answers 201 ``{"id": N, "learned": true}`` once the answer is committed to the
@@ -179,7 +186,7 @@ class Feedback(_ServiceResource):
         return result, 201
 
 
-class Models(_ServiceResource):
+class Models(ServiceResource):
     """The models served: version, labels, training data, feedback and metrics."""
 
     def get(self):
@@ -274,7 +281,7 @@ def _describe_accurate(name: str, head, route: str, stored: int) -> dict:
     }
 
 
-class ModelCard(_ServiceResource):
+class ModelCard(ServiceResource):
     """``GET /models/<name>/card?variant=fast``: the model card (Markdown) written with the model."""
 
     def get(self, name: str):

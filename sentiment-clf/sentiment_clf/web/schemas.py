@@ -161,6 +161,73 @@ class ModelList(TypedDict):
     models: list[ModelEntry]
 
 
+# -- the Open Inference Protocol (v2) ----------------------------------------------
+
+@with_config(_CLOSED)
+class V2Error(TypedDict):
+    error: str
+
+
+class V2ServerMetadata(TypedDict):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Tensor(TypedDict):
+    name: str
+    datatype: Literal["BYTES", "FP32"]
+    shape: Annotated[list[int], Field(description="-1: any number of texts")]
+
+
+class V2ModelMetadata(TypedDict):
+    name: str
+    versions: Annotated[list[str], Field(description="the version serving now")]
+    platform: str
+    inputs: list[V2Tensor]
+    outputs: list[V2Tensor]
+    parameters: Annotated[dict[str, Any], Field(
+        description="labels: the order of `probabilities`' columns; variants: the tiers a request may ask for")]
+
+
+class V2Live(TypedDict):
+    live: bool
+
+
+class V2Ready(TypedDict):
+    name: NotRequired[str]
+    ready: bool
+
+
+class V2OutputTensor(TypedDict):
+    name: Literal["label", "probabilities"]
+    datatype: Literal["BYTES", "FP32"]
+    shape: list[int]
+    data: Annotated[list[Any], Field(description="the labels, or the probabilities row by row")]
+
+
+class V2InferResponse(TypedDict):
+    model_name: str
+    model_version: str
+    id: NotRequired[str]
+    parameters: dict[str, Any]
+    outputs: list[V2OutputTensor]
+
+
+class V2Parameters(BaseModel):
+    """A request's parameters: the tier (other parameters are ignored)."""
+
+    variant: Variant | None = None
+
+
+class V2Output(BaseModel):
+    """An output asked for by name (its parameters, such as binary_data, are ignored: the
+    answer is JSON)."""
+
+    name: Literal["label", "probabilities"]
+    parameters: dict[str, Any] | None = None
+
+
 def _without_default(schema: dict) -> None:
     schema.pop("default", None)
 
@@ -281,6 +348,7 @@ class Schemas:
     answer_form: TypeAdapter  # one form per model on the page (TAG)
     predictions: dict[str, type]  # answers by model name, for the models with an endpoint
     batch_results: dict[str, type]
+    v2_infer: TypeAdapter  # an Open Inference Protocol inference request
 
 
 def _storable(text: str) -> str:
@@ -321,6 +389,14 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
                              label=(_literal(spec.labels), ...), query=(stored_query, ...))
                 for name, spec in MODELS.items()]
     predictions: dict[str, Any] = {spec.name: _prediction(spec.name) for spec in endpoint_models()}
+    texts: Any = Annotated[list[query], Field(min_length=1, max_length=max_batch)]
+    shape: Any = Annotated[list[Annotated[int, Field(ge=1, le=max_batch)]],
+                           Field(min_length=1, max_length=1, description="[n]: the number of texts in data")]
+    v2_input = create_model("V2Input", name=(_literal("text"), ...), datatype=(_literal("BYTES"), ...),
+                            shape=(shape, ...), data=(texts, ...), parameters=(dict[str, Any] | None, None))
+    v2_infer = create_model("V2InferRequest", id=(str | None, None), parameters=(V2Parameters | None, None),
+                            inputs=(Annotated[list[v2_input], Field(min_length=1, max_length=1)], ...),
+                            outputs=(list[V2Output] | None, None))
     return Schemas(
         query=TypeAdapter(query), flag=TypeAdapter(flag), json_flag=TypeAdapter(json_flag),
         variant=TypeAdapter(variant),
@@ -330,6 +406,7 @@ def build(max_query_chars: int, max_batch: int, page_models: Sequence[str]) -> S
         answer_form=_tagged([_answer_form(name, review) for name in page_models]),
         predictions=predictions,
         batch_results={name: _batch_results(name, answer) for name, answer in predictions.items()},
+        v2_infer=TypeAdapter(v2_infer),
     )
 
 
