@@ -273,13 +273,30 @@ def test_too_short_or_long_reviews_get_a_message_on_the_page(client, review, fra
     assert fragment in page.text and 'role="alert"' in page.text
 
 
-def test_the_result_shows_both_models_and_the_answer_buttons(served_client):
+def test_the_result_shows_every_model_on_both_tiers_with_the_words_that_decided_it(served_client):
+    from sentiment_clf.tasks import MODELS, endpoint_models
+
     client = served_client
     page = client.post("/ui", data={"review": TEXT}).text
-    assert 'id="result-sentiment"' in page and 'id="result-ratings"' in page
+    for spec in endpoint_models():
+        assert f'id="result-{spec.name}"' in page and f'id="result-{spec.name}-accurate"' in page
     assert '<strong class="label">Negative</strong>' in page
     assert 'value="correct"' in page and 'value="incorrect"' in page
-    assert page.count("<option") == 10  # the five ratings, for each tier
+    # the labels of every model of more than two, for each tier
+    assert page.count("<option") == 2 * sum(len(spec.labels) for spec in endpoint_models() if len(spec.labels) > 2)
+    assert page.count('class="words toward"') >= 2 * len(endpoint_models()) - 1  # nearly every answer has some
+    assert "<mark>forgettable</mark>" in page and "<mark>,</mark>" not in page  # words, not punctuation
+    assert '<span class="level">' in page and any(label in page for label in MODELS["questions-fine"].labels)
+    assert '<a href="/docs">' in page
+
+
+@pytest.mark.parametrize("probability, shown", [
+    (0.9995, "> 99.9%"), (0.999, "99.9%"), (0.996, "99.6%"), (0.994, "99%"), (0.5, "50%"), (1.0, "100%"),
+    (0.0004, "< 0.1%"), (0.004, "0.4%"), (0.0, "0%")])
+def test_the_page_never_rounds_a_probability_up_to_certainty(probability, shown):
+    from sentiment_clf.web.ui import percent
+
+    assert percent(probability) == shown
 
 
 def test_incorrect_on_the_page_stores_the_other_label_and_the_model_learns(served_client, storage):

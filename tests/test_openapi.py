@@ -113,3 +113,25 @@ def test_fuzzing_from_the_document_finds_no_server_error_and_no_schema_mismatch(
     print(f"schemathesis: {cases.group(0) if cases else 'no count'}")
     assert result.returncode == 0, report[-6000:]
     assert "5xx" not in server.log()
+
+
+def test_the_docs_group_every_operation_by_tag_and_every_example_is_answered(client):
+    document = client.get("/openapi.json").json
+    tags = [tag["name"] for tag in document["tags"]]
+    assert tags == ["predict", "feedback", "models and health", "open inference protocol", "pages"]
+    used = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert len(operation["tags"]) == 1 and operation["tags"][0] in tags, (method, path)
+            used.add(operation["tags"][0])
+            parameters = {p["name"]: p["example"] for p in operation.get("parameters", []) if "example" in p}
+            for media, content in operation.get("requestBody", {}).get("content", {}).items():
+                if path.startswith("/ui"):
+                    continue  # the page's forms carry a CSRF token that only the page hands out
+                assert "example" in content, (method, path, media)
+                url = path.replace("{name}", str(parameters.get("name", "")))
+                headers = {k: str(v) for k, v in parameters.items() if k[0].isupper()}
+                sent = client.post(url, headers=headers, **({"json": content["example"]} if media.endswith("json")
+                                                              else {"data": content["example"]}))
+                assert sent.status_code in (200, 201), (method, path, media, sent.json)
+    assert used == set(tags)

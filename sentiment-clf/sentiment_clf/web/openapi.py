@@ -66,15 +66,28 @@ def _reply(schema: dict, description: str, media: str = "application/json") -> d
     return {"description": description, "content": {media: {"schema": schema}}}
 
 
+# The groups /docs shows the operations in, in this order.
+TAGS = [{"name": "predict", "description": "A model's answers for one text or many"},
+        {"name": "feedback", "description": "Users' answers, which the models learn from"},
+        {"name": "models and health", "description": "What is served, and whether it is up"},
+        {"name": "open inference protocol", "description": "The v2 protocol KServe, Triton and MLServer speak"},
+        {"name": "pages", "description": "Pages for people: the classifier, this document, the metrics"}]
+EXAMPLE_TEXT = "that movie was boring"
+V2 = "open inference protocol"
+
+
 def _operation(operation_id: str, summary: str, responses: dict, body: dict | None = None,
-               parameters: list | None = None, body_required: bool = True) -> dict:
-    """An operation; ``body`` maps media types to schemas."""
-    operation = {"summary": summary, "operationId": operation_id, "responses": responses}
+               parameters: list | None = None, body_required: bool = True, tag: str = "pages",
+               examples: dict | None = None) -> dict:
+    """An operation in the group ``tag``; ``body`` maps media types to schemas, ``examples``
+    media types to an example body."""
+    operation = {"summary": summary, "operationId": operation_id, "tags": [tag], "responses": responses}
     if parameters:
         operation["parameters"] = parameters
     if body:
-        operation["requestBody"] = {"required": body_required,
-                                    "content": {media: {"schema": s} for media, s in body.items()}}
+        operation["requestBody"] = {"required": body_required, "content": {
+            media: {"schema": s, **({"example": examples[media]} if examples and media in examples else {})}
+            for media, s in body.items()}}
     return operation
 
 
@@ -106,8 +119,10 @@ def build(types: Schemas, version: str = "1") -> dict:
     # The URL parameters of a prediction are the fields of its form.
     args = components[schema("args")["$ref"].rsplit("/", 1)[1]]
     url_parameters = [{"name": name, "in": "query", "required": name in args.get("required", []),
-                       "description": field.get("description", ""), "schema": field}
+                       "description": field.get("description", ""), "schema": field,
+                       **({"example": EXAMPLE_TEXT} if name == "query" else {})}
                       for name, field in args["properties"].items()]
+    first = endpoint_models()[0]  # the examples' model and label
     key = schema("key")
     paths: dict[str, dict] = {}
     for spec in endpoint_models():
@@ -116,40 +131,46 @@ def build(types: Schemas, version: str = "1") -> dict:
         answers = {"200": _reply(schema(("answer", spec.name)), "The answer"), **errors(400, 413, 415, 429)}
         paths[endpoint] = {
             "get": _operation(f"get_{spec.name}", f"Predict with the {spec.name} model", answers,
-                              parameters=url_parameters),
+                              parameters=url_parameters, tag="predict"),
             "post": _operation(f"post_{spec.name}", f"Predict with the {spec.name} model (text in the body)",
                                answers, body={"application/json": schema("json_body"),
-                                              "application/x-www-form-urlencoded": schema("args")})}
+                                              "application/x-www-form-urlencoded": schema("args")},
+                               tag="predict", examples={
+                                   "application/json": {"query": EXAMPLE_TEXT, "explain": True},
+                                   "application/x-www-form-urlencoded": {"query": EXAMPLE_TEXT}})}
         paths[batch_endpoint] = {"post": _operation(
             f"batch_{spec.name}", f"Predict many texts with the {spec.name} model",
             {"200": _reply(schema(("results", spec.name)), "One answer per text, in order"),
              **errors(400, 413, 415, 429), "503": _reply(schema("error"), "Stopped at the request's time budget "
                                                           "(Retry-After says when to try again)")},
-            body={"application/json": schema("batch")})}
+            body={"application/json": schema("batch")}, tag="predict", examples={"application/json": {
+                "queries": [EXAMPLE_TEXT, "a gorgeous, witty and moving film"], "variant": "fast"}})}
     paths["/feedback"] = {"post": _operation(
         "post_feedback", "A user's answer: the right label for a text",
         {"201": _reply(schema("id"), "Stored durably: the record's id, and whether it is learned online "
                                      "(a client's answers beyond its learning budget are kept, not learned)"),
          **errors(400, 401, 413, 415, 422, 429, 503)},
-        body={"application/json": schema("feedback")},
-        parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+        body={"application/json": schema("feedback")}, tag="feedback",
+        examples={"application/json": {"model": first.name, "query": EXAMPLE_TEXT, "label": first.labels[0]}},
+        parameters=[{"name": "Idempotency-Key", "in": "header", "required": False, "example": "answer-42",
                      "description": key.get("description", ""), "schema": key}])}
     # Anonymous, or a trusted API key (TRUSTED_API_KEYS) whose answers are learned at once.
     paths["/feedback"]["post"]["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     paths["/models"] = {"get": _operation("get_models", "The models served", {"200": _reply(
-        schema("models"), "Every model with its version, labels and metrics")})}
+        schema("models"), "Every model with its version, labels and metrics")}, tag="models and health")}
     paths["/models/{name}/card"] = {"get": _operation(
         "get_model_card", "A model's card: data, intended use, figures with intervals, slices, failure modes",
         {"200": _reply({"type": "string"}, "The card, in Markdown", "text/markdown"), **errors(404)},
-        parameters=[{"name": "name", "in": "path", "required": True,
+        tag="models and health",
+        parameters=[{"name": "name", "in": "path", "required": True, "example": first.name,
                      "schema": {"type": "string", "enum": list(MODELS)}},
                     {"name": "variant", "in": "query", "required": False,
                      "description": "the tier (default: fast)",
                      "schema": {"type": "string", "enum": ["fast", "accurate"]}}])}
     paths["/health"] = {"get": _operation("get_health", "Alive", {"200": _reply(
-        schema("health"), "The service is up, with each model's version")})}
+        schema("health"), "The service is up, with each model's version")}, tag="models and health")}
     paths["/ready"] = {"get": _operation("get_ready", "Ready for traffic", {"200": _reply(
-        schema("ready"), "The models are loaded and the database answers"), **errors(503)})}
+        schema("ready"), "The models are loaded and the database answers"), **errors(503)}, tag="models and health")}
     paths["/metrics"] = {"get": _operation("get_metrics", "Prometheus metrics of all workers", {
         "200": _reply({"type": "string"}, "Prometheus text format", "text/plain")})}
     paths["/openapi.json"] = {"get": _operation("get_openapi", "This document", {
@@ -176,6 +197,7 @@ def build(types: Schemas, version: str = "1") -> dict:
         "info": {"title": "sentiment-clf", "version": version,
                  "description": f"Text classifiers over JSON ({', '.join(spec.name for spec in endpoint_models())}), "
                                 "with feedback that the models learn from. Every error is {\"message\": \"...\"}."},
+        "tags": TAGS,
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "a trusted API key"},
@@ -188,25 +210,29 @@ def _inference_paths(schema) -> dict[str, dict]:
     def errors(*codes: int) -> dict:
         return {str(code): _reply(schema("v2_error"), _ERRORS[code]) for code in codes}
 
-    name = [{"name": "name", "in": "path", "required": True,
-             "schema": {"type": "string", "enum": [spec.name for spec in endpoint_models()]}}]
+    names = [spec.name for spec in endpoint_models()]
+    name = [{"name": "name", "in": "path", "required": True, "example": names[0],
+             "schema": {"type": "string", "enum": names}}]
     return {
         "/v2": {"get": _operation("v2_server", "Open Inference Protocol: the server", {
-            "200": _reply(schema("v2_server"), "Its name, version and protocol extensions")})},
+            "200": _reply(schema("v2_server"), "Its name, version and protocol extensions")}, tag=V2)},
         "/v2/health/live": {"get": _operation("v2_live", "Open Inference Protocol: alive", {
-            "200": _reply(schema("v2_live"), "Alive")})},
+            "200": _reply(schema("v2_live"), "Alive")}, tag=V2)},
         "/v2/health/ready": {"get": _operation("v2_ready", "Open Inference Protocol: ready for inference", {
-            "200": _reply(schema("v2_ready"), "The models are loaded")})},
+            "200": _reply(schema("v2_ready"), "The models are loaded")}, tag=V2)},
         "/v2/models/{name}": {"get": _operation("v2_model", "Open Inference Protocol: a model's metadata", {
             "200": _reply(schema("v2_model"), "Inputs, outputs, version, and the label order of its probabilities"),
-            **errors(404)}, parameters=name)},
+            **errors(404)}, parameters=name, tag=V2)},
         "/v2/models/{name}/ready": {"get": _operation("v2_model_ready", "Open Inference Protocol: a model is ready", {
-            "200": _reply(schema("v2_ready"), "Ready"), **errors(404)}, parameters=name)},
+            "200": _reply(schema("v2_ready"), "Ready"), **errors(404)}, parameters=name, tag=V2)},
         "/v2/models/{name}/infer": {"post": _operation(
             "v2_infer", "Open Inference Protocol: predict many texts (a BYTES input named text, JSON data)",
             {"200": _reply(schema("v2_answer"), "The outputs label and probabilities, one row per text"),
              **errors(400, 404, 413, 429),
              "503": _reply(schema("v2_error"), "Stopped at the request's time budget (Retry-After says when "
                                                "to try again)")},
-            body={"application/json": schema("v2_infer")}, parameters=name)},
+            body={"application/json": schema("v2_infer")}, parameters=name, tag=V2, examples={"application/json": {
+                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                            "data": [EXAMPLE_TEXT, "a gorgeous, witty and moving film"]}],
+                "parameters": {"variant": "fast"}}})},
     }

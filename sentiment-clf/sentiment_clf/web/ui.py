@@ -1,10 +1,12 @@
-"""The web page at /ui: type a review, see both models' answers, say whether they are right.
+"""The web page at /ui: type a text, see every model's answer on both tiers and the words
+that decided it, say whether it is right.
 
-Plain HTML forms (no JavaScript needed): the review is posted to /ui, an answer
-to /ui/feedback, which stores it like POST /feedback and shows what the model
-says now.
+Plain HTML forms (no JavaScript needed): the text is posted to /ui, an answer to
+/ui/feedback, which stores it like POST /feedback and shows what the model says now.
 """
 from __future__ import annotations
+
+import math
 
 from flask import Blueprint, current_app, render_template, request
 from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
@@ -12,7 +14,8 @@ from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from sentiment_clf.errors import ServiceError
-from sentiment_clf.serving import answers
+from sentiment_clf.serving import answers, budget
+from sentiment_clf.tasks import MODELS
 from sentiment_clf.web.answers import services
 from sentiment_clf.web.clients import identify
 from sentiment_clf.web.errors import http_error
@@ -21,13 +24,37 @@ from sentiment_clf.web.schemas import MIN_REVIEW_CHARS, first_problem
 
 blueprint = Blueprint("ui", __name__, url_prefix="/ui")
 
-MODEL_TITLES = {"sentiment": "Sentiment", "ratings": "Rating"}
+MODEL_TITLES = {"sentiment": "Sentiment", "ratings": "Rating", "hatespeech": "Hate speech",
+                "questions": "Question type"}
+# What the page asks for a model of more than two labels.
+LABEL_PROMPTS = {"ratings": "The right rating", "hatespeech": "The right class", "questions": "The right type"}
 VARIANT_TITLES = {"fast": "fast", "accurate": "accurate (transformer)"}
+DECIDING_WORDS = 5  # the words shown for and against each answer
 
 
 def served_names() -> list[str]:
-    """The page is about movie reviews: it shows these models."""
+    """The models the page shows: every model with an endpoint of its own."""
     return list(MODEL_TITLES)
+
+
+@blueprint.app_template_filter()
+def percent(probability: float) -> str:
+    """A probability as a percentage that never says more than it is: whole percentages,
+    but 0.9995 is "> 99.9%", not "100%", 0.996 "99.6%", and 0.0004 "< 0.1%"."""
+    if 0.995 <= probability < 1:
+        return "> 99.9%" if probability > 0.999 else f"{math.floor(probability * 1000) / 10:.1f}%"
+    if 0 < probability < 0.005:
+        return "< 0.1%" if probability < 0.001 else f"{math.ceil(probability * 1000) / 10:.1f}%"
+    return f"{probability * 100:.0f}%"
+
+
+@blueprint.app_template_global()
+def deciding_words(answer: dict) -> dict[str, list[str]]:
+    """The words (or terms) that pushed an answer toward its label, and away from it."""
+    explanation = answer.get("explanation") or {}
+    return {side: [term["term"] for term in explanation.get(side, [])
+                   if any(character.isalnum() for character in term["term"])][:DECIDING_WORDS]  # not a comma
+            for side in ("toward", "away")}
 
 
 def review_problem(review: str) -> str | None:
@@ -50,9 +77,15 @@ def predictions(review: str) -> dict[str, dict[str, dict]]:
     found: dict[str, dict[str, dict]] = {name: {} for name in served_names()}
     lookup, thresholds = services().registry.serving, current_app.extensions["thresholds"]
     accurate = services().accurate
-    for variant, names in (("fast", served_names()), ("accurate", [n for n in served_names() if n in accurate])):
-        for name, (answer,) in answers(lookup, {n: n for n in names}, [review], variant, False, thresholds).items():
-            found[name][variant] = answer
+    with budget(current_app.config["REQUEST_TIME_BUDGET"]):  # explaining is the costly part
+        for variant, names in (("fast", served_names()), ("accurate", [n for n in served_names() if n in accurate])):
+            asked: dict = {n: n for n in names}
+            asked.update({(n, key): other for n in names for key, other in MODELS[n].levels.items()})
+            given = answers(lookup, asked, [review], variant, True, thresholds)
+            for name in names:
+                found[name][variant] = given[name][0]
+            for (name, key), (answer,) in ((k, v) for k, v in given.items() if isinstance(k, tuple)):
+                found[name][variant][key] = answer  # a level's answer, under its key ("fine")
     return found
 
 
@@ -78,7 +111,7 @@ def classify():
     review = review.strip()
     return render_template("index.html", review=review, results=predictions(review),
                            labels={n: services().registry.get(n).model.labels for n in served_names()},
-                           titles=MODEL_TITLES, variant_titles=VARIANT_TITLES)
+                           titles=MODEL_TITLES, variant_titles=VARIANT_TITLES, prompts=LABEL_PROMPTS)
 
 
 @blueprint.post("/feedback")
