@@ -7,6 +7,7 @@ commands (``build_model.py``'s, for those who installed the training libraries).
     sentiment-clf new-key mobile-app
     sentiment-clf config
     sentiment-clf train --data-dir lib/data/sst
+    sentiment-clf predict reviews.csv --column text --variant accurate -o scored.parquet
 
 Exit codes: 0 done; 1 nothing to do (no version to roll back to); 2 a bad argument or
 setting; 3 a retrained model was not published; 4 the command needs libraries that are
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from sentiment_clf.config import APP_DIR, PREFIX, Settings, unknown_variables, variable
+from sentiment_clf.tasks import endpoint_models
 from sentiment_clf.versions import roll_back, version_lines
 
 GUNICORN_CONFIG = "python:sentiment_clf.server.gunicorn_config"
@@ -129,6 +132,46 @@ def rollback(model: str, variant: str, database_url: str | None) -> None:
     sys.exit(code)
 
 
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="where the scored rows go: .csv, .jsonl, .parquet or .txt")
+@click.option("--column", default="text", show_default=True, help="the column holding the texts")
+@click.option("--model", type=click.Choice([spec.name for spec in endpoint_models()]), default="sentiment",
+              show_default=True)
+@click.option("--variant", type=click.Choice(["fast", "accurate"]), default="fast", show_default=True)
+@click.option("--chunk-size", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True,
+              help="rows read, scored and written at a time (the memory a chunk takes)")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="score here, or on a Dask cluster")
+@click.option("--scheduler", help="the Dask scheduler's address (tcp://HOST:PORT); none: a local cluster")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), help="default: the packaged models")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+def predict(input_path: Path, output: Path, column: str, model: str, variant: str, chunk_size: int, engine: str,
+            scheduler: str | None, models_dir: Path | None, no_progress: bool) -> None:
+    """Score the texts of INPUT (.csv, .jsonl, .parquet, or .txt: one text a line) into OUTPUT:
+    every input column kept, the answer's added. A rerun after an interruption resumes."""
+    try:
+        from sentiment_clf import scoring
+    except ImportError as exc:
+        click.echo(f"sentiment-clf predict needs pandas ({exc.name} is missing): "
+                   "pip install 'sentiment-clf[train]'", err=True)
+        sys.exit(4)
+    try:
+        job = scoring.Job(input_path, output, column, model, variant, chunk_size, models_dir,
+                          Settings().max_query_chars)
+        summary = scoring.run(job, engine, scheduler, progress=not no_progress)
+    except ImportError as exc:
+        extra = "dask" if exc.name in ("dask", "distributed") else "train"
+        click.echo(f"sentiment-clf predict needs {exc.name}, which is missing: pip install 'sentiment-clf[{extra}]'",
+                   err=True)
+        sys.exit(4)
+    except (scoring.ScoringError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in summary.lines():
+        click.echo(line)
+
+
 def _training_command(name: str) -> click.Command:
     @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                    add_help_option=False, help=f"build_model.py {TRAINING_COMMANDS[name]}: its options and "
@@ -167,3 +210,7 @@ def _problem(exc: Exception) -> str:
         first = errors()[0]
         return f"{variable(str(first['loc'][0]))}: {first['msg']}" if first.get("loc") else first["msg"]
     return (str(exc).splitlines() or [""])[0]
+
+
+if __name__ == "__main__":
+    main()
