@@ -34,9 +34,9 @@ def write_csv(path: Path, rows: int, seed: int = 7) -> None:
             handle.write(f"{i},{' '.join(rng.choice(WORDS) for _ in range(rng.randint(4, 24)))}\n")
 
 
-def scoring_job(source: Path, output: Path, variant: str, engine: str) -> dict:
+def scoring_job(source: Path, output: Path, variant: str, engine: str, chunk_size: int) -> dict:
     command = [sys.executable, "-m", "sentiment_clf.cli", "predict", str(source), "-o", str(output),
-               "--variant", variant, "--engine", engine, "--no-progress", "--chunk-size", "10000"]
+               "--variant", variant, "--engine", engine, "--no-progress", "--chunk-size", str(chunk_size)]
     # A wrapper process whose children are this job alone: its RUSAGE_CHILDREN peak is the
     # largest of the job's processes (the job, or one of its Dask workers, which it reaps).
     wrapper = ("import resource, subprocess, sys\n"
@@ -48,7 +48,7 @@ def scoring_job(source: Path, output: Path, variant: str, engine: str) -> dict:
     seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
     rows = int(lines[0].split(" rows,")[0].replace(",", ""))
-    return {"variant": variant, "engine": engine, "rows": rows, "seconds": round(seconds, 2),
+    return {"variant": variant, "engine": engine, "chunk_size": chunk_size, "rows": rows, "seconds": round(seconds, 2),
             "rows_per_s": round(rows / seconds), "peak_rss_mib": round(int(lines[-1]) / 1024), "summary": lines[0]}
 
 
@@ -67,19 +67,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--accurate-rows", type=int, default=5_000)
+    parser.add_argument("--chunk-size", type=int, default=10_000, help="the fast tier's chunks")
+    parser.add_argument("--accurate-chunk-size", type=int, default=250,
+                        help="the accurate tier's chunks: ~100x the work a row, so smaller, to keep both workers busy")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "reviews.csv"
         write_csv(source, args.rows)
-        for variant, rows in (("fast", args.rows), ("accurate", args.accurate_rows)):
+        for variant, rows, chunk_size in (("fast", args.rows, args.chunk_size),
+                                          ("accurate", args.accurate_rows, args.accurate_chunk_size)):
             job_source = source if rows == args.rows else Path(folder) / f"reviews-{rows}.csv"
             if job_source != source:
                 write_csv(job_source, rows)
             results.append(in_process_limit(job_source, variant, min(rows, 200_000)))
             for engine in ("local", "dask"):
                 results.append(scoring_job(job_source, Path(folder) / f"scored-{variant}-{engine}.parquet",
-                                           variant, engine))
+                                           variant, engine, chunk_size))
                 print(results[-1], flush=True)
     save_results("bench_scoring.json", {"machine": machine(), "command": "python -m bench.bench_scoring "
                                         + " ".join(argv or sys.argv[1:]), "results": results})

@@ -17,7 +17,7 @@ from sentiment_clf.feedback import Storage, hash_key
 
 from conftest import MODELS_DIR, venv_tool
 
-COMMANDS = ["serve", "config", "new-key", "versions", "rollback", "train", "finetune", "retrain"]
+COMMANDS = ["serve", "predict", "config", "new-key", "versions", "rollback", "train", "finetune", "retrain"]
 
 
 def run(*args: str, env: dict | None = None):
