@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from sentiment_clf.config import APP_DIR, PREFIX, Settings, unknown_variables, variable
+from sentiment_clf.config import PREFIX, Settings, unknown_variables, variable
 from sentiment_clf.tasks import endpoint_models
 from sentiment_clf.versions import roll_back, version_lines
 
@@ -53,7 +53,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         raise click.UsageError(_problem(exc)) from None
     # gunicorn replaces this process: its signals (SIGTERM, SIGHUP) reach gunicorn itself.
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
-                              "--chdir", str(APP_DIR), "app:create_app()"])
+                              "sentiment_clf.app:create_app()"])
 
 
 @main.command("new-key")
