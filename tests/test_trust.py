@@ -14,13 +14,13 @@ from conftest import ROOT
 
 
 def test_a_new_key_prints_the_entry_to_configure_and_its_hash_matches():
-    done = subprocess.run([sys.executable, "-m", "sentiment_clf.feedback.policy", "new-key", "ops-bot"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "sentiment_clf.trust", "new-key", "ops-bot"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=True)
     key = done.stdout.split("API key (give it to the client; it is not stored anywhere): ")[1].split()[0]
     entry = f"ops-bot:{hashlib.sha256(key.encode()).hexdigest()}"
     assert f"TRUSTED_API_KEYS entry (add it, comma-separated): {entry}" in done.stdout
     assert len(key) >= 40 and parse_trusted_keys(entry) == {hash_key(key): "ops-bot"}
-    refused = subprocess.run([sys.executable, "-m", "sentiment_clf.feedback.policy", "new-key", "no spaces"], cwd=ROOT,
+    refused = subprocess.run([sys.executable, "-m", "sentiment_clf.trust", "new-key", "no spaces"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "1 to 64 letters" in refused.stderr
 

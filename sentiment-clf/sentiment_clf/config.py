@@ -84,8 +84,8 @@ class Settings(BaseSettings):
         "1 per day", "answers of one client learned, at once or by a retrain; the others are stored, not learned "
                      "(see [Who may teach the models](#who-may-teach-the-models-and-how-much))")
     trusted_api_keys: str = _setting(
-        "", "`name:sha256hex,...`: clients whose answers are learned at once (`python -m sentiment_clf.trust "
-            "new-key NAME`)", shown="empty")
+        "", "`name:sha256hex,...`: clients whose answers are learned at once (`sentiment-clf new-key NAME`)",
+        shown="empty")
     trusted_proxies: str = _setting(
         "", "IPs or CIDRs of your reverse proxies, whose `X-Forwarded-For` names the client", shown="empty")
     secret_key: str | None = _setting(None, "signs the page's CSRF tokens; set it when several servers share one "

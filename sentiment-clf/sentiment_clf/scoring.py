@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import shutil
 import time
 from collections import Counter
@@ -141,7 +140,7 @@ def load_classifier(models_dir: str | None, accurate: bool) -> Classifier:
 
 
 def why_bad(text: object, max_chars: int) -> str | None:
-    if not isinstance(text, str) or (isinstance(text, float) and math.isnan(text)):
+    if not isinstance(text, str):  # null in JSON or Parquet, NaN in a frame
         return "missing"
     if not text.strip():
         return "empty"
@@ -275,21 +274,22 @@ def _join_parts(job: Job, kind: str, summary: Summary) -> None:
     with temporary.open("wb") as handle:
         for index, part in enumerate(sorted(job.parts.glob("part-*.parquet"))):
             table = pq.read_table(part)
-            frame = table.to_pandas()
-            summary.rows += len(frame)
-            errors = frame["error"].tolist()
+            errors = table.column("error").to_pylist()
+            summary.rows += len(errors)
             summary.scored += sum(1 for error in errors if not error)
             for offset, error in enumerate(errors):
                 if error:
                     summary.bad[error] += 1
                     if len(summary.first_bad) < 10:
                         summary.first_bad.append(row + offset + 1)
-            row += len(frame)
-            if kind == "parquet":
+            row += len(errors)
+            if kind == "parquet":  # copied as it is, no frame made
                 if writer is None:
                     writer = pq.ParquetWriter(handle, table.schema)
                 writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-            elif kind == "csv":
+                continue
+            frame = table.to_pandas()
+            if kind == "csv":
                 frame.to_csv(handle, index=False, header=index == 0)
             elif kind == "jsonl":
                 if len(frame):

@@ -13,16 +13,14 @@ answer is stored; whether it is learned online is decided once, when it is store
   ``CLIENT_LEARNING_BUDGET``'s window are fewer than its amount; the rest wait for
   a retrain (whose accuracy gate decides) or a trusted client's confirmation.
 
-Make a key with ``python -m sentiment_clf.trust new-key NAME``.
+Make a key with ``sentiment-clf new-key NAME`` (``cli.py``).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import ipaddress
 import re
 import secrets
-import sys
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
@@ -83,23 +81,3 @@ def new_key(name: str) -> tuple[str, str]:
         raise ValueError("a key's name is 1 to 64 letters, digits or . _ -")
     key = secrets.token_urlsafe(32)
     return key, f"{name}:{hash_key(key)}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_clf.trust", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("new-key", help="print a new API key and its TRUSTED_API_KEYS entry")
-    make.add_argument("name", help="who holds the key (letters, digits, . _ -)")
-    args = parser.parse_args(argv)
-    try:
-        key, entry = new_key(args.name)
-    except ValueError as exc:
-        parser.error(str(exc))
-    print(f"API key (give it to the client; it is not stored anywhere): {key}")
-    print(f"TRUSTED_API_KEYS entry (add it, comma-separated): {entry}")
-    print(f"for example: export SENTIMENT_CLF_TRUSTED_API_KEYS='{entry}'")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
