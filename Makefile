@@ -120,8 +120,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The project itself is installed editable (no dependencies: those come pinned from
-# the requirements files), so app.py, model.py, build_model.py, util.py and the
-# sentiment_clf package import from anywhere without sys.path changes.
+# the requirements files), so the sentiment_clf package imports from anywhere without
+# sys.path changes, and the sentiment-clf command is on .venv/bin.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt

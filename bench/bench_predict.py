@@ -33,8 +33,8 @@ from urllib.parse import quote
 import numpy as np
 
 from bench.harness import LiveServer, machine, run_wrk, run_wrk_batch, save_results
-from model import NLPModel
 from sentiment_clf.serving.linear_model import LinearTextModel
+from sentiment_clf.training.model import NLPModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -66,7 +66,7 @@ def write_mlserver_model(folder: Path, http_port: int, grpc_port: int, metrics_p
     import joblib
     from sklearn.pipeline import Pipeline
 
-    from model import NLPModel
+    from sentiment_clf.training.model import NLPModel
 
     model = NLPModel.load(ROOT / "sentiment-clf" / "lib" / "models" / "sentiment")
     # MLServer's runtime loads a joblib file: the identical fitted objects, re-wrapped.

@@ -3,7 +3,7 @@
 Served with the same gunicorn settings as the service, ``GET /constant`` shows
 what a request costs without any model work.
 """
-from app import create_app as create_service
+from sentiment_clf.app import create_app as create_service
 
 
 def create_app():

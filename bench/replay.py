@@ -37,7 +37,6 @@ import requests
 from sqlalchemy import func, insert, select
 from sqlalchemy import text as sql
 
-import util
 from bench.bench_workers import WARM_UP, one_connection_per_worker
 from bench.harness import LiveServer, machine, memory_kib, save_results, worker_pids
 from sentiment_clf.config import Settings
@@ -48,6 +47,7 @@ from sentiment_clf.feedback.schema import checkpoints, feedback
 from sentiment_clf.feedback.store import Storage, default_url
 from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS
+from sentiment_clf.training import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def sst_answers(data_dir: Path, count: int) -> list[tuple[str, str]]:
     """``count`` distinct SST phrases that are not neutral, labelled as the sentiment model labels."""
     phrases = []
     for split in ("train", "dev", "test"):
-        frame = util.load_sst(data_dir / f"{split}.txt")
+        frame = datasets.load_sst(data_dir / f"{split}.txt")
         phrases += [(p, "Negative" if label < 2 else "Positive")
                     for p, label in zip(frame["phrase"], frame["label"], strict=True) if label != 2]
     distinct = list({learn_key("sentiment", text, label): (text, label) for text, label in phrases}.values())

@@ -8,6 +8,7 @@ import pytest
 import build_model
 import util
 from model import NLPModel
+from sentiment_clf.training import build
 from sentiment_clf.training.holdout import holdout_split
 from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.splits import questions_split
@@ -66,8 +67,8 @@ def test_the_help_lists_the_commands(capsys):
 @pytest.mark.parametrize("argv", [[], ["--data-dir", "x", "--model", "ratings"], ["build", "--data-dir", "x"]])
 def test_build_is_the_default_command(argv):
     args = build_model.parse_args(argv)
-    assert args.command == "build" and args.run is build_model.run_build
-    assert args.jobs == 2 and args.sample is None and args.models_dir == build_model.DEFAULT_MODELS_DIR
+    assert args.command == "build" and args.run is build.run_build
+    assert args.jobs == 2 and args.sample is None and args.models_dir == build.DEFAULT_MODELS_DIR
 
 
 def test_a_bad_option_exits_with_2(capsys):

@@ -45,7 +45,7 @@ def test_workers_load_no_training_library(live_server):
 
 def test_importing_the_app_imports_no_training_library():
     """The same in a fresh interpreter, pure-Python modules included."""
-    code = ("import sys, app; app.create_app({'DATABASE_URL': 'sqlite://'}); "
+    code = ("import sys; from sentiment_clf.app import create_app; create_app({'DATABASE_URL': 'sqlite://'}); "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TRAINING_LIBRARIES!r}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -15,16 +15,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import util
 from bench.harness import machine, save_results
-from sentiment_clf.config import APP_DIR
+from sentiment_clf.paths import MODELS_DIR
 from sentiment_clf.serving.linear_model import LinearTextModel
+from sentiment_clf.training import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def confident(model: LinearTextModel, sst_dir: Path, count: int, confidence: float) -> list[tuple[str, int]]:
-    test = util.load_sst(sst_dir / "test.txt", roots_only=True).query("label != 2")
+    test = datasets.load_sst(sst_dir / "test.txt", roots_only=True).query("label != 2")
     chosen = []
     for sentence in test["phrase"]:
         probabilities = model.predict_one(sentence)
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=200, help="answers tried per sentence")
     args = parser.parse_args(argv)
 
-    model = LinearTextModel.load(APP_DIR / "lib" / "models" / "sentiment")
+    model = LinearTextModel.load(MODELS_DIR / "sentiment")
     chosen = confident(model, args.sst, args.sentences, 0.9)
     results: dict = {"command": "python -m bench.experiments.poisoning", "machine": machine(), "sentences": len(chosen),
                      "limit": args.limit, "attacks": {}}

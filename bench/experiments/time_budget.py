@@ -14,19 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-import util
 from bench.harness import machine, save_results
 from sentiment_clf.config import Settings
 from sentiment_clf.serving import answer
 from sentiment_clf.serving.loading import load_models
 from sentiment_clf.tasks import MODELS, endpoint_models
+from sentiment_clf.training import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT_CHARS = 10_000
 
 
 def texts(sst_dir: Path, count: int) -> dict[str, list[str]]:
-    sentences = " ".join(util.load_sst(sst_dir / "test.txt", roots_only=True)["phrase"])
+    sentences = " ".join(datasets.load_sst(sst_dir / "test.txt", roots_only=True)["phrase"])
     prose = [sentences[i * 997:i * 997 + TEXT_CHARS] for i in range(count)]
     return {"SST text": prose, "punctuation": [("!?, ." * TEXT_CHARS)[:TEXT_CHARS]] * count}
 

@@ -1,5 +1,5 @@
 """The ``sentiment-clf`` command: serve, keys, versions, settings, and the training
-commands (``build_model.py``'s, for those who installed the training libraries).
+commands (the same code as a checkout's ``build_model.py``, where the training libraries are installed).
 
     sentiment-clf serve --port 8000
     sentiment-clf versions --model sentiment
@@ -26,7 +26,7 @@ from sentiment_clf.tasks import endpoint_models
 from sentiment_clf.versions import roll_back, version_lines
 
 GUNICORN_CONFIG = "python:sentiment_clf.server.gunicorn_config"
-TRAINING_COMMANDS = {"train": "build", "finetune": "finetune", "retrain": "retrain"}
+TRAINING_COMMANDS = ("train", "finetune", "retrain")
 NEEDS = {"train": "train", "retrain": "train", "finetune": "finetune"}  # the extra each needs
 
 
@@ -172,19 +172,24 @@ def predict(input_path: Path, output: Path, column: str, model: str, variant: st
         click.echo(line)
 
 
+_TRAINING_HELP = {"train": "Train, evaluate and save the fast models, with reports",
+                  "finetune": "Fine-tune the accurate tier (a transformer, on CPU)",
+                  "retrain": "Retrain with the stored feedback and publish if not worse"}
+
+
 def _training_command(name: str) -> click.Command:
     @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                   add_help_option=False, help=f"build_model.py {TRAINING_COMMANDS[name]}: its options and "
-                   f"--help are build_model.py's (needs the '{NEEDS[name]}' extra).")
+                   add_help_option=False, help=f"{_TRAINING_HELP[name]} (needs the '{NEEDS[name]}' extra; "
+                   f"'sentiment-clf {name} --help' lists its options).")
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def run(args: tuple[str, ...]) -> None:
         try:
-            import build_model
+            from sentiment_clf.training import build
         except ImportError as exc:
             click.echo(f"sentiment-clf {name} needs the training libraries ({exc.name} is missing): "
                        f"pip install 'sentiment-clf[{NEEDS[name]}]'", err=True)
             sys.exit(4)
-        sys.exit(build_model.main([TRAINING_COMMANDS[name], *args]))
+        sys.exit(build.main([name, *args], prog="sentiment-clf"))
 
     return run
 

@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The folder holding app.py, lib/models/ and instance/.
-APP_DIR = Path(__file__).resolve().parents[1]
+from sentiment_clf.paths import INSTANCE_DIR, MODELS_DIR
+
 PREFIX = "SENTIMENT_CLF_"
 TEST_PREFIX = PREFIX + "TEST_"  # the test suite's variables, not the service's
 
@@ -45,16 +45,17 @@ class Settings(BaseSettings):
     host: str = _setting("127.0.0.1", "address to bind (set `0.0.0.0` deliberately to expose it)", server=True)
     port: int = _setting(5000, "port", server=True, ge=1, le=65535)
     workers: int = _setting(2, "gunicorn worker processes", server=True, ge=1, le=64)
-    model_dir: Path = _setting(APP_DIR / "lib" / "models", "folder with one sub-folder per model",
-                               shown="`sentiment-clf/lib/models`")
+    model_dir: Path = _setting(MODELS_DIR, "folder with one sub-folder per model",
+                               shown="the packaged models (a checkout's `sentiment-clf/lib/models`)")
     max_query_chars: int = _setting(10_000, "longest query accepted (413 above)", ge=1)
     max_batch: int = _setting(1_000, "most texts in one batch request (413 above)", ge=1)
     max_batch_bytes: int = _setting(8 * 2**20, "largest batch request body, in bytes (413 above)", ge=1024)
     log_level: str = _setting("INFO", "log level")
     access_log: bool = _setting(True, "one JSON line per request (method, path, status, duration, request id; "
                                       "never a query)")
-    data_dir: Path = _setting(APP_DIR / "instance", "where the default SQLite database (and retraining reports) "
-                                                    "live", shown="`sentiment-clf/instance`")
+    data_dir: Path = _setting(INSTANCE_DIR, "where the default SQLite database (and retraining reports) live",
+                              shown="`sentiment-clf/instance` in a checkout, `<prefix>/var/sentiment-clf-instance` "
+                                    "installed")
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("SENTIMENT_CLF_DATABASE_URL", "DATABASE_URL"),
         description="`sqlite:///path/to/file.sqlite` or `postgresql://user@host/db`",

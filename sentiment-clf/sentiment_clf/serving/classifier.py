@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_clf.errors import NotServed
+from sentiment_clf.paths import MODELS_DIR
 from sentiment_clf.serving.accurate import AccurateHead
 from sentiment_clf.serving.decisions import Thresholds, parse_thresholds
 from sentiment_clf.serving.linear_model import LinearTextModel
 from sentiment_clf.serving.loading import load_accurate_tier, load_models
 from sentiment_clf.serving.tiers import VARIANTS, predict
 from sentiment_clf.tasks import MODELS, endpoint_models
-
-# The models a checkout (or an installed package) carries: sentiment-clf/lib/models.
-PACKAGED_MODELS = Path(__file__).resolve().parents[2] / "lib" / "models"
 
 
 class Classifier:
@@ -50,7 +48,7 @@ class Classifier:
         tier; the packaged models by default), each file checked against its manifest.
         ``accurate=False`` loads the fast tier only (no ONNX sessions: less memory, a faster
         start); ``threads`` is each accurate encoder's."""
-        folder = Path(folder) if folder is not None else PACKAGED_MODELS
+        folder = Path(folder) if folder is not None else MODELS_DIR
         heads = load_accurate_tier(folder, threads=threads) if accurate else {}
         return cls(load_models(folder, list(MODELS)), heads, parse_thresholds(thresholds))
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-import util
 from sentiment_clf.serving import documents
 from sentiment_clf.serving.accurate import load_accurate
 from sentiment_clf.serving.linear_model import LinearTextModel
 from sentiment_clf.serving.loading import ACCURATE_DIR, card_path
 from sentiment_clf.tasks import MODELS
-from sentiment_clf.training import ordinary
+from sentiment_clf.training import datasets, ordinary
 from sentiment_clf.training.intervals import accuracy_interval
 from sentiment_clf.training.recipes import RECIPES
 
@@ -81,7 +80,7 @@ def held_out(name: str, data_root: Path) -> tuple[list[str], np.ndarray]:
         from sentiment_clf.training.sst import load_splits
 
         test = task.relabel(load_splits(data_root / "sst", None).test)
-        return [util.sst_to_plain(p) for p in test["phrase"]], np.array([labels.index(t) for t in test["target"]])
+        return [datasets.sst_to_plain(p) for p in test["phrase"]], np.array([labels.index(t) for t in test["target"]])
     from sentiment_clf.training.holdout import holdout_split
 
     _, test = holdout_split(task, task.load_frame(data_root))

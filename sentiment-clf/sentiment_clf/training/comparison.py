@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, log_loss
 
-from model import NLPModel
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.recipes import Recipe
 
 # (classifier, C) fitted on the served model's features.

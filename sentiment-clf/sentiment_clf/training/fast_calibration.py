@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import NLPModel
 from sentiment_clf.serving.classifiers import temper
 from sentiment_clf.training.intervals import bootstrap_interval
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.operating_points import curve
 from sentiment_clf.training.plots import save_precision_recall, save_reliability
 from sentiment_clf.training.recipes import Recipe

@@ -23,10 +23,9 @@ from sklearn.metrics import precision_recall_fscore_support
 from sklearn.model_selection import ParameterGrid, StratifiedKFold, cross_val_score, train_test_split
 from tqdm import tqdm
 
-import util
-from model import NLPModel
-from sentiment_clf.training import reports
+from sentiment_clf.training import datasets, reports
 from sentiment_clf.training.fast_calibration import calibrate_holdout
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.splits import SPLIT_SEED
 
@@ -43,7 +42,7 @@ def holdout_split(spec: Recipe, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
 def describe_data(spec: Recipe, data_root: Path) -> dict:
     """The recipe's data files under ``data_root``: their names and one SHA-256 over them."""
     files = [data_root / f for f in spec.data_files]
-    return {"files": [f.name for f in files], "sha256": util.file_sha256(*files)}
+    return {"files": [f.name for f in files], "sha256": datasets.file_sha256(*files)}
 
 
 def augmented(spec: Recipe, data_root: Path, sample: int | None = None) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-import util
+from sentiment_clf.training import datasets
 from sentiment_clf.training.splits import questions_split
 
 ORDINARY_SENTENCES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ordinary_sentences.txt"
@@ -33,7 +33,7 @@ def read_lines(path: Path) -> list[str]:
 
 def sst_sentences(path: Path) -> list[str]:
     """The sentences of an SST split as a person writes them (no PTB escapes)."""
-    return [util.sst_to_plain(p) for p in util.load_sst(path, roots_only=True)["phrase"]]
+    return [datasets.sst_to_plain(p) for p in datasets.load_sst(path, roots_only=True)["phrase"]]
 
 
 def neither_texts(data_root: Path) -> pd.DataFrame:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model import NLPModel
 from sentiment_clf.training import holdout
 from sentiment_clf.training.fast_calibration import calibrate_holdout, calibrate_sst
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.sst import load_splits
 

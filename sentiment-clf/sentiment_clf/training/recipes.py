@@ -19,9 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-import util
 from sentiment_clf.tasks import COARSE, HATE_LABELS, MODELS, RATING_LABELS, ModelSpec
-from sentiment_clf.training import ordinary
+from sentiment_clf.training import datasets, ordinary
 
 # The features every candidate classifier is compared on: n-grams and tf weighting.
 _VECTOR_GRID = {"ngram_range": [(1, 1), (1, 2)], "sublinear_tf": [True, False]}
@@ -96,7 +95,7 @@ class Recipe:
 
 
 def _hatespeech(root: Path) -> pd.DataFrame:
-    frame = util.load_hatespeech(root / "hatespeech" / "labeled_data.csv")
+    frame = datasets.load_hatespeech(root / "hatespeech" / "labeled_data.csv")
     return frame.assign(target=frame["label"].map(dict(enumerate(HATE_LABELS))))
 
 
@@ -106,12 +105,12 @@ def _ordinary_flagged(model, root: Path) -> dict:
 
 
 def _questions_coarse(root: Path) -> pd.DataFrame:
-    frame = util.load_questions(root / "questions" / "dataset.csv")
+    frame = datasets.load_questions(root / "questions" / "dataset.csv")
     return frame.assign(target=frame["coarse"].map(COARSE))
 
 
 def _questions_fine(root: Path) -> pd.DataFrame:
-    frame = util.load_questions(root / "questions" / "dataset.csv")
+    frame = datasets.load_questions(root / "questions" / "dataset.csv")
     return frame.assign(target=frame["fine"])
 
 

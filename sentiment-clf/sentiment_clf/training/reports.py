@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sklearn.metrics import accuracy_score, classification_report, f1_score, roc_auc_score
 
-from model import NLPModel
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.plots import save_confusion_matrix, save_roc_curve
 from sentiment_clf.training.recipes import Recipe
 

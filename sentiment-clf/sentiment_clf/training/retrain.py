@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from model import NLPModel
 from sentiment_clf.config import Settings
 from sentiment_clf.feedback.online import ModelRegistry
 from sentiment_clf.feedback.policy import LearningPolicy
 from sentiment_clf.feedback.store import FeedbackRow, Storage
 from sentiment_clf.training import reports
 from sentiment_clf.training.holdout import SPLIT_SEED, augmented, describe_data, fit_data, holdout_split
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.recipes import Recipe
 from sentiment_clf.training.sst import PUBLISHED_BASELINES, load_splits
 from sentiment_clf.training.steering import steered_families, trusted, weightiest_clients, within_budget

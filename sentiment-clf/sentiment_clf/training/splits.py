@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-import util
+from sentiment_clf.training import datasets
 
 SPLIT_SEED = 20261122
 TEST_SIZE = 0.2
@@ -21,5 +21,5 @@ TEST_SIZE = 0.2
 def questions_split(data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(choosing part, held-out part)`` of ``data_root/questions/dataset.csv``: 20% held
     out, stratified by fine class (the ``questions-fine`` recipe's split)."""
-    frame = util.load_questions(data_root / "questions" / "dataset.csv")
+    frame = datasets.load_questions(data_root / "questions" / "dataset.csv")
     return train_test_split(frame, test_size=TEST_SIZE, stratify=frame["fine"], random_state=SPLIT_SEED)

@@ -19,11 +19,10 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 from tqdm import tqdm
 
-import util
-from model import NLPModel
-from sentiment_clf.training import reports
+from sentiment_clf.training import datasets, reports
 from sentiment_clf.training.comparison import compare_classifiers
 from sentiment_clf.training.fast_calibration import calibrate_sst
+from sentiment_clf.training.model import NLPModel
 from sentiment_clf.training.recipes import Recipe
 
 logger = logging.getLogger(__name__)
@@ -62,18 +61,18 @@ def load_splits(data_dir: Path, kaggle_tsv: Path | None) -> Splits:
     dev and test sentences (``data_dir/dev.txt``, ``test.txt``), with SST labels 0..4."""
     files = [data_dir / "dev.txt", data_dir / "test.txt"]
     if kaggle_tsv:
-        train = util.load_kaggle_tsv(kaggle_tsv)
+        train = datasets.load_kaggle_tsv(kaggle_tsv)
         files.insert(0, kaggle_tsv)
     else:
-        train = util.load_sst(data_dir / "train.txt")
+        train = datasets.load_sst(data_dir / "train.txt")
         files.insert(0, data_dir / "train.txt")
     return Splits(
         # Each distinct labelled phrase once, as the Kaggle file lists them.
         train=train.drop_duplicates(["phrase", "label"]).reset_index(drop=True),
         train_roots=train[train["is_root"]],
-        dev=util.load_sst(files[1], roots_only=True),
-        test=util.load_sst(files[2], roots_only=True),
-        description={"files": [p.name for p in files], "sha256": util.file_sha256(*files)},
+        dev=datasets.load_sst(files[1], roots_only=True),
+        test=datasets.load_sst(files[2], roots_only=True),
+        description={"files": [p.name for p in files], "sha256": datasets.file_sha256(*files)},
     )
 
 

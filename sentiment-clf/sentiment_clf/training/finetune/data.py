@@ -12,10 +12,10 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-import util
 from sentiment_clf.serving.classifiers import softmax
 from sentiment_clf.serving.text import for_encoder
 from sentiment_clf.tasks import COARSE, FINE_LABELS, HATE_LABELS, MODELS
+from sentiment_clf.training import datasets
 from sentiment_clf.training.recipes import RECIPES
 from sentiment_clf.training.splits import SPLIT_SEED, questions_split
 
@@ -25,7 +25,7 @@ SOURCE_HEADS = {"sst": ("sentiment", "ratings"), "hate": ("hatespeech",), "quest
 HEADS: dict[str, tuple[str, ...]] = {name: MODELS[name].labels for heads in SOURCE_HEADS.values() for name in heads}
 NEITHER = HATE_LABELS.index("neither")
 IGNORE = -1
-sst_to_plain = util.sst_to_plain
+sst_to_plain = datasets.sst_to_plain
 
 
 def _targets(n: int, **given) -> dict[str, np.ndarray]:
