@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint models accurate-model bench bench-accurate bench-compare bench-slow bench-long bench-hostile soak clean
+.PHONY: run test lint wheel wheelhouse image models accurate-model bench bench-accurate bench-compare bench-slow bench-long bench-hostile soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -141,5 +141,24 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-finetune
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 
+# The wheel and the sdist (python -m build) in dist/.
+wheel: $(VENV)/.installed-test
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# The container's build context: the project's wheel and every pinned serving dependency,
+# for Linux x86_64 and Python 3.11 whatever this machine is, so the image builds offline.
+WHEELHOUSE ?= dist/wheels
+wheelhouse: $(VENV)/.installed-test
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/python -m build --no-isolation --wheel --outdir $(WHEELHOUSE) .
+	sed 's/\[[a-z,]*\]//' requirements.txt > $(WHEELHOUSE)/constraints.txt  # pip's constraints take no extras
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --implementation cp --python-version 3.11 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 \
+		-d $(WHEELHOUSE) -c $(WHEELHOUSE)/constraints.txt $(WHEELHOUSE)/sentiment_clf-*.whl
+
+CONTAINER ?= docker
+image: wheelhouse
+	$(CONTAINER) build -t sentiment-clf .
+
 clean:
-	rm -rf $(VENV) .venv-mlserver .venv-mlserver-hf .pytest_cache
+	rm -rf $(VENV) .venv-mlserver .venv-mlserver-hf .pytest_cache dist

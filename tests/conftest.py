@@ -1,11 +1,14 @@
 """Shared fixtures: the data, the app and its test client, and a real gunicorn server."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,17 @@ def need(available, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{reason} (required: SENTIMENT_CLF_TEST_REQUIRE_ALL=1)")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """One ``python -m build`` at a time in this checkout (it writes the egg-info and
+    build/ here), whichever test process asks."""
+    lock = ROOT / "build" / "tests.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def venv_tool(name: str) -> str | None:

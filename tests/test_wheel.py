@@ -23,7 +23,7 @@ from bench.harness import free_port
 from sentiment_clf import Classifier
 from sentiment_clf.tasks import endpoint_models
 
-from conftest import MODELS_DIR, ROOT, need
+from conftest import MODELS_DIR, ROOT, building, need
 
 TEXTS = ["that movie was boring", "a gorgeous , witty , seductive movie .", "What is the capital of Peru?",
          "RT @user: you are a wonderful person http://t.co/x #love"]
@@ -44,8 +44,9 @@ def dist(tmp_path_factory) -> dict[str, Path]:
     """``python -m build``: the sdist, then the wheel built from the unpacked sdist (so a
     file the sdist forgets is missing from the wheel too)."""
     out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
-                           capture_output=True, text=True, timeout=600)
+    with building():
+        built = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+                               capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     [wheel] = out.glob("*.whl")
     [sdist] = out.glob("*.tar.gz")
