@@ -96,8 +96,8 @@ def connections_by_worker(pids: list[int], server_port: int) -> list[int]:
 class LiveServer:
     """The service under gunicorn, started with the README's command on a free port."""
 
-    def __init__(self, log_path: Path, workers: int = 2, env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, log_path: Path, workers: int = 2, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         environment = {**os.environ, "SENTIMENT_CLF_PORT": str(self.port),
@@ -105,7 +105,7 @@ class LiveServer:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [gunicorn_path(), "--chdir", "sentiment-clf", "app:create_app()"],
-            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -126,13 +126,53 @@ class LiveServer:
     def worker_pids(self) -> list[int]:
         return worker_pids(self.process.pid)
 
+    def kill(self) -> None:
+        """SIGKILL to the master and its workers at once: a machine or container lost."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
     def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._log.close()
+
+
+def replica_env(database_url: str, redis_url: str) -> dict:
+    """What each replica behind a balancer is given: the shared database and Redis, the
+    balancer as a trusted proxy, one secret for the page's tokens, and limits out of a
+    load test's way."""
+    return {"DATABASE_URL": database_url, "SENTIMENT_CLF_RATELIMIT_STORAGE_URI": redis_url,
+            "SENTIMENT_CLF_PREDICT_RATE_LIMIT": "100000 per second",
+            "SENTIMENT_CLF_FEEDBACK_RATE_LIMIT": "100000 per minute",
+            "SENTIMENT_CLF_TRUSTED_PROXIES": "127.0.0.1",
+            "SENTIMENT_CLF_SECRET_KEY": "replicas-share-this-secret"}
+
+
+class Balancer:
+    """HAProxy with the documented configuration (deploy/haproxy.cfg) in front of replicas
+    on these ports, on a free port of its own."""
+
+    def __init__(self, log_path: Path, replica_ports: list[int]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "SENTIMENT_CLF_LB": f"127.0.0.1:{self.port}",
+               **{f"SENTIMENT_CLF_REPLICA_{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(replica_ports)}}
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen([shutil.which("haproxy") or "haproxy", "-db", "-f",
+                                         str(ROOT / "deploy" / "haproxy.cfg")],
+                                        env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
         self._log.close()
 
 
