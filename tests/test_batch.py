@@ -137,8 +137,8 @@ def test_one_log_line_per_request_without_the_text(client, caplog):
     secret = "my very private review about a dull film"
     response = client.get("/", query_string={"query": secret}, headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"
-    [line] = [r.getMessage() for r in caplog.records if r.name == "sentiment_clf.access"]
-    entry = json.loads(line)
+    [record] = [r for r in caplog.records if r.name == "sentiment_clf.access"]
+    entry = vars(record)
     assert entry["method"] == "GET" and entry["path"] == "/" and entry["status"] == 200
     assert entry["request_id"] == "abc-123" and entry["duration_ms"] >= 0
     assert "private" not in caplog.text

@@ -29,13 +29,14 @@ from pathlib import Path  # noqa: E402
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # noqa: E402
 from gunicorn.http import message  # type: ignore[import-untyped]  # noqa: E402
 
+from sentiment_clf import logs  # noqa: E402
 from sentiment_clf.config import Settings, unknown_variables  # noqa: E402
 from sentiment_clf.server.worker_balance import BalancedStreamServer, ConnectionCounts  # noqa: E402
 
 # What gunicorn reads: its settings and hooks, by name.
 __all__ = ["bind", "child_exit", "control_socket_disable", "graceful_timeout", "keepalive", "limit_request_line",
-           "logger_class", "loglevel", "on_exit", "post_fork", "post_request", "post_worker_init", "pre_fork",
-           "preload_app", "timeout", "worker_class", "worker_connections", "workers"]
+           "logconfig_dict", "logger_class", "loglevel", "on_exit", "post_fork", "post_request", "post_worker_init",
+           "pre_fork", "preload_app", "timeout", "worker_class", "worker_connections", "workers"]
 
 if unknown_variables():  # an operator's typo stops the start, named, before gunicorn binds
     raise SystemExit("sentiment-clf: " + "; ".join(unknown_variables()))
@@ -89,6 +90,8 @@ def _read_line_capped(self, unreader, buf, limit=0):
 message.Request.read_line = _read_line_capped
 graceful_timeout = 20
 loglevel = _settings.log_level.lower()
+# One JSON object per line from gunicorn and the app alike (sentiment_clf/logs.py).
+logconfig_dict = logs.gunicorn_config(_settings.log_level)
 
 
 class ScrubbedLogger(Logger):
@@ -101,6 +104,9 @@ class ScrubbedLogger(Logger):
             # "Invalid request from ip=X: Invalid HTTP request line: 'GET /?query=...'"
             msg = ": ".join(msg.split(": ", 2)[:2]) + " (the request's text is not logged)"
         super().warning(msg, *args, **kwargs)
+
+    def access(self, *args, **kwargs):
+        """Off: its line holds the query string. The app logs each request without it."""
 
     def exception(self, msg, *args, **kwargs):
         if isinstance(msg, str) and msg.startswith("Error handling request"):

@@ -2,7 +2,6 @@
 and security headers (errors: ``errors.py``)."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -10,6 +9,7 @@ import uuid
 
 from flask import current_app, g, request
 
+from sentiment_clf import logs
 from sentiment_clf.web import metrics
 from sentiment_clf.web.answers import services
 from sentiment_clf.web.inputs import check_url
@@ -45,10 +45,9 @@ def log_request(response):
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     metrics.count_request(request.method, request.url_rule, response.status_code, seconds)
     if current_app.config["ACCESS_LOG"] and access_log.isEnabledFor(logging.INFO):
-        access_log.info(json.dumps({
+        access_log.info("request", extra={
             "method": request.method, "path": request.path, "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": g.get("request_id")}))
+            "duration_ms": round(seconds * 1000, 3), "request_id": g.get("request_id")})
     return response
 
 
@@ -73,7 +72,4 @@ def metrics_page():
 
 
 def configure_logging(level: str) -> None:
-    # Under gunicorn the root logger has no handler yet; give the app's log one.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level.upper())
+    logs.configure(level)
