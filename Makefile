@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= sentiment-clf/lib/data/sst
 
-.PHONY: run test lint wheel wheelhouse image models accurate-model bench bench-accurate bench-compare bench-slow bench-long bench-hostile soak clean
+.PHONY: run test lint docs wheel wheelhouse image models accurate-model bench bench-accurate bench-compare bench-slow bench-long bench-hostile soak clean
 
 run: $(VENV)/.installed
 	$(BIN)/gunicorn --chdir sentiment-clf 'app:create_app()'
@@ -141,24 +141,32 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-finetune
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 
+# The documentation site (docs/, mkdocs.yml) in site/; `.venv/bin/mkdocs serve` to read it live.
+docs: $(VENV)/.installed-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The wheel and the sdist (python -m build) in dist/.
 wheel: $(VENV)/.installed-test
 	$(BIN)/python -m build --no-isolation --outdir dist .
 
 # The container's build context: the project's wheel and every pinned serving dependency,
 # for Linux x86_64 and Python 3.11 whatever this machine is, so the image builds offline.
+# async-timeout is asked for by name: redis needs it on Python before 3.11.3 (Debian 12 has
+# 3.11.2), and pip decides such markers by the Python running it, not by --python-version.
 WHEELHOUSE ?= dist/wheels
 wheelhouse: $(VENV)/.installed-test
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(BIN)/python -m build --no-isolation --wheel --outdir $(WHEELHOUSE) .
+	$(BIN)/python -m build --no-isolation --outdir $(WHEELHOUSE) .  # the wheel from the sdist: no stale build/
+	rm $(WHEELHOUSE)/*.tar.gz
 	sed 's/\[[a-z,]*\]//' requirements.txt > $(WHEELHOUSE)/constraints.txt  # pip's constraints take no extras
 	$(BIN)/python -m pip download --quiet --only-binary=:all: --implementation cp --python-version 3.11 \
 		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 \
-		-d $(WHEELHOUSE) -c $(WHEELHOUSE)/constraints.txt $(WHEELHOUSE)/sentiment_clf-*.whl
+		-d $(WHEELHOUSE) -c $(WHEELHOUSE)/constraints.txt $(WHEELHOUSE)/sentiment_clf-*.whl \
+		'async-timeout>=4.0.3'
 
 CONTAINER ?= docker
 image: wheelhouse
 	$(CONTAINER) build -t sentiment-clf .
 
 clean:
-	rm -rf $(VENV) .venv-mlserver .venv-mlserver-hf .pytest_cache dist
+	rm -rf $(VENV) .venv-mlserver .venv-mlserver-hf .pytest_cache dist site

@@ -16,10 +16,12 @@ nothing here imports from either.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -134,7 +137,8 @@ class LiveServer:
         self._log.close()
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
+        if self.process.poll() is not None:  # killed, or exited by itself
+            self._log.close()
             return
         self.process.terminate()
         try:
@@ -156,6 +160,52 @@ def replica_env(database_url: str, redis_url: str) -> dict:
             "SENTIMENT_CLF_SECRET_KEY": "replicas-share-this-secret"}
 
 
+MIXED_TEXTS = ["that movie was boring", "a gorgeous , witty , seductive movie .", "a dull , lifeless film",
+               "the best film of the year", "an uneven but rewarding experience"]
+
+
+def mixed_load(url: str, seconds: float, clients: int = 16, feedback_share: float = 0.3) -> dict:
+    """``clients`` threads sending predictions and answers (``feedback_share`` of the
+    requests; each with an Idempotency-Key and a client address of its own) to ``url`` for
+    ``seconds``. Returns ``outcomes`` (a Counter of "predict 200", "feedback 201", ...,
+    and "<kind> error at <s> s: <exception>") and ``acknowledged`` (the ids of the answers
+    stored)."""
+    outcomes: collections.Counter = collections.Counter()
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def client(number: int) -> None:
+        session = requests.Session()
+        rng = random.Random(number)
+        while time.monotonic() - started < seconds:
+            text = f"{rng.choice(MIXED_TEXTS)} (client {number}, {uuid.uuid4().hex[:6]})"
+            kind = "feedback" if rng.random() < feedback_share else "predict"
+            try:
+                if kind == "feedback":
+                    response = session.post(f"{url}/feedback", timeout=15,
+                                            json={"model": "sentiment", "query": text, "label": "Positive"},
+                                            headers={"Idempotency-Key": uuid.uuid4().hex,
+                                                     "X-Forwarded-For": f"10.0.0.{number}"})
+                else:
+                    response = session.get(url, params={"query": text}, timeout=15)
+            except requests.RequestException as exc:
+                with lock:
+                    outcomes[f"{kind} error at {time.monotonic() - started:.2f} s: {exc}"] += 1
+                continue
+            with lock:
+                outcomes[f"{kind} {response.status_code}"] += 1
+                if kind == "feedback" and response.status_code == 201:
+                    acknowledged.append(response.json()["id"])
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"outcomes": outcomes, "acknowledged": acknowledged}
+
+
 class Balancer:
     """HAProxy with the documented configuration (deploy/haproxy.cfg) in front of replicas
     on these ports, on a free port of its own."""
@@ -174,6 +224,29 @@ class Balancer:
         self.process.terminate()
         self.process.wait(timeout=10)
         self._log.close()
+
+
+@contextlib.contextmanager
+def replica_topology(folder: Path, database_url: str, redis_url: str, count: int = 3, workers: int = 2):
+    """``count`` replicas (each a gunicorn with ``workers``) on one database and one Redis,
+    behind HAProxy with the documented configuration, all ready; stopped on the way out.
+    Yields a dict: ``replicas``, ``balancer``, ``env``, ``ports``."""
+    env = replica_env(database_url, redis_url)
+    ports = [free_port() for _ in range(count)]
+    replicas = [LiveServer(folder / f"replica{i}.log", workers=workers, env=env, port=port)
+                for i, port in enumerate(ports)]
+    balancer = None
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        balancer = Balancer(folder / "haproxy.log", ports)
+        wait_until(lambda: requests.get(f"{balancer.url}/ready", timeout=2).ok, timeout=30)
+        yield {"replicas": replicas, "balancer": balancer, "env": env, "ports": ports}
+    finally:
+        if balancer:
+            balancer.stop()
+        for replica in replicas:
+            replica.stop()
 
 
 class AnswerCounter:

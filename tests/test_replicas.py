@@ -3,19 +3,15 @@ PostgreSQL and Redis: under mixed load one replica is killed with SIGKILL and re
 no acknowledged answer is lost, the balancer's retries leave no request failed, and
 every replica, the restarted one included, serves the same learned version within 2 s."""
 import json
-import random
 import shutil
-import threading
 import time
-import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
 
-from bench.harness import Balancer, LiveServer, free_port, replica_env, wait_until
+from bench.harness import LiveServer, mixed_load, replica_topology, wait_until
 from sentiment_clf.feedback import Storage
 
 from conftest import ARTIFACTS, need
@@ -23,9 +19,6 @@ from conftest import ARTIFACTS, need
 REPLICAS = 3
 CONCURRENCY = 16
 LOAD_SECONDS = 12
-TEXTS = ["that movie was boring", "a gorgeous , witty , seductive movie .", "a dull , lifeless film",
-         "the best film of the year", "an uneven but rewarding experience"]
-
 
 @pytest.fixture
 def redis_url():
@@ -40,23 +33,8 @@ def redis_url():
 @pytest.fixture
 def topology(tmp_path, postgresql_url, redis_url):
     need(shutil.which("haproxy"), "the replica test needs HAProxy (Debian: apt-get install haproxy)")
-    env = replica_env(postgresql_url, redis_url)
-    ports = [free_port() for _ in range(REPLICAS)]
-    replicas = [LiveServer(tmp_path / f"replica{i}.log", workers=2, env=env, port=port)
-                for i, port in enumerate(ports)]
-    balancer = None
-    try:
-        for replica in replicas:
-            replica.wait_ready()
-        balancer = Balancer(tmp_path / "haproxy.log", ports)
-        wait_until(lambda: requests.get(f"{balancer.url}/ready", timeout=2).ok, timeout=30)
-        yield {"replicas": replicas, "balancer": balancer, "env": env, "tmp": tmp_path, "ports": ports,
-               "database_url": postgresql_url}
-    finally:
-        if balancer:
-            balancer.stop()
-        for replica in replicas:
-            replica.stop()
+    with replica_topology(tmp_path, postgresql_url, redis_url, count=REPLICAS) as topology:
+        yield {**topology, "tmp": tmp_path, "database_url": postgresql_url}
 
 
 def fast_version(url: str) -> str:
@@ -65,41 +43,11 @@ def fast_version(url: str) -> str:
 
 
 def test_a_replica_killed_under_load_loses_no_acknowledged_answer(topology):
-    url = topology["balancer"].url
-    acknowledged: list[int] = []
-    outcomes: Counter = Counter()
-    lock = threading.Lock()
-    stop_at = time.monotonic() + LOAD_SECONDS
-
-    def client(number: int) -> None:
-        session = requests.Session()
-        rng = random.Random(number)
-        while time.monotonic() < stop_at:
-            text = f"{rng.choice(TEXTS)} (client {number}, {uuid.uuid4().hex[:6]})"
-            kind = "feedback" if rng.random() < 0.3 else "predict"
-            try:
-                if kind == "feedback":
-                    response = session.post(f"{url}/feedback", timeout=15,
-                                             json={"model": "sentiment", "query": text, "label": "Positive"},
-                                             headers={"Idempotency-Key": uuid.uuid4().hex,
-                                                      "X-Forwarded-For": f"10.0.0.{number}"})
-                else:
-                    response = session.get(url, params={"query": text}, timeout=15)
-            except requests.RequestException as exc:
-                with lock:
-                    outcomes[f"{kind} error at {time.monotonic() - stop_at + LOAD_SECONDS:.2f} s: {exc}"] += 1
-                continue
-            with lock:
-                outcomes[f"{kind} {response.status_code}"] += 1
-                if kind == "feedback" and response.status_code == 201:
-                    acknowledged.append(response.json()["id"])
-
     victim = topology["replicas"][1]
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        clients = [pool.submit(client, number) for number in range(CONCURRENCY)]
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(mixed_load, topology["balancer"].url, LOAD_SECONDS, CONCURRENCY)
         time.sleep(LOAD_SECONDS / 3)
         killed_at = time.monotonic()
-        print("killed at", killed_at - stop_at + LOAD_SECONDS)
         victim.kill()
         time.sleep(1.0)
         restarted = LiveServer(topology["tmp"] / "replica1-again.log", workers=2, env=topology["env"],
@@ -107,8 +55,7 @@ def test_a_replica_killed_under_load_loses_no_acknowledged_answer(topology):
         topology["replicas"][1] = restarted
         restarted.wait_ready()
         back_at = time.monotonic()
-        for done in clients:
-            done.result()
+        outcomes, acknowledged = load.result().values()
 
     failed = {outcome: n for outcome, n in outcomes.items() if not outcome.endswith((" 200", " 201"))}
     assert failed == {}, (failed, outcomes)  # the balancer retried what the killed replica held
