@@ -280,7 +280,7 @@ def test_an_unknown_setting_in_the_environment_stops_the_start_and_names_the_clo
     assert unknown_variables({"SENTIMENT_CLF_WORKER": "4", "SENTIMENT_CLF_TEST_DATA": "x", "DATABASE_URL": "y",
                               "SENTIMENT_CLF_DATABASE_URL": "z", "SENTIMENT_CLF_PORT": "1", "OTHER": "z",
                               "SENTIMENT_CLF_QWERTY": "1"}) == [
-        "SENTIMENT_CLF_QWERTY is not a setting; the README's Configuration lists them",
+        "SENTIMENT_CLF_QWERTY is not a setting; sentiment-clf config lists them",
         "SENTIMENT_CLF_WORKER is not a setting (did you mean SENTIMENT_CLF_WORKERS?)"]
     monkeypatch.setenv("SENTIMENT_CLF_MAX_QUERY_CHAR", "7")
     with pytest.raises(ValueError, match=r"SENTIMENT_CLF_MAX_QUERY_CHAR is not a setting \(did you mean "
@@ -299,13 +299,13 @@ def test_an_unknown_setting_in_the_environment_stops_the_start_and_names_the_clo
 
 
 
-def test_the_readmes_configuration_table_is_the_settings(monkeypatch):
-    """Declared once: the README's table is what config.py generates from the fields."""
+def test_the_documented_configuration_table_is_the_settings(monkeypatch):
+    """Declared once: the documentation's table is what config.py generates from the fields."""
     from sentiment_clf.config import markdown_table
 
     from conftest import ROOT
 
-    assert markdown_table() in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in (ROOT / "docs" / "reference" / "configuration.md").read_text(encoding="utf-8")
 
 
 def test_a_missing_model_stops_the_app_from_starting(tmp_path):

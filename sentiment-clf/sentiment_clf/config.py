@@ -2,8 +2,8 @@
 
 Every setting is a field of :class:`Settings`, declared once, with its description;
 ``SENTIMENT_CLF_<NAME>`` in the environment sets it (``DATABASE_URL`` too). The
-README's configuration table is generated from these fields (``python -m
-sentiment_clf.config`` prints it; a test holds the README to it), and the Flask app's
+documentation's configuration table is generated from these fields (``python -m
+sentiment_clf.config`` prints it; a test holds the documentation to it), and the Flask app's
 configuration is derived from them (:meth:`Settings.flask_config`).
 
 A ``SENTIMENT_CLF_*`` variable that names no setting stops the start with a message
@@ -77,13 +77,14 @@ class Settings(BaseSettings):
     worker_connections: int = _setting(1000, "connections one worker holds at most", server=True, ge=1)
     balance_connections: bool = _setting(
         True, "new connections go to the worker holding the fewest (see [Slow and idle "
-              "connections](#slow-and-idle-connections))", server=True)
+              "connections](../explanations/hardening.md#slow-and-idle-connections))", server=True)
     request_time_budget: float = _setting(10.0, "seconds of work one request may take; past it, a JSON 503", gt=0)
     max_batch_chars: int = _setting(1_000_000, "characters in one batch request (413 above)", ge=1)
     max_explain_chars: int = _setting(100_000, "characters explained in one request (413 above)", ge=1)
     client_learning_budget: str = _setting(
         "1 per day", "answers of one client learned, at once or by a retrain; the others are stored, not learned "
-                     "(see [Who may teach the models](#who-may-teach-the-models-and-how-much))")
+                     "(see [Who may teach the models]"
+                     "(../explanations/learning.md#who-may-teach-the-models-and-how-much))")
     trusted_api_keys: str = _setting(
         "", "`name:sha256hex,...`: clients whose answers are learned at once (`sentiment-clf new-key NAME`)",
         shown="empty")
@@ -107,11 +108,12 @@ class Settings(BaseSettings):
             "not read, and the answer says so (`\"truncated\": true`)", ge=1, le=1024)
     cors_origins: str = _setting(
         "", "origins whose browser pages may call the API, comma-separated (`https://app.example.com`), or `*` "
-            "for any; the page and /docs stay same-origin ([Browser front-ends](#browser-front-ends-cors))",
+            "for any; the page and /docs stay same-origin ([Browser front-ends]"
+            "(../guides/api.md#browser-front-ends-cors))",
         shown="empty (same origin only)")
     thresholds: str = _setting(
         "", "decision thresholds, `model:label=0.3; ...`: the label is the answer whenever its probability reaches "
-            "it ([Moderation](#moderation-decision-thresholds))", shown="empty (most probable)")
+            "it ([Moderation](../guides/api.md#moderation-decision-thresholds))", shown="empty (most probable)")
 
     @field_validator("feedback_rate_limit", "client_learning_budget")
     @classmethod
@@ -194,7 +196,7 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
         if name.startswith(PREFIX) and not name.startswith(TEST_PREFIX) and name not in known:
             close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(suffixes), n=1, cutoff=0.6)
             found.append(f"{name} is not a setting" + (f" (did you mean {suffixes[close[0]]}?)" if close else
-                                                       "; the README's Configuration lists them"))
+                                                       "; sentiment-clf config lists them"))
     return found
 
 
@@ -206,7 +208,7 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
 
 
 def markdown_table() -> str:
-    """The README's configuration table, from the fields."""
+    """The documentation's configuration table (docs/reference/configuration.md), from the fields."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         shown = _extra(field).get("shown_default")
