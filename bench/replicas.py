@@ -22,11 +22,16 @@ from bench.harness import machine, mixed_load, replica_topology, save_results
 logger = logging.getLogger("bench.replicas")
 
 
-def counters(engine, database: str) -> dict[str, float]:
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT xact_commit + xact_rollback, tup_returned, tup_fetched, tup_inserted "
+def counters(admin, served, database: str) -> dict[str, float]:
+    """PostgreSQL's own counts for ``database``: transactions, rows, and the scans of its
+    tables (each query that reads a table scans it once: about the queries that read)."""
+    with admin.connect() as conn:
+        row = conn.execute(text("SELECT xact_commit + xact_rollback, tup_returned, tup_fetched "
                                 "FROM pg_stat_database WHERE datname = :name"), {"name": database}).one()
-    return {"transactions": row[0], "rows_returned": row[1], "rows_fetched": row[2], "rows_inserted": row[3],
+    with served.connect() as conn:
+        scans = conn.execute(text("SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) "
+                                  "FROM pg_stat_user_tables")).scalar_one()
+    return {"transactions": row[0], "rows_returned": row[1], "rows_fetched": row[2], "table_scans": float(scans),
             "at": time.monotonic()}
 
 
@@ -50,17 +55,18 @@ def main() -> None:
         conn.execute(text(f'CREATE DATABASE "{database}"'))
     folder = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
     url = admin_url.rsplit("/", 1)[0].replace("+psycopg", "") + f"/{database}"
+    served = create_engine(admin_url.rsplit("/", 1)[0] + f"/{database}", isolation_level="AUTOCOMMIT")
     try:
         with replica_topology(folder, url, args.redis) as topology:
             balancer = topology["balancer"]
             time.sleep(3)  # past the start's first reads
-            before = counters(admin, database)
+            before = counters(admin, served, database)
             time.sleep(args.seconds)
-            idle = rates(before, counters(admin, database))
+            idle = rates(before, counters(admin, served, database))
             logger.info("idle, 3 instances x 2 workers: %s per second", idle)
-            before = counters(admin, database)
+            before = counters(admin, served, database)
             outcomes = mixed_load(balancer.url, args.seconds, clients=16, feedback_share=0.1)["outcomes"]
-            busy = rates(before, counters(admin, database))
+            busy = rates(before, counters(admin, served, database))
         done = {"predictions": outcomes["predict 200"], "feedback": outcomes["feedback 201"],
                 "failed": sum(n for kind, n in outcomes.items() if not kind.endswith((" 200", " 201")))}
         per_second = {key: round(value / args.seconds, 1) for key, value in done.items()}
@@ -69,6 +75,7 @@ def main() -> None:
                                        "idle_per_second": idle, "load_per_second": busy,
                                        "requests_per_second": per_second})
     finally:
+        served.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 

@@ -19,7 +19,7 @@ import requests
 from bench.harness import free_port
 from sentiment_clf import Classifier
 
-from conftest import MODELS_DIR, ROOT, building, need
+from conftest import ARTIFACTS, MODELS_DIR, ROOT, building, need
 
 BASE = "localhost/sentiment-clf-base:bookworm"
 TEXT = "that movie was boring"
@@ -70,12 +70,12 @@ def image(podman, tmp_path_factory) -> str:
     podman("rmi", "-f", tag, check=False)
 
 
-def wait_ready(url: str, seconds: float = 90) -> float:
+def wait_ready(url: str, seconds: float = 90) -> None:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         try:
             if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                return time.monotonic() - started
+                return
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
@@ -100,11 +100,13 @@ def test_the_container_serves_keeps_feedback_across_a_restart_and_stops_cleanly(
     port = free_port()
     name, volume = f"sentiment-clf-{uuid.uuid4().hex[:8]}", f"sentiment-clf-data-{uuid.uuid4().hex[:8]}"
     url = f"http://127.0.0.1:{port}"
+    launched = time.monotonic()
     podman("run", "--detach", "--name", name, "--network", "host", "--read-only", "--read-only-tmpfs=false",
            "--tmpfs", "/tmp", "--volume", f"{volume}:/data", "--health-interval", "disable",
            "--env", f"SENTIMENT_CLF_PORT={port}", "--env", "SENTIMENT_CLF_HOST=127.0.0.1", image)
     try:
         wait_ready(url)
+        first_ready = time.monotonic() - launched
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
         assert podman("healthcheck", "run", name, check=False).returncode == 0  # the image's own check
         checkout = Classifier.load(MODELS_DIR)
@@ -122,10 +124,17 @@ def test_the_container_serves_keeps_feedback_across_a_restart_and_stops_cleanly(
         assert state["ExitCode"] == 0 and not state["OOMKilled"]
         assert "Shutting down: Master" in podman("logs", name).stderr
 
+        restarted = time.monotonic()
         podman("start", name)
         wait_ready(url)
+        ready_again = time.monotonic() - restarted
         models = {(m["name"], m["variant"]): m for m in requests.get(f"{url}/models", timeout=10).json()["models"]}
         assert models["sentiment", "fast"]["feedback_stored"] == 1
+        [inspected] = json.loads(podman("image", "inspect", image).stdout)
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "container.json").write_text(json.dumps({
+            "image_bytes": inspected["Size"], "seconds_to_ready": round(first_ready, 2),
+            "seconds_to_ready_after_restart": round(ready_again, 2)}, indent=1))
     finally:
         podman("rm", "--force", "--time", "5", name, check=False)
         podman("volume", "rm", "--force", volume, check=False)
