@@ -56,9 +56,9 @@ from bench.harness import (
     wait_until,
     worker_pids,
 )
+from sentiment_clf.paths import MODELS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "sentiment-clf" / "lib" / "models" / "accurate"
+MODEL_DIR = MODELS_DIR / "accurate"
 TEXT = "a gorgeous, witty and moving film that never quite finds its footing but still leaves you smiling"
 BATCH = 32
 # Tweets for the partner's cost: short, long, stretched spellings, a mention and a link.

@@ -3,6 +3,7 @@
 code; the document itself is published beside it as openapi.json."""
 from __future__ import annotations
 
+import functools
 import json
 
 from mkdocs.structure.files import File, Files
@@ -13,6 +14,7 @@ from sentiment_clf.web import openapi, schemas, ui
 MARKER = "<!-- openapi operations -->"
 
 
+@functools.cache
 def _document() -> dict:
     settings = Settings()
     return openapi.build(schemas.build(settings.max_query_chars, settings.max_batch, ui.served_names()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.harness import free_port
+from bench.harness import free_port, wait_until
 from sentiment_clf import Classifier
 
 from conftest import ARTIFACTS, MODELS_DIR, ROOT, building, need
@@ -70,18 +70,6 @@ def image(podman, tmp_path_factory) -> str:
     podman("rmi", "-f", tag, check=False)
 
 
-def wait_ready(url: str, seconds: float = 90) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} was not ready within {seconds} s")
-
-
 def test_the_image_holds_the_service_alone(podman, image):
     [inspected] = json.loads(podman("image", "inspect", image).stdout)
     config = inspected["Config"]
@@ -105,7 +93,7 @@ def test_the_container_serves_keeps_feedback_across_a_restart_and_stops_cleanly(
            "--tmpfs", "/tmp", "--volume", f"{volume}:/data", "--health-interval", "disable",
            "--env", f"SENTIMENT_CLF_PORT={port}", "--env", "SENTIMENT_CLF_HOST=127.0.0.1", image)
     try:
-        wait_ready(url)
+        wait_until(lambda: requests.get(f"{url}/ready", timeout=2).status_code == 200, timeout=90)
         first_ready = time.monotonic() - launched
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
         assert podman("healthcheck", "run", name, check=False).returncode == 0  # the image's own check
@@ -126,7 +114,7 @@ def test_the_container_serves_keeps_feedback_across_a_restart_and_stops_cleanly(
 
         restarted = time.monotonic()
         podman("start", name)
-        wait_ready(url)
+        wait_until(lambda: requests.get(f"{url}/ready", timeout=2).status_code == 200, timeout=90)
         ready_again = time.monotonic() - restarted
         models = {(m["name"], m["variant"]): m for m in requests.get(f"{url}/models", timeout=10).json()["models"]}
         assert models["sentiment", "fast"]["feedback_stored"] == 1

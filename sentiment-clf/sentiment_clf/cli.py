@@ -103,8 +103,7 @@ def versions(models: tuple[str, ...], variant: str, database_url: str | None) ->
     from sentiment_clf.tasks import MODELS
 
     for name in models:
-        if name not in MODELS:
-            raise click.BadParameter(f"no model {name!r} (models: {', '.join(MODELS)})", param_hint="--model")
+        _known_model(name, "--model")
     storage = _storage(database_url)
     try:
         for line in version_lines(storage, list(models) or list(MODELS), variant):
@@ -119,10 +118,7 @@ def versions(models: tuple[str, ...], variant: str, database_url: str | None) ->
 @click.option("--database-url", help="default: the service's database (DATABASE_URL, or SQLite in the data dir)")
 def rollback(model: str, variant: str, database_url: str | None) -> None:
     """Serve MODEL's version served before the current one (exit 1 if the base model serves)."""
-    from sentiment_clf.tasks import MODELS
-
-    if model not in MODELS:
-        raise click.BadParameter(f"no model {model!r} (models: {', '.join(MODELS)})", param_hint="MODEL")
+    _known_model(model, "MODEL")
     storage = _storage(database_url)
     try:
         code, line = roll_back(storage, model, variant)
@@ -196,6 +192,13 @@ def _training_command(name: str) -> click.Command:
 
 for _name in TRAINING_COMMANDS:
     main.add_command(_training_command(_name))
+
+
+def _known_model(name: str, hint: str) -> None:
+    from sentiment_clf.tasks import MODELS
+
+    if name not in MODELS:
+        raise click.BadParameter(f"no model {name!r} (models: {', '.join(MODELS)})", param_hint=hint)
 
 
 def _storage(database_url: str | None):

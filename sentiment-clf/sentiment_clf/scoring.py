@@ -154,16 +154,20 @@ def score_chunk(frame: pd.DataFrame, column: str, model: str, variant: str, mode
     """``frame`` with each row's answer in added columns: prediction, confidence, one
     ``p_<label>`` per label, the levels' predictions (``fine_prediction``), version, variant
     and error (empty, or why the row was not scored)."""
-    classifier = load_classifier(models_dir, variant == "accurate")
     reasons = [why_bad(text, max_chars) for text in frame[column]]
-    good = [i for i, reason in enumerate(reasons) if reason is None]
-    answers = classifier.predict([frame[column].iloc[i].strip() for i in good], model, variant)
     labels = MODELS[model].labels
     added: dict[str, list] = {name: [None] * len(frame) for name in ("prediction", "confidence")}
     added.update({f"p_{label}": [None] * len(frame) for label in labels})
     added.update({f"{key}_prediction": [None] * len(frame) for key in MODELS[model].levels})
     added.update({"version": [None] * len(frame), "variant": [variant] * len(frame),
                   "error": [reason or "" for reason in reasons]})
+    taken = [name for name in added if name in frame.columns]
+    if taken:  # refused before any text is scored
+        raise ScoringError(f"the input already has the column(s) {', '.join(taken)} that the answers add; "
+                           "rename them")
+    classifier = load_classifier(models_dir, variant == "accurate")
+    good = [i for i, reason in enumerate(reasons) if reason is None]
+    answers = classifier.predict([frame[column].iloc[i].strip() for i in good], model, variant)
     for i, answer in zip(good, answers, strict=True):
         added["prediction"][i], added["confidence"][i] = answer["prediction"], answer["confidence"]
         for label in labels:
@@ -171,10 +175,6 @@ def score_chunk(frame: pd.DataFrame, column: str, model: str, variant: str, mode
         for key in MODELS[model].levels:
             added[f"{key}_prediction"][i] = answer[key]["prediction"]
         added["version"][i] = answer["version"]
-    taken = [name for name in added if name in frame.columns]
-    if taken:
-        raise ScoringError(f"the input already has the column(s) {', '.join(taken)} that the answers add; "
-                           "rename them")
     return frame.reset_index(drop=True).assign(**{name: pd.Series(values, dtype=_dtype(name))
                                                   for name, values in added.items()})
 
